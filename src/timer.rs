@@ -52,16 +52,36 @@
 //! something due next tick, and [`TimerWheel::expire`] jumps over empty
 //! stretches instead of walking them tick by tick.
 //!
+//! # Slots are vectors of records; cancel leaves a tombstone
+//!
+//! The textbook wheel threads each slot as an intrusive doubly linked list,
+//! which makes cancel an unlink. This wheel's first version did that, and
+//! expiring a million timers cost 263 ns per timer: a cascade walks every
+//! list once per level, and each step of a list walk is a cache miss that
+//! cannot start until the previous one ends.
+//!
+//! So a slot here is a `Vec` of 16-byte records `(deadline, index,
+//! generation)`, and the timer's value lives in a slab entry. A cascade
+//! moves records from vector to vector and never reads an entry; firing
+//! reads one entry per record, and those reads are independent, so the CPU
+//! overlaps their misses. Cancel removes the slab entry and leaves the
+//! record where it is: a *tombstone*, which the generation check skips when
+//! its slot comes up. Tombstones are bounded: when they outnumber live
+//! timers by more than 4,096, a sweep drops them all (its cost, spread
+//! over the cancels that made it necessary, is a constant per cancel).
+//!
 //! # Costs
 //!
 //! | operation | cost |
 //! | --- | --- |
-//! | [`insert`](TimerWheel::insert) | `O(1)`: a slab insert and a list push |
-//! | [`cancel`](TimerWheel::cancel) | `O(1)`: a generation check and a list unlink |
-//! | [`expire`](TimerWheel::expire) | `O(fired + cascaded + LEVELS × occupied slots reached)` |
+//! | [`insert`](TimerWheel::insert) | `O(1)` amortised: a slab insert and a vector push |
+//! | [`cancel`](TimerWheel::cancel) | `O(1)` amortised: a generation check and a slab remove; now and then a sweep |
+//! | [`expire`](TimerWheel::expire) | `O(fired + cascaded + tombstones reached)` plus `O(LEVELS)` per occupied slot reached |
 //! | [`next_deadline`](TimerWheel::next_deadline) | `O(LEVELS)`: one bitmap scan per level |
 //!
-//! Memory is one slab entry per live timer plus a fixed 11 × 64 slot heads.
+//! Memory: a slab entry per live timer, a 16-byte record per live timer and
+//! per tombstone (at most one per live timer plus 4,096), and 11 × 64 slot
+//! vectors that keep up to 16 KiB each for reuse.
 //!
 //! # What a tick means
 //!
@@ -92,49 +112,141 @@ const SLOTS: usize = 1 << SLOT_BITS;
 /// Number of levels. 11 × 6 = 66 bits ≥ 64, so every `u64` deadline has a
 /// level and no deadline is ever clamped or fired early, however far ahead.
 pub const LEVELS: usize = 11;
-/// End of a slot list.
+/// Tombstones tolerated before a sweep, beyond one per live timer: small
+/// wheels never sweep, and a sweep costs at most about two records per
+/// cancel that made it necessary (amortised `O(1)`).
+const SWEEP_SLACK: usize = 4096;
+/// Records per block: 62 × 16 bytes plus the block's two links is 1 KiB,
+/// large enough that a cascade reads memory sequentially, small enough that
+/// a nearly empty slot wastes little.
+const BLOCK_RECORDS: usize = 62;
+/// End of a block chain.
 const NIL: u32 = u32::MAX;
+/// Inserts between unconditional sweeps. Generations are 32-bit and wrap;
+/// a sweep every 2^31 inserts means no tombstone is ever older than 2^31
+/// generations, so none can be mistaken for a newer timer in its index.
+const GENERATION_SWEEP: u32 = 1 << 31;
 
 /// Names one inserted timer, for [`TimerWheel::cancel`].
 ///
 /// Ids are generational: the slab index of a fired or cancelled timer is
 /// reused by later inserts, and the generation tells the new timer from the
 /// old, so a stale id held by a connection that has moved on never cancels
-/// somebody else's timer. The generation is a wheel-wide counter of inserts,
-/// so a stale id could only match after 2^32 further inserts that happen to
-/// land in the same slab index.
+/// somebody else's timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId {
     index: u32,
     generation: u32,
 }
 
-/// Which list an entry is linked into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    /// `slots[level][slot]`.
-    Slot { level: u8, slot: u8 },
-    /// The overdue list: inserted with a deadline already passed; fires on
-    /// the next [`TimerWheel::expire`].
-    Overdue,
+/// What a slot holds: enough to cascade a timer without touching its entry.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    deadline: Tick,
+    id: TimerId,
 }
 
+impl Record {
+    const EMPTY: Record = Record {
+        deadline: 0,
+        id: TimerId {
+            index: NIL,
+            generation: 0,
+        },
+    };
+}
+
+/// A live timer in the slab. Its record sits in some slot; the entry is only
+/// read when the record fires, is cancelled, or is swept.
 #[derive(Debug)]
 struct Entry<T> {
-    deadline: Tick,
     generation: u32,
-    place: Place,
-    prev: u32,
-    next: u32,
     value: T,
 }
 
-/// One ring of 64 slots, each the head of a doubly linked list threaded
-/// through the entry slab, and the bitmap of which slots are non-empty.
+/// A piece of a slot's list: records filled front to back, then the next
+/// block. Blocks come from one arena per wheel and go back to its free list.
 #[derive(Debug, Clone)]
+struct Block {
+    records: [Record; BLOCK_RECORDS],
+    len: u32,
+    next: u32,
+}
+
+/// A slot's list of blocks: records are pushed at the tail block.
+#[derive(Debug, Clone, Copy)]
+struct Chain {
+    head: u32,
+    tail: u32,
+}
+
+impl Chain {
+    const EMPTY: Chain = Chain {
+        head: NIL,
+        tail: NIL,
+    };
+}
+
+/// The blocks behind every chain, with a free list threaded through
+/// `next`. Blocks are reused, never returned to the allocator: the wheel's
+/// memory is that of the most records it has held at once.
+#[derive(Debug)]
+struct Arena {
+    blocks: Vec<Block>,
+    free: u32,
+}
+
+impl Arena {
+    /// Appends a record to a chain, taking a new tail block when the last
+    /// one is full.
+    #[inline]
+    fn push(&mut self, chain: &mut Chain, record: Record) {
+        if chain.tail == NIL || self.blocks[chain.tail as usize].len as usize == BLOCK_RECORDS {
+            let block = self.alloc();
+            match chain.tail {
+                NIL => chain.head = block,
+                tail => self.blocks[tail as usize].next = block,
+            }
+            chain.tail = block;
+        }
+        let tail = &mut self.blocks[chain.tail as usize];
+        tail.records[tail.len as usize] = record;
+        tail.len += 1;
+    }
+
+    fn alloc(&mut self) -> u32 {
+        if self.free != NIL {
+            let block = self.free;
+            let b = &mut self.blocks[block as usize];
+            self.free = b.next;
+            b.len = 0;
+            b.next = NIL;
+            return block;
+        }
+        self.blocks.push(Block {
+            records: [Record::EMPTY; BLOCK_RECORDS],
+            len: 0,
+            next: NIL,
+        });
+        // 2^32 blocks of 1 KiB is 4 TiB: memory runs out long before.
+        u32::try_from(self.blocks.len() - 1).expect("timer block arena exceeds u32 indices")
+    }
+
+    /// Puts a read block on the free list; returns the block after it.
+    fn free_block(&mut self, block: u32) -> u32 {
+        let b = &mut self.blocks[block as usize];
+        let next = b.next;
+        b.next = self.free;
+        self.free = block;
+        next
+    }
+}
+
+/// One ring of 64 slots and the bitmap of which slots are non-empty.
+#[derive(Debug)]
 struct Level {
     occupied: u64,
-    heads: [u32; SLOTS],
+    slots: [Chain; SLOTS],
 }
 
 /// A hierarchical hashed timing wheel holding values of type `T`.
@@ -159,8 +271,13 @@ struct Level {
 pub struct TimerWheel<T> {
     entries: Slab<Entry<T>>,
     levels: [Level; LEVELS],
-    /// Head of the overdue list.
-    overdue: u32,
+    /// Records inserted with a deadline already passed: they fire on the
+    /// next [`expire`](Self::expire).
+    overdue: Chain,
+    /// The blocks behind every chain.
+    arena: Arena,
+    /// Records in all slots and `overdue`, live and tombstones alike.
+    records: usize,
     /// The last tick [`expire`](Self::expire) has processed: every entry due
     /// at or before it has fired.
     elapsed: Tick,
@@ -186,9 +303,14 @@ impl<T> TimerWheel<T> {
             entries: Slab::with_capacity(capacity),
             levels: std::array::from_fn(|_| Level {
                 occupied: 0,
-                heads: [NIL; SLOTS],
+                slots: [Chain::EMPTY; SLOTS],
             }),
-            overdue: NIL,
+            overdue: Chain::EMPTY,
+            arena: Arena {
+                blocks: Vec::with_capacity(capacity / BLOCK_RECORDS),
+                free: NIL,
+            },
+            records: 0,
             elapsed: 0,
             generation: 0,
         }
@@ -209,54 +331,61 @@ impl<T> TimerWheel<T> {
         self.elapsed
     }
 
-    /// Adds a timer that fires at `deadline` and returns its id. `O(1)`.
+    /// Adds a timer that fires at `deadline` and returns its id. `O(1)`
+    /// (amortised: a slot's vector may grow).
     ///
     /// A deadline at or before [`now`](Self::now) is already due: it fires
     /// on the next [`expire`](Self::expire), whatever tick that is given.
     pub fn insert(&mut self, deadline: Tick, value: T) -> TimerId {
         let generation = self.generation;
         self.generation = self.generation.wrapping_add(1);
-        let key = self.entries.insert(Entry {
-            deadline,
-            generation,
-            place: Place::Overdue,
-            prev: NIL,
-            next: NIL,
-            value,
-        });
+        if self.generation % GENERATION_SWEEP == 0 {
+            self.sweep();
+        }
+        let key = self.entries.insert(Entry { generation, value });
         // A slab of 2^32 timers would need well over 100 GiB; a failed
         // conversion here means memory ran out long before.
         let index = u32::try_from(key).expect("timer slab exceeds u32 indices");
-        self.place(index);
-        TimerId { index, generation }
+        let id = TimerId { index, generation };
+        self.place(Record { deadline, id });
+        id
     }
 
     /// Removes a live timer and returns its value; `None` if the id has
-    /// already fired, been cancelled, or names a reused slot. `O(1)`.
+    /// already fired, been cancelled, or names a reused slot. `O(1)`
+    /// (amortised: now and then it triggers a sweep of tombstones).
+    ///
+    /// Only the entry is removed; its record stays in its slot as a
+    /// tombstone, skipped when the slot comes up.
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
         let entry = self.entries.get(id.index as usize)?;
         if entry.generation != id.generation {
             return None;
         }
-        self.unlink(id.index);
-        Some(self.entries.remove(id.index as usize).value)
+        let value = self.entries.remove(id.index as usize).value;
+        if self.records - self.entries.len() > self.entries.len() + SWEEP_SLACK {
+            self.sweep();
+        }
+        Some(value)
     }
 
-    /// The deadline of a live timer, or `None` as for [`cancel`](Self::cancel).
-    pub fn deadline(&self, id: TimerId) -> Option<Tick> {
-        self.entries
-            .get(id.index as usize)
-            .filter(|e| e.generation == id.generation)
-            .map(|e| e.deadline)
+    /// True while `id` names a timer that has neither fired nor been
+    /// cancelled.
+    pub fn contains(&self, id: TimerId) -> bool {
+        self.live(id).is_some()
     }
 
     /// The earliest tick at which [`expire`](Self::expire) may have work:
-    /// `None` when the wheel is empty. Exact for timers due within the
-    /// current 64-tick block, otherwise the start of the slot that holds the
-    /// earliest timer (a lower bound: never later than the true deadline).
-    /// If an overdue timer waits, this is [`now`](Self::now). `O(LEVELS)`.
+    /// `None` when no timer is live. Exact for timers due within the
+    /// current 64-tick block, otherwise the start of the earliest non-empty
+    /// slot (a lower bound: never later than the true deadline, earlier if
+    /// that slot holds only later or cancelled timers). If an overdue timer
+    /// waits, this is [`now`](Self::now). `O(LEVELS)`.
     pub fn next_deadline(&self) -> Option<Tick> {
-        if self.overdue != NIL {
+        if self.entries.is_empty() {
+            return None;
+        }
+        if self.overdue.head != NIL {
             return Some(self.elapsed);
         }
         self.next_slot().map(|(_, _, tick)| tick)
@@ -273,103 +402,149 @@ impl<T> TimerWheel<T> {
     /// [`now`](Self::now) is treated as no advance: time does not go back.
     pub fn expire(&mut self, now: Tick, out: &mut Vec<T>) -> usize {
         let before = out.len();
-        while self.overdue != NIL {
-            let index = self.overdue;
-            self.unlink(index);
-            out.push(self.entries.remove(index as usize).value);
-        }
+        let overdue = std::mem::replace(&mut self.overdue, Chain::EMPTY);
+        self.drain_chain(overdue, |wheel, record| wheel.fire(record.id, out));
         // Visit occupied slots in deadline order. Each visit moves `elapsed`
         // to the slot's start, fires what is due and cascades the rest to a
-        // lower level, so the loop ends after at most one visit per level
-        // per cascaded slot plus one per fired level-0 slot.
+        // lower level: one visit per level per cascaded slot at most, plus
+        // one per level-0 slot that fires.
         while let Some((level, slot, start)) = self.next_slot() {
             if start > now {
                 break;
             }
             self.elapsed = start;
-            let mut index = self.take_slot(level, slot);
-            while index != NIL {
-                let next = self.entries[index as usize].next;
-                if self.entries[index as usize].deadline <= start {
-                    out.push(self.entries.remove(index as usize).value);
+            let chain = self.take_slot(level, slot);
+            self.drain_chain(chain, |wheel, record| {
+                if record.deadline <= start {
+                    wheel.fire(record.id, out);
                 } else {
-                    self.place(index);
+                    // Later in this slot's span: a lower level now. Moving
+                    // the record does not touch the entry.
+                    wheel.place(record);
                 }
-                index = next;
-            }
+            });
         }
         self.elapsed = self.elapsed.max(now);
         out.len() - before
     }
 
-    /// Links the (unlinked) entry `index` into the list its deadline
-    /// belongs to, relative to `elapsed`.
-    fn place(&mut self, index: u32) {
-        let deadline = self.entries[index as usize].deadline;
-        let place = if deadline <= self.elapsed {
-            Place::Overdue
-        } else {
-            let level = level_for(self.elapsed, deadline);
-            Place::Slot {
-                level: level as u8,
-                slot: slot_for(deadline, level) as u8,
-            }
-        };
-        let head = match place {
-            Place::Overdue => &mut self.overdue,
-            Place::Slot { level, slot } => {
-                let lvl = &mut self.levels[level as usize];
-                lvl.occupied |= 1 << slot;
-                &mut lvl.heads[slot as usize]
-            }
-        };
-        let old_head = std::mem::replace(head, index);
-        if old_head != NIL {
-            self.entries[old_head as usize].prev = index;
-        }
-        let entry = &mut self.entries[index as usize];
-        entry.place = place;
-        entry.prev = NIL;
-        entry.next = old_head;
+    /// The live entry `id` names, if any.
+    fn live(&self, id: TimerId) -> Option<&Entry<T>> {
+        self.entries
+            .get(id.index as usize)
+            .filter(|e| e.generation == id.generation)
     }
 
-    /// Unlinks entry `index` from its list, leaving it in the slab.
-    fn unlink(&mut self, index: u32) {
-        let (prev, next, place) = {
-            let e = &self.entries[index as usize];
-            (e.prev, e.next, e.place)
+    /// Fires the timer behind a due record, unless it is a tombstone.
+    fn fire(&mut self, id: TimerId, out: &mut Vec<T>) {
+        if self.live(id).is_some() {
+            out.push(self.entries.remove(id.index as usize).value);
+        }
+    }
+
+    /// Puts a record in the chain its deadline belongs to, relative to
+    /// `elapsed`.
+    fn place(&mut self, record: Record) {
+        self.records += 1;
+        let chain = if record.deadline <= self.elapsed {
+            &mut self.overdue
+        } else {
+            let level = level_for(self.elapsed, record.deadline);
+            let slot = slot_for(record.deadline, level);
+            let lvl = &mut self.levels[level];
+            lvl.occupied |= 1 << slot;
+            &mut lvl.slots[slot]
         };
-        if next != NIL {
-            self.entries[next as usize].prev = prev;
+        self.arena.push(chain, record);
+    }
+
+    /// Detaches a slot's chain and clears its occupancy bit.
+    fn take_slot(&mut self, level: usize, slot: usize) -> Chain {
+        let lvl = &mut self.levels[level];
+        lvl.occupied &= !(1 << slot);
+        std::mem::replace(&mut lvl.slots[slot], Chain::EMPTY)
+    }
+
+    /// Hands every record of a detached chain to `f`, in order, returning
+    /// each block to the free list once read, so `f` may place records into
+    /// other chains and reuse those very blocks.
+    fn drain_chain(&mut self, chain: Chain, mut f: impl FnMut(&mut Self, Record)) {
+        let mut block = chain.head;
+        while block != NIL {
+            let len = self.arena.blocks[block as usize].len as usize;
+            self.records -= len;
+            for i in 0..len {
+                let record = self.arena.blocks[block as usize].records[i];
+                f(self, record);
+            }
+            block = self.arena.free_block(block);
         }
-        if prev != NIL {
-            self.entries[prev as usize].next = next;
-            return;
-        }
-        // `index` was the head of its list.
-        match place {
-            Place::Overdue => self.overdue = next,
-            Place::Slot { level, slot } => {
-                let lvl = &mut self.levels[level as usize];
-                lvl.heads[slot as usize] = next;
-                if next == NIL {
-                    lvl.occupied &= !(1 << slot);
+    }
+
+    /// Drops every tombstone: `O(records)`, run when tombstones outnumber
+    /// live timers by [`SWEEP_SLACK`], and every [`GENERATION_SWEEP`]
+    /// inserts.
+    fn sweep(&mut self) {
+        self.overdue = self.compact(self.overdue);
+        for level in 0..LEVELS {
+            let mut occupied = self.levels[level].occupied;
+            while occupied != 0 {
+                let slot = occupied.trailing_zeros() as usize;
+                occupied &= occupied - 1;
+                let chain = self.compact(self.levels[level].slots[slot]);
+                self.levels[level].slots[slot] = chain;
+                if chain.head == NIL {
+                    self.levels[level].occupied &= !(1 << slot);
                 }
             }
         }
     }
 
-    /// Detaches a whole slot list and returns its head; the entries keep
-    /// their links to each other and are re-placed or removed one by one.
-    fn take_slot(&mut self, level: usize, slot: usize) -> u32 {
-        let lvl = &mut self.levels[level];
-        lvl.occupied &= !(1 << slot);
-        std::mem::replace(&mut lvl.heads[slot], NIL)
+    /// Squeezes the tombstones out of a chain in place: live records slide
+    /// toward the head and emptied blocks at the end are freed.
+    fn compact(&mut self, chain: Chain) -> Chain {
+        let (mut write, mut at) = (chain.head, 0usize);
+        let mut read = chain.head;
+        while read != NIL {
+            let len = self.arena.blocks[read as usize].len as usize;
+            for i in 0..len {
+                let record = self.arena.blocks[read as usize].records[i];
+                if self.live(record.id).is_none() {
+                    self.records -= 1;
+                    continue;
+                }
+                if at == BLOCK_RECORDS {
+                    self.arena.blocks[write as usize].len = BLOCK_RECORDS as u32;
+                    write = self.arena.blocks[write as usize].next;
+                    at = 0;
+                }
+                self.arena.blocks[write as usize].records[at] = record;
+                at += 1;
+            }
+            read = self.arena.blocks[read as usize].next;
+        }
+        if chain.head == NIL || (write == chain.head && at == 0) {
+            let mut block = chain.head;
+            while block != NIL {
+                block = self.arena.free_block(block);
+            }
+            return Chain::EMPTY;
+        }
+        let tail = &mut self.arena.blocks[write as usize];
+        tail.len = at as u32;
+        let mut rest = std::mem::replace(&mut tail.next, NIL);
+        while rest != NIL {
+            rest = self.arena.free_block(rest);
+        }
+        Chain {
+            head: chain.head,
+            tail: write,
+        }
     }
 
     /// The earliest occupied slot as `(level, slot, start tick)`.
     ///
-    /// Lower levels always come first: every entry at level `L` agrees with
+    /// Lower levels always come first: every record at level `L` agrees with
     /// `elapsed` on all digits above `L` and lies strictly ahead of it on
     /// digit `L`, so any slot at level `L` starts after the whole current
     /// block of level `L - 1` ends.
@@ -534,10 +709,10 @@ mod tests {
     fn cancel_returns_value_once() {
         let mut wheel = TimerWheel::new();
         let id = wheel.insert(100, 7);
-        assert_eq!(wheel.deadline(id), Some(100));
+        assert!(wheel.contains(id));
         assert_eq!(wheel.cancel(id), Some(7));
         assert_eq!(wheel.cancel(id), None);
-        assert_eq!(wheel.deadline(id), None);
+        assert!(!wheel.contains(id));
         assert!(fire(&mut wheel, 1_000).is_empty());
     }
 
@@ -564,6 +739,7 @@ mod tests {
         fired.sort();
         assert_eq!(fired, [1, 3]);
         assert_eq!(wheel.levels[0].occupied, 0);
+        assert_eq!(wheel.records, 0);
     }
 
     #[test]
@@ -573,5 +749,47 @@ mod tests {
         assert_eq!(fire(&mut wheel, 10), [1]);
         wheel.insert(10, 2); // a handler re-arming at "now"
         assert_eq!(fire(&mut wheel, 10), [2]);
+    }
+
+    #[test]
+    fn tombstones_stay_bounded_by_sweeps() {
+        let mut wheel = TimerWheel::new();
+        let ids: Vec<_> = (0..20_000u64).map(|i| wheel.insert(1_000 + i, i)).collect();
+        for &id in &ids[..19_000] {
+            wheel.cancel(id);
+            assert!(
+                wheel.records <= 2 * wheel.len() + SWEEP_SLACK + 1,
+                "{} records for {} live",
+                wheel.records,
+                wheel.len()
+            );
+        }
+        let mut fired = fire(&mut wheel, 100_000);
+        fired.sort();
+        assert_eq!(fired, (19_000..20_000).collect::<Vec<_>>());
+        assert_eq!(wheel.records, 0);
+    }
+
+    #[test]
+    fn sweep_keeps_live_timers_and_their_deadlines() {
+        let mut wheel = TimerWheel::new();
+        let a = wheel.insert(70, 'a');
+        let b = wheel.insert(5_000, 'b');
+        let c = wheel.insert(9, 'c');
+        wheel.cancel(b);
+        wheel.sweep();
+        assert_eq!(wheel.records, 2);
+        assert!(wheel.contains(a) && wheel.contains(c) && !wheel.contains(b));
+        assert_eq!(fire(&mut wheel, 9), ['c']);
+        assert_eq!(fire(&mut wheel, 70), ['a']);
+    }
+
+    #[test]
+    fn next_deadline_is_none_when_only_tombstones_remain() {
+        let mut wheel = TimerWheel::new();
+        let id = wheel.insert(500, ());
+        wheel.cancel(id);
+        assert_eq!(wheel.next_deadline(), None);
+        assert!(fire(&mut wheel, 1_000).is_empty());
     }
 }
