@@ -1,0 +1,130 @@
+//! Every limit the reactor enforces, each a named default with the reason
+//! for its value. [`Config::default`] is what a server gets unless it says
+//! otherwise; every field is public so an embedder sets exactly what it
+//! needs.
+
+use std::time::Duration;
+
+/// Idle timeout: nginx's `keepalive_timeout` is 75 s, Go's `IdleTimeout`
+/// defaults to its read timeout; a minute frees a forgotten connection's
+/// descriptor without bothering a human at a prompt.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Output waiting this long with no byte accepted by the peer is given up
+/// (nginx's `send_timeout` is 60 s; a peer that reads nothing for 30 s is
+/// gone or hostile).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// An outbound connect on loopback or a LAN completes in well under a
+/// millisecond; 10 s covers a slow WAN and SYN retries (1 s, 3 s).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Graceful shutdown's deadline before remaining connections are cut
+/// (Kubernetes gives 30 s in all; 5 s leaves room for the rest).
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Above this much waiting output the reactor stops reading the
+/// connection: a peer that sends requests but does not read answers cannot
+/// make us buffer without bound. 64 KiB is a few socket buffers' worth.
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// Reading resumes (and `on_drain` fires) below this: a gap to the high
+/// mark so a connection at the edge does not flap every write.
+pub const DEFAULT_LOW_WATER: usize = 16 * 1024;
+/// Output above this for longer than the grace period closes the
+/// connection as a slow consumer (Redis's client-output-buffer-limit soft
+/// limit). Output can pass the high-water mark when the handler writes
+/// without reading, e.g. a chat broadcast.
+pub const DEFAULT_SOFT_LIMIT: usize = 1024 * 1024;
+/// How long output may stay above the soft limit.
+pub const DEFAULT_SOFT_GRACE: Duration = Duration::from_secs(10);
+/// Output above this closes the connection at once: 16 MiB per connection
+/// bounds the worst case at 10,000 connections to what this machine has.
+pub const DEFAULT_HARD_LIMIT: usize = 16 * 1024 * 1024;
+/// The largest partial frame kept for a connection; a handler that needs
+/// more has a framing bug or a hostile peer. Protocols set their own,
+/// smaller frame limits and answer with a protocol error first.
+pub const DEFAULT_MAX_INPUT: usize = 1024 * 1024;
+/// Bytes read from one connection per event before the others get a turn:
+/// 4 full scratch reads. A fast sender cannot starve the rest; the
+/// connection goes on the ready list and continues next turn.
+pub const DEFAULT_READ_BUDGET: usize = 256 * 1024;
+/// Connections accepted per listener event before the loop serves the
+/// others; the listener is revisited next turn.
+pub const DEFAULT_ACCEPT_BATCH: usize = 256;
+/// Listen backlog: Linux caps it at `net.core.somaxconn` (4096 on current
+/// kernels); 1024 absorbs a burst of connects between two turns.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+/// Connection limit: past it the reactor stops accepting.
+pub const DEFAULT_MAX_CONNS: usize = 100_000;
+/// Empty buffers kept for reuse: enough for every busy connection of a
+/// typical turn, without keeping a burst's worth forever.
+pub const DEFAULT_POOL_BUFFERS: usize = 1024;
+/// Buffers larger than this are freed, not pooled (see `BufferPool`).
+pub const DEFAULT_POOL_MAX_CAPACITY: usize = 256 * 1024;
+/// The per-reactor read buffer: every read lands here first. 64 KiB is
+/// the largest a loopback read returns in one go at default socket sizes.
+pub const SCRATCH_SIZE: usize = 64 * 1024;
+/// Events taken from one `poll`: past this, the rest wait a turn.
+pub const EVENTS_CAPACITY: usize = 1024;
+
+/// The reactor's limits and socket options.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Close connections with no input or output progress for this long;
+    /// `None` keeps them forever.
+    pub idle_timeout: Option<Duration>,
+    /// Close connections whose output makes no progress for this long.
+    pub write_timeout: Duration,
+    /// Fail outbound connects that take longer.
+    pub connect_timeout: Duration,
+    /// Graceful shutdown cuts what has not drained after this long.
+    pub shutdown_timeout: Duration,
+    /// Stop reading a connection above this much waiting output.
+    pub high_water: usize,
+    /// Resume reading (and call `on_drain`) below this.
+    pub low_water: usize,
+    /// Output above this for longer than `soft_grace` is a slow consumer.
+    pub soft_limit: usize,
+    /// See `soft_limit`.
+    pub soft_grace: Duration,
+    /// Output above this is a slow consumer at once.
+    pub hard_limit: usize,
+    /// The largest partial frame kept per connection.
+    pub max_input: usize,
+    /// Bytes read from one connection per event.
+    pub read_budget: usize,
+    /// Connections accepted per listener event.
+    pub accept_batch: usize,
+    /// Listen backlog.
+    pub backlog: i32,
+    /// Stop accepting at this many connections.
+    pub max_conns: usize,
+    /// Set `TCP_NODELAY` on every connection (request/response protocols
+    /// want it: Nagle's delay would hold small answers back).
+    pub nodelay: bool,
+    /// Set `SO_REUSEPORT` on listeners (one reactor per core, each with
+    /// its own listener on the same port).
+    pub reuse_port: bool,
+    /// Empty buffers kept for reuse.
+    pub pool_buffers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            high_water: DEFAULT_HIGH_WATER,
+            low_water: DEFAULT_LOW_WATER,
+            soft_limit: DEFAULT_SOFT_LIMIT,
+            soft_grace: DEFAULT_SOFT_GRACE,
+            hard_limit: DEFAULT_HARD_LIMIT,
+            max_input: DEFAULT_MAX_INPUT,
+            read_budget: DEFAULT_READ_BUDGET,
+            accept_batch: DEFAULT_ACCEPT_BATCH,
+            backlog: DEFAULT_BACKLOG,
+            max_conns: DEFAULT_MAX_CONNS,
+            nodelay: true,
+            reuse_port: false,
+            pool_buffers: DEFAULT_POOL_BUFFERS,
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! One connection: its id, its state machine, why it closed, and the
+//! per-connection record the reactor keeps in its slab.
+//!
+//! ```text
+//!              connect ok                  peer FIN
+//! Connecting ─────────────▶ Open ───────────────────────▶ ReadClosed
+//!     │                      │  shutdown_write               │ close /
+//!     │ fails / times out    ├──────────────▶ WriteClosing   │ shutdown_write
+//!     ▼                      │                 │ flushed     ▼
+//!  Closed(reason) ◀──┐       │                 ▼          Draining(reason)
+//!                    │       │            WriteClosed         │ flushed
+//!                    │       │ close           │ peer FIN     │
+//!                    │       └──▶ Draining ────┴──────────────┘
+//!                    └──────────── any state: abort, reset, timeout, error
+//! ```
+//!
+//! Whether the reactor may read or write is derived from the state
+//! ([`State::may_read`], [`State::may_write`]), never stored beside it. The
+//! state changes only through [`Conn::set_state`], which logs every
+//! transition at trace level: `RUST_LOG=evloop=trace` shows each
+//! connection's life.
+
+use std::fmt;
+use std::io;
+
+use mio::net::TcpStream;
+
+use crate::buffer::Buffer;
+use crate::timer::{Tick, TimerId};
+
+/// Names a connection for as long as it lives.
+///
+/// Ids are generational: `index` is the connection's slab slot, reused once
+/// it closes, and `generation` tells the new tenant from the old. A stale id
+/// held by a timer, a chat room or a proxy's peer map can never reach the
+/// connection that took the slot later: every operation on it does nothing
+/// and says so.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}", self.index, self.generation)
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Why a connection closed: handed to [`Handler::on_close`] and counted in
+/// [`Stats`].
+///
+/// [`Handler::on_close`]: crate::Handler::on_close
+/// [`Stats`]: crate::Stats
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The peer closed its side and the connection finished normally.
+    PeerClosed,
+    /// The peer reset the connection (RST): `ECONNRESET` or `EPIPE`.
+    Reset,
+    /// Nothing was read or written for the idle timeout.
+    IdleTimeout,
+    /// Output waited without progress for the write timeout.
+    WriteTimeout,
+    /// An outbound connect failed (refused, unreachable, ...).
+    ConnectFailed(io::ErrorKind),
+    /// An outbound connect did not complete within the connect timeout.
+    ConnectTimeout,
+    /// Output passed the hard limit, or stayed above the soft limit past
+    /// its grace period: the peer reads slower than it is sent to.
+    SlowConsumer,
+    /// The input buffer reached its maximum and the handler consumed
+    /// nothing: no frame fits.
+    InputTooLarge,
+    /// Refused at admission (connection limit, access list).
+    Rejected,
+    /// Closed by the reactor's shutdown.
+    Shutdown,
+    /// The handler closed it after flushing ([`Context::close`]).
+    ///
+    /// [`Context::close`]: crate::Context::close
+    Closed,
+    /// The handler aborted it ([`Context::abort`]): output dropped, RST sent.
+    ///
+    /// [`Context::abort`]: crate::Context::abort
+    Aborted,
+    /// Some other I/O error on the socket.
+    Io(io::ErrorKind),
+}
+
+impl CloseReason {
+    /// Number of distinct reasons, for per-reason counters.
+    pub const COUNT: usize = 13;
+
+    /// Every reason's name, in [`index`](Self::index) order.
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "peer_closed",
+        "reset",
+        "idle_timeout",
+        "write_timeout",
+        "connect_failed",
+        "connect_timeout",
+        "slow_consumer",
+        "input_too_large",
+        "rejected",
+        "shutdown",
+        "closed",
+        "aborted",
+        "io_error",
+    ];
+
+    /// A dense index for counters: `NAMES[reason.index()]` names it.
+    pub fn index(&self) -> usize {
+        match self {
+            CloseReason::PeerClosed => 0,
+            CloseReason::Reset => 1,
+            CloseReason::IdleTimeout => 2,
+            CloseReason::WriteTimeout => 3,
+            CloseReason::ConnectFailed(_) => 4,
+            CloseReason::ConnectTimeout => 5,
+            CloseReason::SlowConsumer => 6,
+            CloseReason::InputTooLarge => 7,
+            CloseReason::Rejected => 8,
+            CloseReason::Shutdown => 9,
+            CloseReason::Closed => 10,
+            CloseReason::Aborted => 11,
+            CloseReason::Io(_) => 12,
+        }
+    }
+
+    /// The reason an I/O error on an open connection means.
+    pub(crate) fn from_io(err: &io::Error) -> CloseReason {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted => CloseReason::Reset,
+            kind => CloseReason::Io(kind),
+        }
+    }
+
+    /// Whether closing for this reason should reset (RST) rather than
+    /// finish (FIN): output that will never be delivered should not keep
+    /// the kernel retrying it.
+    pub(crate) fn resets(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::WriteTimeout
+                | CloseReason::SlowConsumer
+                | CloseReason::Aborted
+                | CloseReason::Reset
+                | CloseReason::Io(_)
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
+            CloseReason::Io(kind) => write!(f, "I/O error: {kind}"),
+            other => f.write_str(CloseReason::NAMES[other.index()]),
+        }
+    }
+}
+
+/// Where a connection is in its life. See the [module docs](self) for the
+/// diagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Outbound, waiting for the connect to finish.
+    Connecting,
+    /// Both directions open.
+    Open,
+    /// The peer sent FIN: nothing more to read; we may still write.
+    ReadClosed,
+    /// `shutdown_write` asked for our FIN; it goes once output is flushed.
+    WriteClosing,
+    /// Our FIN is sent; we still read until the peer's.
+    WriteClosed,
+    /// Closing: no more reading; close once output is flushed.
+    Draining(CloseReason),
+    /// Closed; the slot is freed at the end of the turn.
+    Closed(CloseReason),
+}
+
+impl State {
+    /// The state allows reading (whether there is room is another matter:
+    /// see [`Conn::can_read`]).
+    pub fn may_read(&self) -> bool {
+        matches!(self, State::Open | State::WriteClosing | State::WriteClosed)
+    }
+
+    /// The state allows flushing output to the socket.
+    pub fn may_write(&self) -> bool {
+        matches!(
+            self,
+            State::Open | State::ReadClosed | State::WriteClosing | State::Draining(_)
+        )
+    }
+
+    /// The handler may still queue output.
+    pub fn accepts_output(&self) -> bool {
+        matches!(self, State::Connecting | State::Open | State::ReadClosed)
+    }
+
+    /// Closed, waiting to be reaped.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, State::Closed(_))
+    }
+}
+
+/// "Never" for tick fields.
+pub(crate) const NEVER: Tick = Tick::MAX;
+
+/// The reactor's record of one connection. Kept small: an idle connection
+/// is this struct and nothing else (see `tests/idle_memory.rs` and the
+/// `idle` benchmark).
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) generation: u32,
+    state: State,
+    /// Input the handler has not consumed yet (a partial frame).
+    pub(crate) input: Option<Buffer>,
+    /// Output the socket has not taken yet.
+    pub(crate) output: Option<Buffer>,
+    /// The connection's one timer on the wheel, and when it fires. It
+    /// covers the idle, write, soft-limit and connect deadlines at once: it
+    /// is armed for the earliest, and when it fires the reactor checks them
+    /// all and re-arms (the idle timeout's lazy re-arm: I/O only updates the
+    /// ticks below).
+    pub(crate) timer: Option<TimerId>,
+    pub(crate) timer_at: Tick,
+    /// Last tick bytes arrived (for outbound: when connect began).
+    pub(crate) last_read: Tick,
+    /// Last tick output made progress, or began to wait.
+    pub(crate) last_write: Tick,
+    /// When output rose above the soft limit; [`NEVER`] while below.
+    pub(crate) soft_since: Tick,
+    /// Cached readiness: set by events, cleared by `WouldBlock` or a short
+    /// read or write. Edge-triggered polling reports each change once.
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+    /// The last event reported the peer's FIN: read on to the `0`.
+    pub(crate) fin_seen: bool,
+    /// The handler paused reading.
+    pub(crate) read_paused: bool,
+    /// Output passed the high-water mark; reading resumes below the low.
+    pub(crate) backpressured: bool,
+    /// On the ready list / the flush list already (each at most once).
+    pub(crate) on_ready_list: bool,
+    pub(crate) on_flush_list: bool,
+}
+
+impl Conn {
+    pub(crate) fn new(stream: TcpStream, generation: u32, state: State, now: Tick) -> Self {
+        Conn {
+            stream,
+            generation,
+            state,
+            input: None,
+            output: None,
+            timer: None,
+            timer_at: NEVER,
+            last_read: now,
+            last_write: now,
+            soft_since: NEVER,
+            readable: false,
+            writable: false,
+            fin_seen: false,
+            read_paused: false,
+            backpressured: false,
+            on_ready_list: false,
+            on_flush_list: false,
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        self.state
+    }
+
+    /// The one way a connection changes state.
+    pub(crate) fn set_state(&mut self, index: usize, new: State) {
+        log::trace!(
+            "conn #{index}.{}: {:?} => {:?}",
+            self.generation,
+            self.state,
+            new
+        );
+        debug_assert!(
+            !self.state.is_closed(),
+            "a closed connection changes state: {:?} => {:?}",
+            self.state,
+            new
+        );
+        self.state = new;
+    }
+
+    /// Allowed to read, not paused by the handler or by backpressure.
+    pub(crate) fn can_read(&self) -> bool {
+        self.state.may_read() && !self.read_paused && !self.backpressured
+    }
+
+    /// Bytes of output waiting.
+    pub(crate) fn output_len(&self) -> usize {
+        self.output.as_ref().map_or(0, Buffer::len)
+    }
+}

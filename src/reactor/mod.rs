@@ -1,0 +1,569 @@
+//! The event loop: one turn of [`Reactor::run_once`] is the list in the
+//! crate docs, one private method per step, in the same order.
+
+mod core;
+mod read;
+
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mio::event::Event;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Token, Waker};
+
+pub(crate) use self::core::Core;
+use self::core::{Lifecycle, TimerEvent};
+use crate::config::{Config, EVENTS_CAPACITY, SCRATCH_SIZE};
+use crate::conn::{CloseReason, ConnId, State};
+use crate::handle::{Command, Handle, Shared};
+use crate::handler::{Context, Handler};
+use crate::stats::Stats;
+
+/// The waker's token; listeners count down from the one below it.
+/// Connection tokens are slab indices, which never come near.
+const WAKER: Token = Token(usize::MAX);
+const FIRST_LISTENER: usize = usize::MAX - 1;
+/// Accept back-off after an error such as `EMFILE`: from 5 ms, doubling,
+/// to at most 1 s (what Go's net/http and nginx settle on), so a process
+/// out of descriptors neither spins nor stops listening for long.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accepting resumes once connections fall below this share of
+/// `max_conns` (hysteresis: no flapping at the limit).
+const RESUME_BELOW_PERCENT: usize = 90;
+
+/// What [`Reactor::run_once`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The loop goes on.
+    Running,
+    /// Shutdown finished: every connection is closed.
+    Stopped,
+}
+
+struct Listener {
+    socket: TcpListener,
+    /// The last accept batch stopped before `WouldBlock`: connections are
+    /// still queued, and no new edge will say so.
+    pending: bool,
+    /// Not accepting: at `max_conns`, or backing off after an error.
+    paused: bool,
+    backoff: Duration,
+}
+
+/// A single-threaded TCP reactor driving one [`Handler`].
+///
+/// ```no_run
+/// use evloop::{Config, Context, ConnId, Handler, Reactor};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     type Message = ();
+///     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+///         let _ = cx.write(conn, input);
+///         input.len()
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new(Echo, Config::default())?;
+/// reactor.listen("127.0.0.1:7000".parse().unwrap())?;
+/// reactor.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Reactor<H: Handler> {
+    handler: H,
+    core: Core,
+    events: Events,
+    listeners: Vec<Listener>,
+    shared: Arc<Shared<H::Message>>,
+    /// Every read lands here first; only a partial frame is copied out.
+    scratch: Vec<u8>,
+    fired: Vec<TimerEvent>,
+    /// Connections open when shutdown began.
+    draining_from: usize,
+}
+
+impl<H: Handler> Reactor<H> {
+    /// A reactor with no listeners yet.
+    pub fn new(handler: H, config: Config) -> io::Result<Self> {
+        let core = Core::new(config)?;
+        let waker = Waker::new(core.poll.registry(), WAKER)?;
+        Ok(Reactor {
+            handler,
+            core,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            listeners: Vec::new(),
+            shared: Arc::new(Shared {
+                waker,
+                queue: Mutex::new(Default::default()),
+                gone: Default::default(),
+            }),
+            scratch: vec![0; SCRATCH_SIZE],
+            fired: Vec::new(),
+            draining_from: 0,
+        })
+    }
+
+    /// Listens on `addr` (port 0 picks a free port) and returns the address
+    /// bound. SO_REUSEADDR is always set, so a restarted server can bind
+    /// while old connections sit in TIME_WAIT.
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if self.core.config.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(self.core.config.backlog)?;
+        let mut socket = TcpListener::from_std(socket.into());
+        let token = Token(FIRST_LISTENER - self.listeners.len());
+        self.core
+            .poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)?;
+        let local = socket.local_addr()?;
+        self.listeners.push(Listener {
+            socket,
+            pending: true,
+            paused: false,
+            backoff: ACCEPT_BACKOFF_MIN,
+        });
+        log::info!("listening on {local}");
+        Ok(local)
+    }
+
+    /// Starts an outbound connection (see [`Context::connect`]).
+    pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        self.core.connect(addr)
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle<H::Message> {
+        Handle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The handler, mutably (between turns).
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> Stats {
+        self.core.stats()
+    }
+
+    /// Begins graceful shutdown at the end of the next turn (see
+    /// [`Handle::shutdown`] from other threads).
+    pub fn shutdown(&mut self) {
+        self.core.shutdown_requested = true;
+    }
+
+    /// Runs turns until shutdown completes. Returns an error only when the
+    /// loop itself fails (`epoll_wait` does); nothing a peer does ends it.
+    pub fn run(&mut self) -> io::Result<()> {
+        while self.run_once(None)? == Status::Running {}
+        Ok(())
+    }
+
+    /// One turn of the loop, waiting at most `max_wait` for events (`None`:
+    /// until the next timer, or forever without one). For embedding the
+    /// reactor in an outer loop.
+    pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<Status> {
+        let wait = self.poll_timeout(max_wait); //   1. how long to wait
+        self.poll(wait)?; //                         2. poll
+        self.core.read_clock(); //                   3. now = clock()
+        self.handle_events(); //                     4. listeners, waker, connections
+        self.service_ready_list(); //                5. conns cut short or resumed
+        self.flush_output(); //                      6. one write per conn with output
+        self.expire_timers(); //                     7. idle, write, connect, user timers
+        self.reap(); //                              8. free closed slots, on_close
+        Ok(self.check_shutdown()) //                 9. shutdown done?
+    }
+
+    /// Step 1: zero if work is waiting that no event will announce (the
+    /// ready list, queued output, an accept batch cut short, closed
+    /// connections); else until the wheel's next deadline, measured from
+    /// the last clock reading.
+    fn poll_timeout(&self, max_wait: Option<Duration>) -> Option<Duration> {
+        let core = &self.core;
+        let busy = !core.ready.is_empty()
+            || !core.flush.is_empty()
+            || !core.reap.is_empty()
+            || core.shutdown_requested
+            || self.listeners.iter().any(|l| l.pending && !l.paused);
+        if busy {
+            return Some(Duration::ZERO);
+        }
+        let timer = core
+            .wheel
+            .next_deadline()
+            .map(|tick| core.instant_of(tick).saturating_duration_since(core.now_instant));
+        match (timer, max_wait) {
+            (Some(t), Some(m)) => Some(t.min(m)),
+            (t, m) => t.or(m),
+        }
+    }
+
+    /// Step 2: `epoll_wait`. A signal interrupting it is a turn with no
+    /// events.
+    fn poll(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        match self.core.poll.poll(&mut self.events, wait) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.events.clear();
+                Ok(())
+            }
+            result => result,
+        }
+    }
+
+    /// Step 4: every event, by what it is for.
+    fn handle_events(&mut self) {
+        self.core.stats.turns += 1;
+        let events = mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            self.core.stats.events += 1;
+            match event.token() {
+                WAKER => self.drain_commands(),
+                Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
+                    if let Some(l) = self.listeners.get_mut(FIRST_LISTENER - t) {
+                        l.pending = true;
+                    }
+                }
+                _ => self.conn_event(event),
+            }
+        }
+        self.events = events;
+        self.accept_all();
+    }
+
+    /// Commands posted from other threads.
+    fn drain_commands(&mut self) {
+        for command in self.shared.drain() {
+            match command {
+                Command::Shutdown => self.core.shutdown_requested = true,
+                Command::Post(message) => {
+                    let mut cx = Context {
+                        core: &mut self.core,
+                    };
+                    self.handler.on_message(&mut cx, message);
+                }
+            }
+        }
+    }
+
+    /// Accepts from every listener with connections waiting, each up to
+    /// the batch limit, `max_conns`, or `WouldBlock`.
+    fn accept_all(&mut self) {
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].pending && !self.listeners[i].paused {
+                self.accept(i);
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        for _ in 0..self.core.config.accept_batch {
+            if self.core.conns.len() >= self.core.config.max_conns {
+                log::warn!("max_conns {} reached: not accepting", self.core.config.max_conns);
+                self.listeners[i].paused = true;
+                return;
+            }
+            match self.listeners[i].socket.accept() {
+                Ok((stream, peer)) => {
+                    self.listeners[i].backoff = ACCEPT_BACKOFF_MIN;
+                    match self.core.add_conn(stream, State::Open) {
+                        Ok(id) => {
+                            self.core.stats.accepted += 1;
+                            log::trace!("conn {id}: accepted from {peer}");
+                            self.opened(id);
+                        }
+                        Err(e) => log::warn!("registering a connection from {peer}: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listeners[i].pending = false;
+                    return;
+                }
+                // The connection died in the queue, or a signal came: the
+                // next one may be fine.
+                Err(e) if is_per_connection(&e) => {}
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS: the queue stays full and the
+                    // listener stays readable; retrying now would spin.
+                    let l = &mut self.listeners[i];
+                    self.core.stats.accept_errors += 1;
+                    log::warn!("accept failed: {e}; pausing accepts for {:?}", l.backoff);
+                    l.paused = true;
+                    let at = self.core.now + l.backoff.as_millis() as u64;
+                    l.backoff = (l.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                    self.core.wheel.insert(at, TimerEvent::AcceptResume);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A connection's readiness changed.
+    fn conn_event(&mut self, event: &Event) {
+        let index = event.token().0;
+        let Some(conn) = self.core.conns.get_mut(index) else {
+            return;
+        };
+        if conn.state().is_closed() {
+            return;
+        }
+        log::trace!(
+            "conn #{index}.{}: event{}{}{}{}",
+            conn.generation,
+            if event.is_readable() { " readable" } else { "" },
+            if event.is_writable() { " writable" } else { "" },
+            if event.is_read_closed() { " read-closed" } else { "" },
+            if event.is_error() { " error" } else { "" },
+        );
+        conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
+        conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
+        conn.fin_seen |= event.is_read_closed();
+        let id = ConnId {
+            index: index as u32,
+            generation: conn.generation,
+        };
+        if conn.state() == State::Connecting {
+            self.finish_connect(id);
+            return;
+        }
+        self.serve(id);
+    }
+
+    /// Reads what the budget allows, hands it to the handler, then writes
+    /// the output once.
+    fn serve(&mut self, id: ConnId) {
+        self.read(id);
+        if self.core.flush(id) {
+            self.drained(id);
+        }
+    }
+
+    /// A connect finished one way or the other (mio's rule: on the first
+    /// writable event, `take_error` then `peer_addr` tell which).
+    fn finish_connect(&mut self, id: ConnId) {
+        let now = self.core.now;
+        let Some(conn) = self.core.conn_mut(id) else {
+            return;
+        };
+        let failed = match conn.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match conn.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return, // not yet
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failed {
+            log::debug!("conn {id}: connect failed: {e}");
+            return self.core.kill(id, CloseReason::ConnectFailed(e.kind()));
+        }
+        conn.set_state(id.index as usize, State::Open);
+        conn.last_read = now;
+        self.opened(id);
+        // Data may have arrived with the connect.
+        self.serve(id);
+    }
+
+    /// Tells the handler a connection opened, and writes what it said.
+    fn opened(&mut self, id: ConnId) {
+        self.core.dispatching = Some(id);
+        let mut cx = Context {
+            core: &mut self.core,
+        };
+        self.handler.on_open(&mut cx, id);
+        self.core.dispatching = None;
+        if self.core.flush(id) {
+            self.drained(id);
+        }
+    }
+
+    fn drained(&mut self, id: ConnId) {
+        let mut cx = Context {
+            core: &mut self.core,
+        };
+        self.handler.on_drain(&mut cx, id);
+    }
+
+    /// Step 5.
+    fn service_ready_list(&mut self) {
+        let ready = mem::take(&mut self.core.ready);
+        for &id in &ready {
+            if let Some(conn) = self.core.conn_mut(id) {
+                conn.on_ready_list = false;
+                self.serve(id);
+            }
+        }
+        recycle(&mut self.core.ready, ready);
+    }
+
+    /// Step 6.
+    fn flush_output(&mut self) {
+        let flush = mem::take(&mut self.core.flush);
+        for &id in &flush {
+            if let Some(conn) = self.core.conn_mut(id) {
+                conn.on_flush_list = false;
+                if self.core.flush(id) {
+                    self.drained(id);
+                }
+            }
+        }
+        recycle(&mut self.core.flush, flush);
+    }
+
+    /// Step 7: detach everything due, then dispatch.
+    fn expire_timers(&mut self) {
+        let mut fired = mem::take(&mut self.fired);
+        self.core.wheel.expire(self.core.now, &mut fired);
+        self.core.stats.timers_fired += fired.len() as u64;
+        for event in fired.drain(..) {
+            match event {
+                TimerEvent::Conn(id) => self.core.conn_timer(id),
+                TimerEvent::User(token) => {
+                    let mut cx = Context {
+                        core: &mut self.core,
+                    };
+                    self.handler.on_timer(&mut cx, token);
+                }
+                TimerEvent::ShutdownDeadline => self.cut_remaining(),
+                TimerEvent::AcceptResume => {
+                    for l in &mut self.listeners {
+                        l.paused = false;
+                        l.pending = true;
+                    }
+                }
+            }
+        }
+        self.fired = fired;
+    }
+
+    /// Step 8: free closed slots and tell the handler. `on_close` may close
+    /// others; they are reaped in the same step.
+    fn reap(&mut self) {
+        while let Some(id) = self.core.reap.pop() {
+            if let Some(reason) = self.core.remove(id) {
+                let mut cx = Context {
+                    core: &mut self.core,
+                };
+                self.handler.on_close(&mut cx, id, reason);
+            }
+        }
+        let resume_below = self.core.config.max_conns * RESUME_BELOW_PERCENT / 100;
+        if self.core.conns.len() < resume_below.max(1) {
+            for l in &mut self.listeners {
+                if l.paused && l.backoff == ACCEPT_BACKOFF_MIN {
+                    l.paused = false;
+                    l.pending = true;
+                }
+            }
+        }
+    }
+
+    /// Step 9: begin a requested shutdown; report when it is done.
+    fn check_shutdown(&mut self) -> Status {
+        if self.core.shutdown_requested && self.core.lifecycle == Lifecycle::Running {
+            self.begin_shutdown();
+        }
+        if self.core.lifecycle == Lifecycle::Draining && self.core.conns.is_empty() {
+            log::info!(
+                "shutdown complete: {} connections drained",
+                self.draining_from
+            );
+            self.core.lifecycle = Lifecycle::Stopped;
+        }
+        match self.core.lifecycle {
+            Lifecycle::Stopped => Status::Stopped,
+            _ => Status::Running,
+        }
+    }
+
+    /// Stop accepting, tell the handler, close every connection once its
+    /// output is flushed, and set the deadline.
+    fn begin_shutdown(&mut self) {
+        self.core.shutdown_requested = false;
+        self.core.lifecycle = Lifecycle::Draining;
+        self.listeners.clear();
+        let mut cx = Context {
+            core: &mut self.core,
+        };
+        self.handler.on_shutdown(&mut cx);
+        let ids: Vec<ConnId> = self.core.conns.iter().map(|(i, c)| id_of(i, c)).collect();
+        for &id in &ids {
+            self.core.close(id, CloseReason::Shutdown);
+        }
+        self.draining_from = ids.len();
+        let timeout = self.core.config.shutdown_timeout.as_millis() as u64;
+        let at = self.core.now.saturating_add(timeout);
+        self.core.wheel.insert(at, TimerEvent::ShutdownDeadline);
+        log::info!(
+            "shutting down: draining {} connections (deadline {:?})",
+            ids.len(),
+            self.core.config.shutdown_timeout
+        );
+    }
+
+    /// The shutdown deadline passed: close what is left.
+    fn cut_remaining(&mut self) {
+        let ids: Vec<ConnId> = self.core.conns.iter().map(|(i, c)| id_of(i, c)).collect();
+        if !ids.is_empty() {
+            log::warn!(
+                "shutdown deadline: cutting {} of {} connections",
+                ids.len(),
+                self.draining_from
+            );
+        }
+        for id in ids {
+            self.core.kill(id, CloseReason::Shutdown);
+        }
+    }
+}
+
+impl<H: Handler> Drop for Reactor<H> {
+    fn drop(&mut self) {
+        self.shared.gone.store(true, Ordering::Release);
+    }
+}
+
+fn id_of(index: usize, conn: &crate::conn::Conn) -> ConnId {
+    ConnId {
+        index: index as u32,
+        generation: conn.generation,
+    }
+}
+
+/// Puts a drained work list's allocation back, unless the list was
+/// refilled meanwhile (then the new one is kept).
+fn recycle(list: &mut Vec<ConnId>, mut old: Vec<ConnId>) {
+    if list.is_empty() {
+        old.clear();
+        *list = old;
+    }
+}
+
+/// Accept errors that concern one connection, not the listener.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::PermissionDenied
+    )
+}
