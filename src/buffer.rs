@@ -181,7 +181,11 @@ mod tests {
         assert_eq!(b.as_slice(), b"abcde");
         let err = b.read_from(&mut FailingReader, 10);
         assert!(err.is_err());
-        assert_eq!(b.as_slice(), b"abcde", "a failed read leaves no zeros behind");
+        assert_eq!(
+            b.as_slice(),
+            b"abcde",
+            "a failed read leaves no zeros behind"
+        );
     }
 
     struct FailingReader;

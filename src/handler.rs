@@ -44,12 +44,7 @@ pub trait Handler {
     /// connection as [`CloseReason::InputTooLarge`]: no frame can complete.
     ///
     /// [`Config::max_input`]: crate::Config::max_input
-    fn on_data(
-        &mut self,
-        cx: &mut Context<'_>,
-        conn: ConnId,
-        input: &[u8],
-    ) -> usize;
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize;
 
     /// Output fell below the low-water mark after being above the high
     /// one: reading has resumed, and a handler that produces output on its

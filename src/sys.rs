@@ -29,5 +29,7 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         }
         limit = raised;
     }
-    Ok(limit.rlim_cur as u64)
+    // rlim_t is u64 on Linux; the conversion is for platforms where it is not.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(limit.rlim_cur))
 }

@@ -460,7 +460,9 @@ impl Core {
 /// A connection's earliest deadline and what passing it means.
 fn deadline(conn: &Conn, config: &Config) -> Option<(Tick, CloseReason)> {
     if conn.state() == State::Connecting {
-        let at = conn.last_read.saturating_add(millis_ceil(config.connect_timeout));
+        let at = conn
+            .last_read
+            .saturating_add(millis_ceil(config.connect_timeout));
         return Some((at, CloseReason::ConnectTimeout));
     }
     let mut best: Option<(Tick, CloseReason)> = None;
@@ -471,14 +473,21 @@ fn deadline(conn: &Conn, config: &Config) -> Option<(Tick, CloseReason)> {
     };
     if let Some(idle) = config.idle_timeout {
         let last = conn.last_read.max(conn.last_write);
-        consider(last.saturating_add(millis_ceil(idle)), CloseReason::IdleTimeout);
+        consider(
+            last.saturating_add(millis_ceil(idle)),
+            CloseReason::IdleTimeout,
+        );
     }
     if conn.output_len() > 0 {
-        let at = conn.last_write.saturating_add(millis_ceil(config.write_timeout));
+        let at = conn
+            .last_write
+            .saturating_add(millis_ceil(config.write_timeout));
         consider(at, CloseReason::WriteTimeout);
     }
     if conn.soft_since != NEVER {
-        let at = conn.soft_since.saturating_add(millis_ceil(config.soft_grace));
+        let at = conn
+            .soft_since
+            .saturating_add(millis_ceil(config.soft_grace));
         consider(at, CloseReason::SlowConsumer);
     }
     best

@@ -207,10 +207,10 @@ impl<H: Handler> Reactor<H> {
         if busy {
             return Some(Duration::ZERO);
         }
-        let timer = core
-            .wheel
-            .next_deadline()
-            .map(|tick| core.instant_of(tick).saturating_duration_since(core.now_instant));
+        let timer = core.wheel.next_deadline().map(|tick| {
+            core.instant_of(tick)
+                .saturating_duration_since(core.now_instant)
+        });
         match (timer, max_wait) {
             (Some(t), Some(m)) => Some(t.min(m)),
             (t, m) => t.or(m),
@@ -277,7 +277,10 @@ impl<H: Handler> Reactor<H> {
     fn accept(&mut self, i: usize) {
         for _ in 0..self.core.config.accept_batch {
             if self.core.conns.len() >= self.core.config.max_conns {
-                log::warn!("max_conns {} reached: not accepting", self.core.config.max_conns);
+                log::warn!(
+                    "max_conns {} reached: not accepting",
+                    self.core.config.max_conns
+                );
                 self.listeners[i].paused = true;
                 return;
             }
@@ -330,7 +333,11 @@ impl<H: Handler> Reactor<H> {
             conn.generation,
             if event.is_readable() { " readable" } else { "" },
             if event.is_writable() { " writable" } else { "" },
-            if event.is_read_closed() { " read-closed" } else { "" },
+            if event.is_read_closed() {
+                " read-closed"
+            } else {
+                ""
+            },
             if event.is_error() { " error" } else { "" },
         );
         conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();

@@ -95,7 +95,9 @@ impl<H: Handler> Reactor<H> {
         let Some(mut input) = conn.input.take() else {
             return Outcome::WouldBlock;
         };
-        let room = max_input.saturating_sub(input.len()).min(self.scratch.len());
+        let room = max_input
+            .saturating_sub(input.len())
+            .min(self.scratch.len());
         if room == 0 {
             // Full, and the handler found no frame in it last time.
             self.core.pool.give(input);

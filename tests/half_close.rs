@@ -1,0 +1,64 @@
+//! Half-close in both directions: the peer's FIN reaches the handler while
+//! output still flushes; `shutdown_write` sends our FIN after pending
+//! output and keeps reading.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+
+use common::*;
+use evloop::{CloseReason, Config, State};
+
+#[test]
+fn peer_fin_reaches_handler_and_echo_still_flushes() {
+    let server = Server::start(Config::default());
+    let mut s = client(server.addr);
+    let data = pattern(3, 1 << 20);
+    s.write_all(&data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(
+        got == data,
+        "echo after FIN: {} of {} bytes",
+        got.len(),
+        data.len()
+    );
+    server.wait_for("close", |r| !r.closed.is_empty());
+    let rec = server.record();
+    assert_eq!(rec.read_closed.len(), 1);
+    assert_eq!(rec.closed[0].1, CloseReason::PeerClosed);
+}
+
+#[test]
+fn shutdown_write_sends_fin_after_output_and_keeps_reading() {
+    let server = Server::start_with(Config::default(), false);
+    let mut s = client(server.addr);
+    server.wait_for("open", |r| r.opened.len() == 1);
+    let conn = server.record().opened[0];
+    let big = pattern(9, 512 * 1024);
+    let sent = big.clone();
+    server.exec(move |cx, _| {
+        cx.write(conn, &sent).unwrap();
+        cx.shutdown_write(conn);
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert!(got == big, "all output before the FIN");
+    assert_eq!(
+        server.exec(move |cx, _| cx.state(conn)),
+        Some(State::WriteClosed)
+    );
+    // Our side is closed, theirs is not: the server still reads.
+    s.write_all(b"after your FIN").unwrap();
+    server.wait_for("data after FIN", |r| {
+        r.received
+            .get(&conn)
+            .is_some_and(|v| v.ends_with(b"after your FIN"))
+    });
+    s.shutdown(Shutdown::Write).unwrap();
+    server.wait_for("close", |r| {
+        r.reason_of(conn) == Some(CloseReason::PeerClosed)
+    });
+}
