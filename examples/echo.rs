@@ -37,12 +37,13 @@ impl Handler for Echo {
     }
 }
 
-fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     common::init();
     let mut reactor = Reactor::new(Echo, cli.server.config())?;
     reactor.listen(cli.server.addr)?;
+    // SIGINT/SIGTERM: drain and exit 0; a second one stops at once.
+    reactor.handle_signals()?;
     reactor.run()?;
-    log::info!("{}", reactor.stats());
-    Ok(())
+    Ok(common::exit_code(&reactor.stats()))
 }

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::admission::Cidr;
+
 /// Idle timeout: nginx's `keepalive_timeout` is 75 s, Go's `IdleTimeout`
 /// defaults to its read timeout; a minute frees a forgotten connection's
 /// descriptor without bothering a human at a prompt.
@@ -62,6 +64,25 @@ pub const DEFAULT_POOL_MAX_CAPACITY: usize = 256 * 1024;
 pub const SCRATCH_SIZE: usize = 64 * 1024;
 /// Events taken from one `poll`: past this, the rest wait a turn.
 pub const EVENTS_CAPACITY: usize = 1024;
+/// After our FIN on a graceful close, how long to read and discard input
+/// while waiting for the peer's FIN. Closing a socket with unread input
+/// makes the kernel send RST, which destroys output not yet delivered;
+/// nginx calls this `lingering_timeout` (5 s). 2 s covers a peer that is
+/// still sending when we close, without holding descriptors long.
+pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// TCP keepalive probes (`SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`,
+/// `TCP_KEEPCNT`): the kernel notices a peer that vanished without a FIN
+/// (a crashed host, a cut cable) after `idle + interval × count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Quiet time before the first probe.
+    pub idle: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is reset.
+    pub count: u32,
+}
 
 /// The reactor's limits and socket options.
 #[derive(Clone, Debug)]
@@ -103,6 +124,19 @@ pub struct Config {
     pub reuse_port: bool,
     /// Empty buffers kept for reuse.
     pub pool_buffers: usize,
+    /// At `max_conns`, accept anyway, write this and close (Redis's
+    /// "-ERR max number of clients reached"); `None` stops accepting
+    /// instead, leaving new connections in the listen queue.
+    pub reject_line: Option<Vec<u8>>,
+    /// If not empty, only these networks may connect.
+    pub allow: Vec<Cidr>,
+    /// These networks may not connect (checked before `allow`).
+    pub deny: Vec<Cidr>,
+    /// At most this many connections from one address.
+    pub max_per_ip: Option<usize>,
+    /// TCP keepalive on every connection; `None` leaves the system default
+    /// (off).
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for Config {
@@ -125,6 +159,11 @@ impl Default for Config {
             nodelay: true,
             reuse_port: false,
             pool_buffers: DEFAULT_POOL_BUFFERS,
+            reject_line: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_per_ip: None,
+            keepalive: None,
         }
     }
 }

@@ -10,9 +10,16 @@
 //!  Closed(reason) ◀──┐       │                 ▼          Draining(reason)
 //!                    │       │            WriteClosed         │ flushed
 //!                    │       │ close           │ peer FIN     │
-//!                    │       └──▶ Draining ────┴──────────────┘
+//!                    │       └──▶ Draining ────┴──────────────┤
+//!                    │                                        │ flushed, peer
+//!                    │◀── peer FIN or linger timeout ── Lingering(reason)
 //!                    └──────────── any state: abort, reset, timeout, error
 //! ```
+//!
+//! `Lingering` is the graceful close done right: after the last byte of
+//! output, send FIN and read (and discard) until the peer's FIN. Closing
+//! at once would make the kernel answer any input still arriving with RST,
+//! and a RST destroys output the peer has not read yet.
 //!
 //! Whether the reactor may read or write is derived from the state
 //! ([`State::may_read`], [`State::may_write`]), never stored beside it. The
@@ -78,8 +85,6 @@ pub enum CloseReason {
     /// The input buffer reached its maximum and the handler consumed
     /// nothing: no frame fits.
     InputTooLarge,
-    /// Refused at admission (connection limit, access list).
-    Rejected,
     /// Closed by the reactor's shutdown.
     Shutdown,
     /// The handler closed it after flushing ([`Context::close`]).
@@ -96,7 +101,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Number of distinct reasons, for per-reason counters.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 12;
 
     /// Every reason's name, in [`index`](Self::index) order.
     pub const NAMES: [&'static str; Self::COUNT] = [
@@ -108,7 +113,6 @@ impl CloseReason {
         "connect_timeout",
         "slow_consumer",
         "input_too_large",
-        "rejected",
         "shutdown",
         "closed",
         "aborted",
@@ -126,11 +130,10 @@ impl CloseReason {
             CloseReason::ConnectTimeout => 5,
             CloseReason::SlowConsumer => 6,
             CloseReason::InputTooLarge => 7,
-            CloseReason::Rejected => 8,
-            CloseReason::Shutdown => 9,
-            CloseReason::Closed => 10,
-            CloseReason::Aborted => 11,
-            CloseReason::Io(_) => 12,
+            CloseReason::Shutdown => 8,
+            CloseReason::Closed => 9,
+            CloseReason::Aborted => 10,
+            CloseReason::Io(_) => 11,
         }
     }
 
@@ -185,6 +188,9 @@ pub enum State {
     WriteClosed,
     /// Closing: no more reading; close once output is flushed.
     Draining(CloseReason),
+    /// Output flushed and FIN sent; input is read and discarded until the
+    /// peer's FIN or the linger timeout.
+    Lingering(CloseReason),
     /// Closed; the slot is freed at the end of the turn.
     Closed(CloseReason),
 }
@@ -193,7 +199,10 @@ impl State {
     /// The state allows reading (whether there is room is another matter:
     /// see [`Conn::can_read`]).
     pub fn may_read(&self) -> bool {
-        matches!(self, State::Open | State::WriteClosing | State::WriteClosed)
+        matches!(
+            self,
+            State::Open | State::WriteClosing | State::WriteClosed | State::Lingering(_)
+        )
     }
 
     /// The state allows flushing output to the socket.
@@ -249,6 +258,9 @@ pub(crate) struct Conn {
     pub(crate) writable: bool,
     /// The last event reported the peer's FIN: read on to the `0`.
     pub(crate) fin_seen: bool,
+    /// A read returned `0`: the peer's FIN has been read, so no input can
+    /// be left unread.
+    pub(crate) eof: bool,
     /// The handler paused reading.
     pub(crate) read_paused: bool,
     /// Output passed the high-water mark; reading resumes below the low.
@@ -274,6 +286,7 @@ impl Conn {
             readable: false,
             writable: false,
             fin_seen: false,
+            eof: false,
             read_paused: false,
             backpressured: false,
             on_ready_list: false,

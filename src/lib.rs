@@ -82,6 +82,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod admission;
 mod buffer;
 mod config;
 mod conn;
@@ -92,6 +93,7 @@ mod stats;
 pub mod sys;
 pub mod timer;
 
+pub use admission::{Cidr, CidrError, RejectReason};
 pub use config::*;
 pub use conn::{CloseReason, ConnId, State};
 pub use handle::Handle;

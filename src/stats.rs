@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::admission::RejectReason;
 use crate::conn::CloseReason;
 
 /// A snapshot of the reactor's counters ([`Reactor::stats`],
@@ -24,6 +25,15 @@ pub struct Stats {
     pub peak: usize,
     /// Connections closed, by [`CloseReason::index`].
     pub closed: [u64; CloseReason::COUNT],
+    /// Connections turned away at accept, by [`RejectReason::index`].
+    pub rejected: [u64; RejectReason::COUNT],
+    /// Times accepting paused because the process ran out of descriptors
+    /// (`EMFILE`, `ENFILE`) or kernel memory: one per episode.
+    pub accept_pauses: u64,
+    /// Connections that closed normally during graceful shutdown.
+    pub shutdown_drained: u64,
+    /// Connections cut by the shutdown deadline or a second signal.
+    pub shutdown_cut: u64,
     /// Bytes read from and written to sockets.
     pub bytes_in: u64,
     /// See `bytes_in`.
@@ -50,6 +60,11 @@ impl Stats {
     pub fn closed_total(&self) -> u64 {
         self.closed.iter().sum()
     }
+
+    /// Connections rejected for `reason`.
+    pub fn rejected_for(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason.index()]
+    }
 }
 
 impl fmt::Display for Stats {
@@ -75,6 +90,21 @@ impl fmt::Display for Stats {
             if n > 0 {
                 write!(f, " closed_{name}={n}")?;
             }
+        }
+        for (name, n) in RejectReason::NAMES.iter().zip(self.rejected) {
+            if n > 0 {
+                write!(f, " rejected_{name}={n}")?;
+            }
+        }
+        if self.accept_pauses > 0 {
+            write!(f, " accept_pauses={}", self.accept_pauses)?;
+        }
+        if self.shutdown_drained + self.shutdown_cut > 0 {
+            write!(
+                f,
+                " shutdown_drained={} shutdown_cut={}",
+                self.shutdown_drained, self.shutdown_cut
+            )?;
         }
         Ok(())
     }

@@ -33,3 +33,15 @@ pub fn raise_fd_limit() -> io::Result<u64> {
     #[allow(clippy::useless_conversion)]
     Ok(u64::from(limit.rlim_cur))
 }
+
+/// Whether an error means the process or the system ran out of file
+/// descriptors (`EMFILE`, `ENFILE`).
+pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// The signals that ask a server to stop: Ctrl-C, and what `kill`,
+/// systemd and Kubernetes send.
+pub(crate) const SIGINT: i32 = libc::SIGINT;
+/// See [`SIGINT`].
+pub(crate) const SIGTERM: i32 = libc::SIGTERM;

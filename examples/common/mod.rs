@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use evloop::Config;
+use evloop::{Cidr, Config, Keepalive, Stats};
 
 /// Flags every server example takes.
 #[derive(Args, Debug, Clone)]
@@ -21,6 +21,23 @@ pub struct ServerArgs {
     /// Seconds graceful shutdown waits before cutting connections.
     #[arg(long, default_value_t = evloop::DEFAULT_SHUTDOWN_TIMEOUT.as_secs())]
     pub shutdown_timeout: u64,
+    /// Only these networks may connect (repeatable; CIDR or address).
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<Cidr>,
+    /// These networks may not connect (repeatable; checked first).
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<Cidr>,
+    /// At most this many connections from one address.
+    #[arg(long, value_name = "N")]
+    pub max_per_ip: Option<usize>,
+    /// At --max-conns, accept, write this line and close, instead of
+    /// leaving new connections waiting in the listen queue.
+    #[arg(long, value_name = "TEXT")]
+    pub reject_line: Option<String>,
+    /// TCP keepalive: first probe after this many idle seconds (then every
+    /// 10 s, 3 probes).
+    #[arg(long, value_name = "SECS")]
+    pub keepalive: Option<u64>,
 }
 
 impl ServerArgs {
@@ -30,6 +47,18 @@ impl ServerArgs {
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
             max_conns: self.max_conns,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            max_per_ip: self.max_per_ip,
+            reject_line: self
+                .reject_line
+                .as_ref()
+                .map(|l| format!("{l}\r\n").into_bytes()),
+            keepalive: self.keepalive.map(|idle| Keepalive {
+                idle: Duration::from_secs(idle),
+                interval: Duration::from_secs(10),
+                count: 3,
+            }),
             ..Config::default()
         }
     }
@@ -43,5 +72,16 @@ pub fn init() {
     match evloop::sys::raise_fd_limit() {
         Ok(limit) => log::info!("open-file limit: {limit}"),
         Err(e) => log::warn!("could not raise the open-file limit: {e}"),
+    }
+}
+
+/// The exit code after `run` returned: 0 when shutdown drained every
+/// connection, 1 when some had to be cut.
+pub fn exit_code(stats: &Stats) -> std::process::ExitCode {
+    log::info!("{stats}");
+    if stats.shutdown_cut == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
     }
 }

@@ -12,8 +12,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 use slab::Slab;
 
+use crate::admission::Admission;
 use crate::buffer::BufferPool;
-use crate::config::{Config, DEFAULT_POOL_MAX_CAPACITY};
+use crate::config::{Config, DEFAULT_POOL_MAX_CAPACITY, LINGER_TIMEOUT};
 use crate::conn::{CloseReason, Conn, ConnId, State, NEVER};
 use crate::handler::SendError;
 use crate::stats::Stats;
@@ -28,8 +29,8 @@ pub(crate) enum TimerEvent {
     User(u64),
     /// Graceful shutdown ran out of time.
     ShutdownDeadline,
-    /// Accepting was paused after an error; try again.
-    AcceptResume,
+    /// Accepting on this listener was paused after an error; try again.
+    AcceptResume(usize),
 }
 
 /// Where the reactor is in its own life.
@@ -48,6 +49,7 @@ pub(crate) struct Core {
     pub(crate) conns: Slab<Conn>,
     pub(crate) wheel: TimerWheel<TimerEvent>,
     pub(crate) pool: BufferPool,
+    pub(crate) admission: Admission,
     pub(crate) config: Config,
     pub(crate) stats: Stats,
     /// Connections cut short by the read budget, or resumed after a pause:
@@ -78,6 +80,7 @@ impl Core {
             conns: Slab::new(),
             wheel: TimerWheel::new(),
             pool: BufferPool::new(config.pool_buffers, DEFAULT_POOL_MAX_CAPACITY),
+            admission: Admission::new(config.allow.clone(), config.deny.clone(), config.max_per_ip),
             config,
             stats: Stats::default(),
             ready: Vec::new(),
@@ -138,10 +141,17 @@ impl Core {
             Token(entry.key()),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        // These fail only on a socket that is already dead; the first read
+        // or write will say so.
         if self.config.nodelay {
-            // Fails only on a socket that is already dead; the first read or
-            // write will say so.
             let _ = stream.set_nodelay(true);
+        }
+        if let Some(k) = self.config.keepalive {
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(k.idle)
+                .with_interval(k.interval)
+                .with_retries(k.count);
+            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         }
         self.generation = self.generation.wrapping_add(1);
         entry.insert(Conn::new(stream, self.generation, state, self.now));
@@ -221,7 +231,7 @@ impl Core {
             return;
         };
         let reason = match conn.state() {
-            State::Closed(_) | State::Draining(_) => return,
+            State::Closed(_) | State::Draining(_) | State::Lingering(_) => return,
             State::Connecting => return self.kill(id, reason),
             // The peer closed first: that is why this connection ends.
             State::ReadClosed if reason == CloseReason::Closed => CloseReason::PeerClosed,
@@ -394,9 +404,18 @@ impl Core {
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 conn.set_state(id.index as usize, State::WriteClosed);
             }
-            State::Draining(reason) if len == 0 => {
+            State::Draining(reason) if len == 0 && conn.eof => {
+                // The peer's FIN is read: nothing can be left unread, so a
+                // plain close sends FIN, not RST.
                 conn.set_state(id.index as usize, State::Closed(reason));
                 self.reap.push(id);
+                return false;
+            }
+            State::Draining(reason) if len == 0 => {
+                let _ = conn.stream.shutdown(Shutdown::Write);
+                conn.set_state(id.index as usize, State::Lingering(reason));
+                conn.last_write = now; // the linger timeout counts from here
+                self.arm(id);
                 return false;
             }
             _ => {}
@@ -441,6 +460,7 @@ impl Core {
             return None;
         };
         let conn = self.conns.remove(id.index as usize);
+        self.admission.closed(id.index as usize);
         if let Some(timer) = conn.timer {
             self.wheel.cancel(timer);
         }
@@ -459,11 +479,18 @@ impl Core {
 
 /// A connection's earliest deadline and what passing it means.
 fn deadline(conn: &Conn, config: &Config) -> Option<(Tick, CloseReason)> {
-    if conn.state() == State::Connecting {
-        let at = conn
-            .last_read
-            .saturating_add(millis_ceil(config.connect_timeout));
-        return Some((at, CloseReason::ConnectTimeout));
+    match conn.state() {
+        State::Connecting => {
+            let at = conn
+                .last_read
+                .saturating_add(millis_ceil(config.connect_timeout));
+            return Some((at, CloseReason::ConnectTimeout));
+        }
+        State::Lingering(reason) => {
+            let at = conn.last_write.saturating_add(millis_ceil(LINGER_TIMEOUT));
+            return Some((at, reason));
+        }
+        _ => {}
     }
     let mut best: Option<(Tick, CloseReason)> = None;
     let mut consider = |at: Tick, reason| {

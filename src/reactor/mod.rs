@@ -1,9 +1,12 @@
 //! The event loop: one turn of [`Reactor::run_once`] is the list in the
 //! crate docs, one private method per step, in the same order.
 
+mod accept;
 mod core;
+mod lifecycle;
 mod read;
 
+use std::fs::File;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
@@ -23,18 +26,12 @@ use crate::handle::{Command, Handle, Shared};
 use crate::handler::{Context, Handler};
 use crate::stats::Stats;
 
-/// The waker's token; listeners count down from the one below it.
-/// Connection tokens are slab indices, which never come near.
+/// The waker's and the signal pipe's tokens; listeners count down from the
+/// one below them. Connection tokens are slab indices, which never come
+/// near.
 const WAKER: Token = Token(usize::MAX);
-const FIRST_LISTENER: usize = usize::MAX - 1;
-/// Accept back-off after an error such as `EMFILE`: from 5 ms, doubling,
-/// to at most 1 s (what Go's net/http and nginx settle on), so a process
-/// out of descriptors neither spins nor stops listening for long.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Accepting resumes once connections fall below this share of
-/// `max_conns` (hysteresis: no flapping at the limit).
-const RESUME_BELOW_PERCENT: usize = 90;
+const SIGNALS: Token = Token(usize::MAX - 1);
+const FIRST_LISTENER: usize = usize::MAX - 2;
 
 /// What [`Reactor::run_once`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,15 +42,7 @@ pub enum Status {
     Stopped,
 }
 
-struct Listener {
-    socket: TcpListener,
-    /// The last accept batch stopped before `WouldBlock`: connections are
-    /// still queued, and no new edge will say so.
-    pending: bool,
-    /// Not accepting: at `max_conns`, or backing off after an error.
-    paused: bool,
-    backoff: Duration,
-}
+use self::accept::Listener;
 
 /// A single-threaded TCP reactor driving one [`Handler`].
 ///
@@ -83,6 +72,14 @@ pub struct Reactor<H: Handler> {
     /// Every read lands here first; only a partial frame is copied out.
     scratch: Vec<u8>,
     fired: Vec<TimerEvent>,
+    /// A descriptor held in reserve: when accept fails with `EMFILE`, it is
+    /// closed to accept and shed one waiting connection, then reopened.
+    reserve: Option<File>,
+    /// SIGINT/SIGTERM, once [`handle_signals`](Self::handle_signals) is
+    /// called.
+    signals: Option<signal_hook_mio::v1_0::Signals>,
+    /// A second signal (or `stop`) asked to stop without draining.
+    stop_now: bool,
     /// Connections open when shutdown began.
     draining_from: usize,
 }
@@ -104,6 +101,9 @@ impl<H: Handler> Reactor<H> {
             }),
             scratch: vec![0; SCRATCH_SIZE],
             fired: Vec::new(),
+            reserve: File::open("/dev/null").ok(),
+            signals: None,
+            stop_now: false,
             draining_from: 0,
         })
     }
@@ -128,12 +128,7 @@ impl<H: Handler> Reactor<H> {
             .registry()
             .register(&mut socket, token, Interest::READABLE)?;
         let local = socket.local_addr()?;
-        self.listeners.push(Listener {
-            socket,
-            pending: true,
-            paused: false,
-            backoff: ACCEPT_BACKOFF_MIN,
-        });
+        self.listeners.push(Listener::new(socket));
         log::info!("listening on {local}");
         Ok(local)
     }
@@ -190,7 +185,7 @@ impl<H: Handler> Reactor<H> {
         self.flush_output(); //                      6. one write per conn with output
         self.expire_timers(); //                     7. idle, write, connect, user timers
         self.reap(); //                              8. free closed slots, on_close
-        Ok(self.check_shutdown()) //                 9. shutdown done?
+        Ok(self.check_shutdown()) //                 9. shutdown: begin, cut, done?
     }
 
     /// Step 1: zero if work is waiting that no event will announce (the
@@ -203,7 +198,8 @@ impl<H: Handler> Reactor<H> {
             || !core.flush.is_empty()
             || !core.reap.is_empty()
             || core.shutdown_requested
-            || self.listeners.iter().any(|l| l.pending && !l.paused);
+            || self.stop_now
+            || self.listeners.iter().any(Listener::ready);
         if busy {
             return Some(Duration::ZERO);
         }
@@ -237,6 +233,7 @@ impl<H: Handler> Reactor<H> {
             self.core.stats.events += 1;
             match event.token() {
                 WAKER => self.drain_commands(),
+                SIGNALS => self.on_signals(),
                 Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
                     if let Some(l) = self.listeners.get_mut(FIRST_LISTENER - t) {
                         l.pending = true;
@@ -259,61 +256,6 @@ impl<H: Handler> Reactor<H> {
                         core: &mut self.core,
                     };
                     self.handler.on_message(&mut cx, message);
-                }
-            }
-        }
-    }
-
-    /// Accepts from every listener with connections waiting, each up to
-    /// the batch limit, `max_conns`, or `WouldBlock`.
-    fn accept_all(&mut self) {
-        for i in 0..self.listeners.len() {
-            if self.listeners[i].pending && !self.listeners[i].paused {
-                self.accept(i);
-            }
-        }
-    }
-
-    fn accept(&mut self, i: usize) {
-        for _ in 0..self.core.config.accept_batch {
-            if self.core.conns.len() >= self.core.config.max_conns {
-                log::warn!(
-                    "max_conns {} reached: not accepting",
-                    self.core.config.max_conns
-                );
-                self.listeners[i].paused = true;
-                return;
-            }
-            match self.listeners[i].socket.accept() {
-                Ok((stream, peer)) => {
-                    self.listeners[i].backoff = ACCEPT_BACKOFF_MIN;
-                    match self.core.add_conn(stream, State::Open) {
-                        Ok(id) => {
-                            self.core.stats.accepted += 1;
-                            log::trace!("conn {id}: accepted from {peer}");
-                            self.opened(id);
-                        }
-                        Err(e) => log::warn!("registering a connection from {peer}: {e}"),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listeners[i].pending = false;
-                    return;
-                }
-                // The connection died in the queue, or a signal came: the
-                // next one may be fine.
-                Err(e) if is_per_connection(&e) => {}
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS: the queue stays full and the
-                    // listener stays readable; retrying now would spin.
-                    let l = &mut self.listeners[i];
-                    self.core.stats.accept_errors += 1;
-                    log::warn!("accept failed: {e}; pausing accepts for {:?}", l.backoff);
-                    l.paused = true;
-                    let at = self.core.now + l.backoff.as_millis() as u64;
-                    l.backoff = (l.backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                    self.core.wheel.insert(at, TimerEvent::AcceptResume);
-                    return;
                 }
             }
         }
@@ -450,12 +392,7 @@ impl<H: Handler> Reactor<H> {
                     self.handler.on_timer(&mut cx, token);
                 }
                 TimerEvent::ShutdownDeadline => self.cut_remaining(),
-                TimerEvent::AcceptResume => {
-                    for l in &mut self.listeners {
-                        l.paused = false;
-                        l.pending = true;
-                    }
-                }
+                TimerEvent::AcceptResume(i) => self.resume_accepting(i),
             }
         }
         self.fired = fired;
@@ -472,73 +409,7 @@ impl<H: Handler> Reactor<H> {
                 self.handler.on_close(&mut cx, id, reason);
             }
         }
-        let resume_below = self.core.config.max_conns * RESUME_BELOW_PERCENT / 100;
-        if self.core.conns.len() < resume_below.max(1) {
-            for l in &mut self.listeners {
-                if l.paused && l.backoff == ACCEPT_BACKOFF_MIN {
-                    l.paused = false;
-                    l.pending = true;
-                }
-            }
-        }
-    }
-
-    /// Step 9: begin a requested shutdown; report when it is done.
-    fn check_shutdown(&mut self) -> Status {
-        if self.core.shutdown_requested && self.core.lifecycle == Lifecycle::Running {
-            self.begin_shutdown();
-        }
-        if self.core.lifecycle == Lifecycle::Draining && self.core.conns.is_empty() {
-            log::info!(
-                "shutdown complete: {} connections drained",
-                self.draining_from
-            );
-            self.core.lifecycle = Lifecycle::Stopped;
-        }
-        match self.core.lifecycle {
-            Lifecycle::Stopped => Status::Stopped,
-            _ => Status::Running,
-        }
-    }
-
-    /// Stop accepting, tell the handler, close every connection once its
-    /// output is flushed, and set the deadline.
-    fn begin_shutdown(&mut self) {
-        self.core.shutdown_requested = false;
-        self.core.lifecycle = Lifecycle::Draining;
-        self.listeners.clear();
-        let mut cx = Context {
-            core: &mut self.core,
-        };
-        self.handler.on_shutdown(&mut cx);
-        let ids: Vec<ConnId> = self.core.conns.iter().map(|(i, c)| id_of(i, c)).collect();
-        for &id in &ids {
-            self.core.close(id, CloseReason::Shutdown);
-        }
-        self.draining_from = ids.len();
-        let timeout = self.core.config.shutdown_timeout.as_millis() as u64;
-        let at = self.core.now.saturating_add(timeout);
-        self.core.wheel.insert(at, TimerEvent::ShutdownDeadline);
-        log::info!(
-            "shutting down: draining {} connections (deadline {:?})",
-            ids.len(),
-            self.core.config.shutdown_timeout
-        );
-    }
-
-    /// The shutdown deadline passed: close what is left.
-    fn cut_remaining(&mut self) {
-        let ids: Vec<ConnId> = self.core.conns.iter().map(|(i, c)| id_of(i, c)).collect();
-        if !ids.is_empty() {
-            log::warn!(
-                "shutdown deadline: cutting {} of {} connections",
-                ids.len(),
-                self.draining_from
-            );
-        }
-        for id in ids {
-            self.core.kill(id, CloseReason::Shutdown);
-        }
+        self.reopen_when_below_limit();
     }
 }
 
@@ -562,15 +433,4 @@ fn recycle(list: &mut Vec<ConnId>, mut old: Vec<ConnId>) {
         old.clear();
         *list = old;
     }
-}
-
-/// Accept errors that concern one connection, not the listener.
-fn is_per_connection(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::PermissionDenied
-    )
 }

@@ -56,7 +56,9 @@ impl<H: Handler> Reactor<H> {
             if budget == 0 {
                 return self.core.push_ready(id);
             }
-            let outcome = if conn.input.is_some() {
+            let outcome = if matches!(conn.state(), State::Lingering(_)) {
+                self.read_discard(id)
+            } else if conn.input.is_some() {
                 self.read_buffered(id)
             } else {
                 self.read_scratch(id)
@@ -84,6 +86,18 @@ impl<H: Handler> Reactor<H> {
             self.core.keep_input(id, &self.scratch[consumed..n]);
         }
         Outcome::Data(n)
+    }
+
+    /// A read while lingering: the bytes are dropped, unread by anyone.
+    fn read_discard(&mut self, id: ConnId) -> Outcome {
+        let Some(conn) = self.core.conn_mut(id) else {
+            return Outcome::Closed;
+        };
+        let result = read_retrying(&mut &conn.stream, &mut self.scratch);
+        match self.settle(id, result, self.scratch.len()) {
+            Ok(n) => Outcome::Data(n),
+            Err(outcome) => outcome,
+        }
     }
 
     /// A read appended to the partial frame the connection holds.
@@ -199,8 +213,11 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         conn.readable = false;
+        conn.eof = true;
         let index = id.index as usize;
         match conn.state() {
+            // Our FIN went out first; now theirs came: done.
+            State::Lingering(reason) => return self.core.kill(id, reason),
             State::Open => conn.set_state(index, State::ReadClosed),
             // Our FIN is queued: flush, then close.
             State::WriteClosing => conn.set_state(index, State::Draining(CloseReason::PeerClosed)),

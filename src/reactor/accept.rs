@@ -1,0 +1,223 @@
+//! Accepting connections, and admission: who gets in, and what happens
+//! when the process runs out of descriptors.
+//!
+//! A listener is drained until `WouldBlock`, a per-turn batch, or
+//! `max_conns`; it is edge-triggered like everything else, so a batch cut
+//! short is remembered (`pending`) and continued next turn.
+//!
+//! Out of descriptors (`EMFILE`, `ENFILE`) is the classic way an event
+//! loop dies: the listener stays readable, every `accept` fails, and a
+//! naive loop spins at 100% CPU while the clients in the queue hang. Here
+//! a descriptor held in reserve is closed so one waiting connection can
+//! be accepted and closed at once (its client hears "no" instead of
+//! hanging; the trick is libev's and nginx's), and accepting pauses with
+//! exponential back-off. One log line per episode.
+
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+
+use super::core::TimerEvent;
+use super::Reactor;
+use crate::admission::RejectReason;
+use crate::conn::State;
+use crate::handler::Handler;
+
+/// Accept back-off after an error such as `EMFILE`: from 5 ms, doubling,
+/// to at most 1 s (what Go's net/http settles on), so a process out of
+/// descriptors neither spins nor stays deaf for long once they free up.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Accepting resumes once connections fall below this share of
+/// `max_conns`: hysteresis, so a server at its limit does not flap.
+const RESUME_BELOW_PERCENT: usize = 90;
+
+/// Whether a listener accepts now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    Open,
+    /// At `max_conns`: reopens below 90 % of it.
+    Full,
+    /// After an accept error: reopens on a timer.
+    BackingOff,
+}
+
+pub(super) struct Listener {
+    pub(super) socket: TcpListener,
+    /// The last accept batch stopped before `WouldBlock`: connections are
+    /// still queued, and no new edge will say so.
+    pub(super) pending: bool,
+    gate: Gate,
+    /// The next back-off; back at the minimum once an accept succeeds,
+    /// which also ends the episode for logging.
+    backoff: Duration,
+}
+
+impl Listener {
+    pub(super) fn new(socket: TcpListener) -> Self {
+        Listener {
+            socket,
+            pending: true,
+            gate: Gate::Open,
+            backoff: ACCEPT_BACKOFF_MIN,
+        }
+    }
+
+    /// Connections wait and the gate is open.
+    pub(super) fn ready(&self) -> bool {
+        self.pending && self.gate == Gate::Open
+    }
+}
+
+impl<H: Handler> Reactor<H> {
+    /// Accepts from every listener with connections waiting.
+    pub(super) fn accept_all(&mut self) {
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].ready() {
+                self.accept(i);
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        for _ in 0..self.core.config.accept_batch {
+            let full = self.core.conns.len() >= self.core.config.max_conns;
+            if full && self.core.config.reject_line.is_none() {
+                log::warn!(
+                    "max_conns ({}) reached: not accepting until below {}%",
+                    self.core.config.max_conns,
+                    RESUME_BELOW_PERCENT
+                );
+                self.listeners[i].gate = Gate::Full;
+                return;
+            }
+            match self.listeners[i].socket.accept() {
+                Ok((stream, peer)) => {
+                    self.listeners[i].backoff = ACCEPT_BACKOFF_MIN;
+                    if full {
+                        self.reject_with_line(stream);
+                    } else if let Err(reason) = self.core.admission.check(peer.ip()) {
+                        log::debug!("rejected {peer}: {}", RejectReason::NAMES[reason.index()]);
+                        self.reject(stream, reason);
+                    } else {
+                        self.admit(stream, peer);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listeners[i].pending = false;
+                    return;
+                }
+                // The connection died in the queue, or a signal came: the
+                // next one may be fine.
+                Err(e) if is_per_connection(&e) => {}
+                Err(e) => return self.accept_failed(i, e),
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        match self.core.add_conn(stream, State::Open) {
+            Ok(id) => {
+                self.core.stats.accepted += 1;
+                self.core.admission.opened(id.index as usize, peer.ip());
+                log::trace!("conn {id}: accepted from {peer}");
+                self.opened(id);
+            }
+            Err(e) => log::warn!("registering a connection from {peer}: {e}"),
+        }
+    }
+
+    /// Turned away before the handler hears of it: closed with RST, so no
+    /// TIME_WAIT is left on our side.
+    fn reject(&mut self, stream: TcpStream, reason: RejectReason) {
+        self.core.stats.rejected[reason.index()] += 1;
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    }
+
+    /// At `max_conns` with a reject line: one write (a short line fits any
+    /// socket buffer), then a normal close so the line is delivered.
+    /// Caveat: a client that already sent data gets RST from the close,
+    /// which may destroy the line; Redis has the same edge.
+    fn reject_with_line(&mut self, stream: TcpStream) {
+        use std::io::Write;
+        self.core.stats.rejected[RejectReason::MaxConns.index()] += 1;
+        if let Some(line) = &self.core.config.reject_line {
+            let _ = (&stream).write(line);
+        }
+    }
+
+    /// `accept` failed for the listener as a whole (`EMFILE`, `ENFILE`,
+    /// `ENOBUFS`, `ENOMEM`): shed one waiting connection if descriptors
+    /// ran out, and pause this listener with back-off.
+    fn accept_failed(&mut self, i: usize, e: io::Error) {
+        self.core.stats.accept_errors += 1;
+        let episode_starts = self.listeners[i].backoff == ACCEPT_BACKOFF_MIN;
+        if crate::sys::is_out_of_descriptors(&e) {
+            self.shed_one(i);
+        }
+        let l = &mut self.listeners[i];
+        if episode_starts {
+            self.core.stats.accept_pauses += 1;
+            log::warn!(
+                "accept failed: {e}; pausing accepts with back-off from {ACCEPT_BACKOFF_MIN:?} to {ACCEPT_BACKOFF_MAX:?} (logged once per episode)"
+            );
+        }
+        l.gate = Gate::BackingOff;
+        let at = self.core.now.saturating_add(l.backoff.as_millis() as u64);
+        l.backoff = (l.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+        self.core.wheel.insert(at, TimerEvent::AcceptResume(i));
+    }
+
+    /// Spends the reserve descriptor on accepting one waiting connection
+    /// and closing it, then takes the descriptor back.
+    fn shed_one(&mut self, i: usize) {
+        let Some(reserve) = self.reserve.take() else {
+            return;
+        };
+        drop(reserve);
+        if let Ok((stream, peer)) = self.listeners[i].socket.accept() {
+            log::debug!("shed {peer}: out of descriptors");
+            self.reject(stream, RejectReason::OutOfDescriptors);
+        }
+        self.reserve = File::open("/dev/null").ok();
+    }
+
+    /// The back-off timer fired.
+    pub(super) fn resume_accepting(&mut self, i: usize) {
+        if let Some(l) = self.listeners.get_mut(i) {
+            if l.gate == Gate::BackingOff {
+                l.gate = Gate::Open;
+                l.pending = true;
+            }
+        }
+    }
+
+    /// After reaping: reopen listeners closed by `max_conns` once below
+    /// 90 % of it.
+    pub(super) fn reopen_when_below_limit(&mut self) {
+        let below = self.core.config.max_conns * RESUME_BELOW_PERCENT / 100;
+        if self.core.conns.len() < below.max(1) {
+            for l in &mut self.listeners {
+                if l.gate == Gate::Full {
+                    log::info!("below {RESUME_BELOW_PERCENT}% of max_conns: accepting again");
+                    l.gate = Gate::Open;
+                    l.pending = true;
+                }
+            }
+        }
+    }
+}
+
+/// Accept errors that concern one connection, not the listener.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::PermissionDenied
+    )
+}
