@@ -1,0 +1,120 @@
+//! Running an example server as a real process: start it, wait for it to
+//! listen, signal it, read its log and CPU time.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// target/<profile>/examples/<name>: `cargo test` builds the examples
+/// beside the test binaries.
+pub fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test binary path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(path.exists(), "{} not built", path.display());
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process, killed if the test ends early.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+    pub port: u16,
+}
+
+impl Proc {
+    /// Runs `prefix... example --addr 127.0.0.1:PORT args...`, logging to a
+    /// temporary file, and waits until it listens.
+    pub fn start(prefix: &[&str], name: &str, args: &[&str]) -> Proc {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("evloop-{name}-{port}.log"));
+        let exe = example(name);
+        let mut argv: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        argv.push(exe.display().to_string());
+        argv.extend(["--addr".into(), format!("127.0.0.1:{port}")]);
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {argv:?}: {e}"));
+        let end = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "{name} never listened");
+            thread::sleep(Duration::from_millis(20));
+        }
+        Proc { child, log, port }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill (procps) not installed")
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < end, "still running after {limit:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// User + system CPU seconds so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+    }
+
+    /// A `key=value` figure from the last line of the log that has it.
+    pub fn logged(&self, key: &str) -> Option<u64> {
+        let log = self.log();
+        let line = log
+            .lines()
+            .rev()
+            .find(|l| l.contains(&format!(" {key}=")))?;
+        let rest = line.split(&format!(" {key}=")).nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
