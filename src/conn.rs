@@ -48,6 +48,16 @@ pub struct ConnId {
     pub(crate) generation: u32,
 }
 
+impl ConnId {
+    /// The connection's slab slot: dense, small, and reused after close.
+    /// Handlers use it to index their own per-connection tables (a `Vec`
+    /// beats a hash map), keeping the whole id beside the entry to tell a
+    /// new tenant from an old one.
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+}
+
 impl fmt::Debug for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}.{}", self.index, self.generation)

@@ -1,10 +1,29 @@
+#![allow(dead_code)] // each example uses its own part of this module
+
 //! What every example server shares: its command-line flags and start-up.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use evloop::{Cidr, Config, Keepalive, Stats};
+use evloop::{Cidr, Config, ConnId, Context, Handler, Keepalive, Stats};
+
+/// The echo protocol, whole: every byte that arrives is queued back to the
+/// sender and reported consumed. The reactor does the rest: it writes the
+/// echo in one call at the end of the dispatch, stops reading a client that
+/// does not read its echoes (backpressure), and closes quiet ones.
+pub struct Echo;
+
+impl Handler for Echo {
+    type Message = ();
+
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        // A write fails only if the client is gone or past the output
+        // limit; the reactor has already closed it then.
+        let _ = cx.write(conn, input);
+        input.len()
+    }
+}
 
 /// Flags every server example takes.
 #[derive(Args, Debug, Clone)]
