@@ -27,11 +27,31 @@ struct Case {
 }
 
 const CASES: [Case; 5] = [
-    Case { name: "100", conns: 100, idle: 0 },
-    Case { name: "1,000", conns: 1_000, idle: 0 },
-    Case { name: "10,000", conns: 10_000, idle: 0 },
-    Case { name: "100 alone", conns: 100, idle: 0 },
-    Case { name: "100 + 10,000 idle", conns: 100, idle: 10_000 },
+    Case {
+        name: "100",
+        conns: 100,
+        idle: 0,
+    },
+    Case {
+        name: "1,000",
+        conns: 1_000,
+        idle: 0,
+    },
+    Case {
+        name: "10,000",
+        conns: 10_000,
+        idle: 0,
+    },
+    Case {
+        name: "100 alone",
+        conns: 100,
+        idle: 0,
+    },
+    Case {
+        name: "100 + 10,000 idle",
+        conns: 100,
+        idle: 10_000,
+    },
 ];
 
 fn examples_dir() -> PathBuf {
@@ -57,8 +77,19 @@ fn run(case: &Case, port: u16) -> Option<(f64, f64, u64)> {
         thread::sleep(Duration::from_millis(20));
     }
     let out = pinned("1", dir.join("loadgen"))
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--duration", SECONDS, "--json"])
-        .args(["--conns", &case.conns.to_string(), "--idle-conns", &case.idle.to_string()])
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--duration",
+            SECONDS,
+            "--json",
+        ])
+        .args([
+            "--conns",
+            &case.conns.to_string(),
+            "--idle-conns",
+            &case.idle.to_string(),
+        ])
         .args(["--ramp", "10000"])
         .stderr(Stdio::null())
         .output()
@@ -99,7 +130,10 @@ fn main() {
             }
         }
     }
-    println!("{:<22} {:>12} {:>10} {:>7}", "connections", "echoes/s", "p99 us", "errors");
+    println!(
+        "{:<22} {:>12} {:>10} {:>7}",
+        "connections", "echoes/s", "p99 us", "errors"
+    );
     for (case, rs) in CASES.iter().zip(&results) {
         println!(
             "{:<22} {:>12.0} {:>10.0} {:>7}",
@@ -111,5 +145,8 @@ fn main() {
     }
     let alone = median(results[3].iter().map(|r| r.0).collect());
     let crowded = median(results[4].iter().map(|r| r.0).collect());
-    println!("100 busy beside 10,000 idle / 100 alone: {:.2}", crowded / alone);
+    println!(
+        "100 busy beside 10,000 idle / 100 alone: {:.2}",
+        crowded / alone
+    );
 }

@@ -56,6 +56,22 @@ impl ConnId {
     pub fn index(&self) -> usize {
         self.index as usize
     }
+
+    /// The id as one number, e.g. for a timer token
+    /// ([`Context::set_timer`](crate::Context::set_timer)).
+    pub fn as_u64(&self) -> u64 {
+        (u64::from(self.index) << 32) | u64::from(self.generation)
+    }
+
+    /// The id [`as_u64`](Self::as_u64) made. Any number gives *some* id;
+    /// one that names no live connection is simply stale, and every
+    /// operation on it does nothing.
+    pub fn from_u64(n: u64) -> ConnId {
+        ConnId {
+            index: (n >> 32) as u32,
+            generation: n as u32,
+        }
+    }
 }
 
 impl fmt::Debug for ConnId {

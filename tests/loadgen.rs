@@ -14,11 +14,24 @@ use process::example;
 #[test]
 fn c10k_small_run_holds_every_connection_and_exits_zero() {
     let out = Command::new(example("c10k"))
-        .args(["--conns", "300", "--duration", "1", "--hold", "0.5", "--ramp", "3000"])
+        .args([
+            "--conns",
+            "300",
+            "--duration",
+            "1",
+            "--hold",
+            "0.5",
+            "--ramp",
+            "3000",
+        ])
         .output()
         .expect("run c10k");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "c10k failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "c10k failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("connections held   300 / 300"), "{stdout}");
     assert!(stdout.contains("timeouts & errors  none"), "{stdout}");
 }
@@ -55,13 +68,26 @@ fn corrupting_echo() -> u16 {
 fn loadgen_catches_a_corrupted_byte() {
     let port = corrupting_echo();
     let out = Command::new(example("loadgen"))
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--conns", "2", "--duration", "0.5"])
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--conns",
+            "2",
+            "--duration",
+            "0.5",
+        ])
         .args(["--size", "100", "--json"])
         .output()
         .expect("run loadgen");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert!(!out.status.success(), "a corrupted stream must fail the run");
-    assert!(report["errors"]["corrupt"].as_u64().unwrap_or(0) >= 1, "{report}");
+    assert!(
+        !out.status.success(),
+        "a corrupted stream must fail the run"
+    );
+    assert!(
+        report["errors"]["corrupt"].as_u64().unwrap_or(0) >= 1,
+        "{report}"
+    );
 }
 
 #[test]
@@ -90,11 +116,21 @@ fn loadgen_counts_http_error_statuses() {
         }
     });
     let out = Command::new(example("loadgen"))
-        .args(["--addr", &format!("127.0.0.1:{port}"), "--conns", "2", "--duration", "0.3"])
+        .args([
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--conns",
+            "2",
+            "--duration",
+            "0.3",
+        ])
         .args(["--protocol", "http", "--json"])
         .output()
         .expect("run loadgen");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert!(!out.status.success());
-    assert!(report["errors"]["http_status"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert!(
+        report["errors"]["http_status"].as_u64().unwrap_or(0) > 0,
+        "{report}"
+    );
 }

@@ -1,0 +1,359 @@
+//! An HTTP/1.1 server on the reactor, parsing with httparse.
+//!
+//! ```sh
+//! cargo run --release --example http -- --addr 127.0.0.1:8080
+//! curl -i http://127.0.0.1:8080/                 # Hello, World!
+//! curl -i -d 'some body' http://127.0.0.1:8080/echo
+//! ```
+//!
+//! What it teaches beyond echo: **pipelining** (every complete request in
+//! the input is answered, and all the answers go out in one write),
+//! **limits answered in the protocol** (431 for oversized headers, 413 for
+//! an oversized body, 400 for garbage, 501 for Transfer-Encoding, 408 for a
+//! client too slow to send its headers: the slowloris defence), and
+//! **work done once a second instead of once a request** (the Date header,
+//! and the whole `GET /` response built around it).
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use clap::Parser;
+use evloop::timer::TimerId;
+use evloop::{ConnId, Context, Handler, Reactor};
+
+#[derive(Parser, Debug)]
+#[command(about = "HTTP/1.1 server on the evloop reactor")]
+struct Cli {
+    #[command(flatten)]
+    server: common::ServerArgs,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body: usize,
+}
+
+/// Request heads past 8 KiB are refused with 431 (nginx's default
+/// `large_client_header_buffers` is 8 KiB too).
+const MAX_HEAD: usize = 8 * 1024;
+/// Headers per request httparse will parse; more is a 431.
+const MAX_HEADERS: usize = 64;
+/// The timer token of the once-a-second Date refresh; every other token
+/// is a connection's header deadline.
+const DATE_TICK: u64 = u64::MAX;
+
+/// Per connection: the header deadline, while a request head is arriving.
+struct Slot {
+    id: ConnId,
+    head_timer: Option<TimerId>,
+}
+
+struct Http {
+    header_timeout: Duration,
+    max_body: usize,
+    /// `Date: ...\r\n`, refreshed once a second.
+    date: Vec<u8>,
+    /// The whole keep-alive response to `GET /`, rebuilt with the date.
+    hello: Vec<u8>,
+    /// Responses of one dispatch, written in one go.
+    out: Vec<u8>,
+    slots: Vec<Option<Slot>>,
+}
+
+/// What to do with the connection after answering.
+#[derive(PartialEq)]
+enum After {
+    KeepAlive,
+    Close,
+}
+
+impl Http {
+    fn refresh_date(&mut self) {
+        self.date =
+            format!("Date: {}\r\n", httpdate::fmt_http_date(SystemTime::now())).into_bytes();
+        self.hello.clear();
+        self.hello.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: evloop\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n");
+        self.hello.extend_from_slice(&self.date);
+        self.hello.extend_from_slice(b"\r\nHello, World!");
+    }
+
+    /// Appends a response with `body` (or only its headers, for HEAD).
+    fn respond(&mut self, status: &str, body: &[u8], head_only: bool, after: &After) {
+        let out = &mut self.out;
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_bytes());
+        out.extend_from_slice(
+            b"\r\nServer: evloop\r\nContent-Type: text/plain\r\nContent-Length: ",
+        );
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.date);
+        if *after == After::Close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+    }
+
+    fn slot(&mut self, conn: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(conn.index())
+            .and_then(Option::as_mut)
+            .filter(|s| s.id == conn)
+    }
+
+    /// A request head has begun arriving: start its deadline, once.
+    fn arm_head_timer(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        let timeout = self.header_timeout;
+        if let Some(slot) = self.slot(conn) {
+            if slot.head_timer.is_none() {
+                slot.head_timer = Some(cx.set_timer(timeout, conn.as_u64()));
+            }
+        }
+    }
+
+    fn disarm_head_timer(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        if let Some(timer) = self.slot(conn).and_then(|s| s.head_timer.take()) {
+            cx.cancel_timer(timer);
+        }
+    }
+
+    /// Answers one complete request; returns whether to keep the
+    /// connection.
+    fn answer(&mut self, req: &httparse::Request<'_, '_>, body: &[u8]) -> After {
+        let wants_close = req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+        });
+        let http10_keep = req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"keep-alive")
+        });
+        let after = if wants_close || (req.version == Some(0) && !http10_keep) {
+            After::Close
+        } else {
+            After::KeepAlive
+        };
+        match (req.method, req.path) {
+            (Some("GET"), Some("/")) if after == After::KeepAlive => {
+                let hello = std::mem::take(&mut self.hello);
+                self.out.extend_from_slice(&hello);
+                self.hello = hello;
+            }
+            (Some("GET"), Some("/")) => self.respond("200 OK", b"Hello, World!", false, &after),
+            (Some("HEAD"), Some("/")) => self.respond("200 OK", b"Hello, World!", true, &after),
+            (Some("POST"), Some("/echo")) => self.respond("200 OK", body, false, &after),
+            (Some("HEAD"), _) => self.respond("404 Not Found", b"Not Found\n", true, &after),
+            _ => self.respond("404 Not Found", b"Not Found\n", false, &after),
+        }
+        after
+    }
+}
+
+/// Parses as many complete requests as `input` holds; returns the bytes
+/// they used and what to do after.
+fn serve(http: &mut Http, input: &[u8]) -> (usize, After, bool) {
+    let mut used = 0;
+    loop {
+        let buf = &input[used..];
+        if buf.is_empty() {
+            return (used, After::KeepAlive, false);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let head = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                http.respond(
+                    "431 Request Header Fields Too Large",
+                    b"headers too large\n",
+                    false,
+                    &After::Close,
+                );
+                return (input.len(), After::Close, false);
+            }
+            // An incomplete head: wait for more (under the header deadline).
+            Ok(httparse::Status::Partial) => return (used, After::KeepAlive, true),
+            Err(httparse::Error::TooManyHeaders) => {
+                http.respond(
+                    "431 Request Header Fields Too Large",
+                    b"too many headers\n",
+                    false,
+                    &After::Close,
+                );
+                return (input.len(), After::Close, false);
+            }
+            Err(_) => {
+                http.respond(
+                    "400 Bad Request",
+                    b"malformed request\n",
+                    false,
+                    &After::Close,
+                );
+                return (input.len(), After::Close, false);
+            }
+        };
+        if head > MAX_HEAD {
+            http.respond(
+                "431 Request Header Fields Too Large",
+                b"headers too large\n",
+                false,
+                &After::Close,
+            );
+            return (input.len(), After::Close, false);
+        }
+        if req
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
+        {
+            http.respond(
+                "501 Not Implemented",
+                b"Transfer-Encoding is not supported\n",
+                false,
+                &After::Close,
+            );
+            return (input.len(), After::Close, false);
+        }
+        let length = match content_length(&req) {
+            Ok(n) => n,
+            Err(()) => {
+                http.respond(
+                    "400 Bad Request",
+                    b"bad Content-Length\n",
+                    false,
+                    &After::Close,
+                );
+                return (input.len(), After::Close, false);
+            }
+        };
+        if length > http.max_body {
+            http.respond(
+                "413 Content Too Large",
+                b"body too large\n",
+                false,
+                &After::Close,
+            );
+            return (input.len(), After::Close, false);
+        }
+        if buf.len() < head + length {
+            return (used, After::KeepAlive, true); // the body is on its way
+        }
+        let after = http.answer(&req, &buf[head..head + length]);
+        used += head + length;
+        if after == After::Close {
+            return (used, After::Close, false);
+        }
+    }
+}
+
+/// The Content-Length, 0 if absent; `Err` if present but not one number
+/// (or given twice, differently: a request smuggling vector).
+fn content_length(req: &httparse::Request<'_, '_>) -> Result<usize, ()> {
+    let mut length = None;
+    for h in req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
+        let n: usize = std::str::from_utf8(h.value)
+            .map_err(|_| ())?
+            .trim()
+            .parse()
+            .map_err(|_| ())?;
+        if length.is_some_and(|l| l != n) {
+            return Err(());
+        }
+        length = Some(n);
+    }
+    Ok(length.unwrap_or(0))
+}
+
+impl Handler for Http {
+    type Message = ();
+
+    fn on_open(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
+        if self.slots.len() <= conn.index() {
+            self.slots.resize_with(conn.index() + 1, || None);
+        }
+        self.slots[conn.index()] = Some(Slot {
+            id: conn,
+            head_timer: None,
+        });
+    }
+
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        self.out.clear();
+        let (used, after, waiting) = serve(self, input);
+        if !self.out.is_empty() {
+            let _ = cx.write(conn, &self.out);
+        }
+        if waiting {
+            self.arm_head_timer(cx, conn);
+        } else {
+            self.disarm_head_timer(cx, conn);
+        }
+        if after == After::Close {
+            cx.close(conn);
+        }
+        used
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
+        if token == DATE_TICK {
+            self.refresh_date();
+            cx.set_timer(Duration::from_secs(1), DATE_TICK);
+            return;
+        }
+        // A header deadline: the request head is still incomplete.
+        let conn = ConnId::from_u64(token);
+        if self.slot(conn).and_then(|s| s.head_timer.take()).is_some() {
+            self.out.clear();
+            self.respond(
+                "408 Request Timeout",
+                b"request timeout\n",
+                false,
+                &After::Close,
+            );
+            let _ = cx.write(conn, &self.out);
+            cx.close(conn);
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_>, _: ()) {
+        // Posted once at start: begin the Date refresh.
+        cx.set_timer(Duration::from_secs(1), DATE_TICK);
+    }
+
+    fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, _reason: evloop::CloseReason) {
+        self.disarm_head_timer(cx, conn);
+        if let Some(slot) = self.slots.get_mut(conn.index()) {
+            *slot = None;
+        }
+    }
+}
+
+fn main() -> std::io::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    common::init();
+    let mut config = cli.server.config();
+    // A partial request is at most a head and a body.
+    config.max_input = MAX_HEAD + cli.max_body + 1;
+    let mut http = Http {
+        header_timeout: Duration::from_secs(cli.header_timeout),
+        max_body: cli.max_body,
+        date: Vec::new(),
+        hello: Vec::new(),
+        out: Vec::new(),
+        slots: Vec::new(),
+    };
+    http.refresh_date();
+    let mut reactor = Reactor::new(http, config)?;
+    reactor.listen(cli.server.addr)?;
+    reactor.handle_signals()?;
+    let _ = reactor.handle().post(());
+    reactor.run()?;
+    Ok(common::exit_code(&reactor.stats()))
+}
