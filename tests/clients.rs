@@ -1,0 +1,354 @@
+//! The protocol examples checked by clients nobody here wrote: curl and
+//! wrk against `http`, redis-cli and redis-benchmark against `kv`, nc
+//! against `chat`; plus malformed and oversized input over raw sockets.
+//! `.ci/run` installs the clients; elsewhere a missing one skips its test
+//! with a message, and under CI it fails.
+
+mod process;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use process::Proc;
+
+fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} not installed: .ci/run must install it"
+        );
+        eprintln!("skipped: {tool} not installed");
+    }
+    found
+}
+
+fn run(cmd: &str, args: &[&str]) -> (String, String, bool) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+fn raw(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Sends `request` and reads until the server closes.
+fn exchange(port: u16, request: &[u8]) -> String {
+    let mut s = raw(port);
+    let _ = s.write_all(request);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+// ---- http -----------------------------------------------------------
+
+#[test]
+fn curl_get_keepalive_post_head_404() {
+    if !have("curl") {
+        return;
+    }
+    let server = Proc::start(&[], "http", &[]);
+    let url = format!("http://127.0.0.1:{}", server.port);
+    let (body, trace, ok) = run("curl", &["-sv", &format!("{url}/"), &format!("{url}/")]);
+    assert!(ok);
+    assert_eq!(body, "Hello, World!Hello, World!");
+    assert!(
+        trace.contains("Re-using existing connection"),
+        "no keep-alive reuse:\n{trace}"
+    );
+    let (body, _, _) = run("curl", &["-s", "-d", "posted body", &format!("{url}/echo")]);
+    assert_eq!(body, "posted body");
+    let (head, _, _) = run("curl", &["-sI", &format!("{url}/")]);
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK") && head.contains("Content-Length: 13"),
+        "{head}"
+    );
+    assert!(head.contains("Date: "), "{head}");
+    let (code, _, _) = run(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{url}/nope"),
+        ],
+    );
+    assert_eq!(code, "404");
+}
+
+#[test]
+fn wrk_runs_with_zero_errors() {
+    if !have("wrk") {
+        return;
+    }
+    let server = Proc::start(&[], "http", &[]);
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let (out, err, ok) = run("wrk", &["-t1", "-c16", "-d2s", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("requests in"), "{out}");
+    assert!(
+        !out.contains("Socket errors") && !out.contains("Non-2xx"),
+        "{out}"
+    );
+}
+
+#[test]
+fn http_limits_are_answered_and_others_still_served() {
+    let server = Proc::start(
+        &[],
+        "http",
+        &["--header-timeout", "1", "--max-body", "1000"],
+    );
+    let p = server.port;
+    assert!(exchange(p, b"this is not http\r\n\r\n").starts_with("HTTP/1.1 400"));
+    let big_head = format!("GET / HTTP/1.1\r\nX-Fill: {}\r\n\r\n", "a".repeat(9000));
+    assert!(exchange(p, big_head.as_bytes()).starts_with("HTTP/1.1 431"));
+    let big_body = b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n";
+    assert!(exchange(p, big_body).starts_with("HTTP/1.1 413"));
+    let chunked = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert!(exchange(p, chunked).starts_with("HTTP/1.1 501"));
+    // Slowloris: half a head, then nothing. 408 after the header timeout.
+    let started = Instant::now();
+    let slow = exchange(p, b"GET / HTTP/1.1\r\nHost: x\r\n");
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Pipelined: three requests in one write, three answers.
+    let mut s = raw(p);
+    s.write_all(
+        b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    assert_eq!(all.matches("Hello, World!").count(), 3, "{all}");
+}
+
+// ---- kv -------------------------------------------------------------
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let port = port.to_string();
+    let mut all = vec!["-p", &port];
+    all.extend_from_slice(args);
+    run("redis-cli", &all).0.trim_end().to_string()
+}
+
+#[test]
+fn redis_cli_commands_and_pipe_mass_insertion() {
+    if !have("redis-cli") {
+        return;
+    }
+    let server = Proc::start(&[], "kv", &[]);
+    let p = server.port;
+    assert_eq!(redis_cli(p, &["ping"]), "PONG");
+    assert_eq!(redis_cli(p, &["set", "k", "v"]), "OK");
+    assert_eq!(redis_cli(p, &["get", "k"]), "v");
+    assert_eq!(redis_cli(p, &["incr", "n"]), "1");
+    assert_eq!(redis_cli(p, &["set", "short", "x", "px", "200"]), "OK");
+    assert_eq!(redis_cli(p, &["exists", "short", "k", "none"]), "2");
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        redis_cli(p, &["get", "short"]),
+        "",
+        "expired key still there"
+    );
+    assert_eq!(
+        redis_cli(p, &["dbsize"]),
+        "2",
+        "the expiry timer removed the key"
+    );
+
+    let mut pipe = Vec::new();
+    for i in 0..10_000 {
+        let (k, v) = (format!("key:{i}"), format!("value:{i}"));
+        pipe.extend_from_slice(
+            format!(
+                "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+                k.len(),
+                v.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let mut child = Command::new("redis-cli")
+        .args(["-p", &p.to_string(), "--pipe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&pipe).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("errors: 0, replies: 10000"), "{text}");
+    assert_eq!(redis_cli(p, &["dbsize"]), "10002");
+    assert_eq!(redis_cli(p, &["get", "key:9999"]), "value:9999");
+}
+
+#[test]
+fn redis_benchmark_runs_with_zero_errors() {
+    if !have("redis-benchmark") {
+        return;
+    }
+    let server = Proc::start(&[], "kv", &[]);
+    let (out, err, ok) = run(
+        "redis-benchmark",
+        &[
+            "-p",
+            &server.port.to_string(),
+            "-q",
+            "-n",
+            "5000",
+            "-P",
+            "4",
+            "-t",
+            "ping_inline,set,get",
+        ],
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("requests per second"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        !out.contains("ERR") && !err.contains("WARNING"),
+        "{out}\n{err}"
+    );
+}
+
+#[test]
+fn malformed_resp_is_answered_with_err_and_others_still_served() {
+    let server = Proc::start(&[], "kv", &[]);
+    let answer = exchange(server.port, b"*1\r\n$99999999\r\n");
+    assert!(answer.starts_with("-ERR Protocol error"), "{answer}");
+    let answer = exchange(server.port, b"*2\r\n$3\r\nGET\r\n:1\r\n");
+    assert!(answer.starts_with("-ERR Protocol error"), "{answer}");
+    let mut ok = raw(server.port);
+    ok.write_all(b"*1\r\n$4\r\nPING\r\nPING\r\n").unwrap();
+    let mut buf = [0; 14];
+    ok.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"+PONG\r\n+PONG\r\n");
+}
+
+// ---- chat -----------------------------------------------------------
+
+/// A line reader over a stream, with a deadline per line.
+fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, what: &str) -> String {
+    let end = Instant::now() + Duration::from_secs(10);
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(what) => return line,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no line containing {what:?}");
+}
+
+#[test]
+fn two_nc_clients_see_each_others_lines() {
+    if !have("nc") {
+        return;
+    }
+    let server = Proc::start(&[], "chat", &[]);
+    let spawn_nc = || {
+        Command::new("nc")
+            .args(["127.0.0.1", &server.port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut alice = spawn_nc();
+    let alice_out = lines_of(alice.stdout.take().unwrap());
+    wait_line(&alice_out, "welcome");
+    let mut bob = spawn_nc();
+    let bob_out = lines_of(bob.stdout.take().unwrap());
+    wait_line(&bob_out, "welcome");
+    let mut alice_in = alice.stdin.take().unwrap();
+    let mut bob_in = bob.stdin.take().unwrap();
+    alice_in.write_all(b"/nick alice\n").unwrap();
+    wait_line(&bob_out, "is now alice");
+    bob_in.write_all(b"/nick bob\nhello alice\n").unwrap();
+    assert_eq!(wait_line(&alice_out, "hello alice"), "bob: hello alice");
+    alice_in.write_all(b"hi bob\n/who\n").unwrap();
+    assert_eq!(wait_line(&bob_out, "hi bob"), "alice: hi bob");
+    assert_eq!(wait_line(&alice_out, "online"), "* online: alice, bob");
+    bob_in.write_all(b"/quit\n").unwrap();
+    wait_line(&alice_out, "bob left");
+    for mut nc in [alice, bob] {
+        let _ = nc.kill();
+        let _ = nc.wait();
+    }
+}
+
+#[test]
+fn a_member_who_stops_reading_is_dropped_without_slowing_the_room() {
+    let server = Proc::start(&[], "chat", &[]);
+    let p = server.port;
+    let observer = raw(p);
+    let seen = lines_of(observer.try_clone().unwrap());
+    wait_line(&seen, "welcome");
+    // The slow member: a tiny receive buffer, and it never reads.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket
+        .connect(&std::net::SocketAddr::from(([127, 0, 0, 1], p)).into())
+        .unwrap();
+    let slow: TcpStream = socket.into();
+    wait_line(&seen, "joined");
+    let mut talker = raw(p);
+    let talker_lines = lines_of(talker.try_clone().unwrap());
+    wait_line(&seen, "joined");
+    let line = format!("{}\n", "x".repeat(1000));
+    let started = Instant::now();
+    // 8 MB: more than the slow member's kernel buffers hold (the server's
+    // send buffer autotunes to about 4 MB on loopback), so the rest piles
+    // up in the server's output buffer until the hard limit (1 MiB).
+    for _ in 0..8000 {
+        if talker.write_all(line.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let left = wait_line(&seen, "left");
+    assert!(left.contains("too far behind"), "{left}");
+    talker.write_all(b"/who\n").unwrap();
+    wait_line(&talker_lines, "online");
+    eprintln!(
+        "slow member dropped; room still served after {:?}",
+        started.elapsed()
+    );
+    drop(slow);
+}
