@@ -1,0 +1,11 @@
+//! The unit tests inside example modules: the kv server's RESP parser and
+//! the load generator's byte-pattern checker. Examples are built as
+//! programs (the process tests run them), so their own `#[cfg(test)]`
+//! modules are compiled here instead.
+#![allow(dead_code)]
+
+#[path = "../examples/kv/resp.rs"]
+mod resp;
+
+#[path = "../examples/loadgen/wire.rs"]
+mod wire;
