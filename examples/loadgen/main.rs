@@ -148,6 +148,16 @@ impl Load {
         matches!(self.phase, Phase::Active { .. })
     }
 
+    /// Connected, busy (not idle) connections.
+    fn active_ids(&self) -> Vec<ConnId> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.up && !s.idle)
+            .map(|s| s.id)
+            .collect()
+    }
+
     /// Sends `n` requests on a connection.
     fn send(&mut self, cx: &mut Context<'_>, conn: ConnId, n: usize, now: Instant) {
         let Some(slot) = self.slots.get_mut(conn.index()).and_then(Option::as_mut) else {
@@ -284,14 +294,7 @@ impl Load {
             cx.set_timer(RATE_EVERY, RATE_TICK);
             return;
         }
-        let ids: Vec<ConnId> = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|s| s.up && !s.idle)
-            .map(|s| s.id)
-            .collect();
-        for id in ids {
+        for id in self.active_ids() {
             self.send(cx, id, self.cli.depth, now);
         }
     }
@@ -307,13 +310,7 @@ impl Load {
         }
         let now = Instant::now();
         let due = ((now - from).as_secs_f64() * rate) as u64;
-        let active: Vec<ConnId> = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|s| s.up && !s.idle)
-            .map(|s| s.id)
-            .collect();
+        let active = self.active_ids();
         if !active.is_empty() {
             while self.rate_sent < due {
                 let id = active[self.rate_cursor % active.len()];

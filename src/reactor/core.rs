@@ -116,9 +116,7 @@ impl Core {
     }
 
     pub(crate) fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.generation == id.generation)
+        live(&mut self.conns, id)
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -176,15 +174,8 @@ impl Core {
     /// borrowed from the pool if it had none.
     pub(crate) fn write(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
         let now = self.now;
-        let (hard_limit, high_water, soft_limit) = (
-            self.config.hard_limit,
-            self.config.high_water,
-            self.config.soft_limit,
-        );
-        let conn = self
-            .conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.generation == id.generation && !c.state().is_closed())
+        let conn = live(&mut self.conns, id)
+            .filter(|c| !c.state().is_closed())
             .ok_or(SendError::Gone)?;
         if !conn.state().accepts_output() {
             return Err(SendError::Closing);
@@ -193,7 +184,7 @@ impl Core {
             return Ok(());
         }
         let len = conn.output_len() + data.len();
-        if len > hard_limit {
+        if len > self.config.hard_limit {
             log::debug!("conn {id}: output {len} bytes passes the hard limit");
             self.kill(id, CloseReason::SlowConsumer);
             return Err(SendError::SlowConsumer);
@@ -208,10 +199,10 @@ impl Core {
             }
         };
         out.extend(data);
-        if len > high_water {
+        if len > self.config.high_water {
             conn.backpressured = true;
         }
-        let newly_soft = len > soft_limit && conn.soft_since == NEVER;
+        let newly_soft = len > self.config.soft_limit && conn.soft_since == NEVER;
         if newly_soft {
             conn.soft_since = now;
         }
@@ -298,11 +289,7 @@ impl Core {
     /// is the common case: I/O moves deadlines later, never earlier, and a
     /// timer that fires early just re-arms.
     pub(crate) fn arm(&mut self, id: ConnId) {
-        let Some(conn) = self
-            .conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.generation == id.generation)
-        else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         let Some((at, _)) = deadline(conn, &self.config) else {
@@ -322,11 +309,7 @@ impl Core {
     /// else re-arm for the one that comes next.
     pub(crate) fn conn_timer(&mut self, id: ConnId) {
         let now = self.now;
-        let Some(conn) = self
-            .conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.generation == id.generation)
-        else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         conn.timer = None;
@@ -353,11 +336,7 @@ impl Core {
     /// rest waits for the next writable edge.
     pub(crate) fn flush(&mut self, id: ConnId) -> bool {
         let now = self.now;
-        let Some(conn) = self
-            .conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.generation == id.generation)
-        else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return false;
         };
         let may_write = conn.writable && conn.state().may_write();
@@ -475,6 +454,14 @@ impl Core {
         log::trace!("conn {id}: removed ({reason})");
         Some(reason)
     }
+}
+
+/// The connection `id` names, if it is still the slot's tenant. A free
+/// function, so a caller can hold it beside other fields of `Core`.
+fn live(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
+    conns
+        .get_mut(id.index as usize)
+        .filter(|c| c.generation == id.generation)
 }
 
 /// A connection's earliest deadline and what passing it means.
