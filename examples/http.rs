@@ -79,6 +79,13 @@ impl Http {
         self.hello.extend_from_slice(b"\r\nHello, World!");
     }
 
+    /// A request the server will not serve: answer why, then close. The
+    /// rest of the input is dropped with it.
+    fn refuse(&mut self, status: &str, why: &[u8], input_len: usize) -> (usize, After, bool) {
+        self.respond(status, why, false, &After::Close);
+        (input_len, After::Close, false)
+    }
+
     /// Appends a response with `body` (or only its headers, for HEAD).
     fn respond(&mut self, status: &str, body: &[u8], head_only: bool, after: &After) {
         let out = &mut self.out;
@@ -153,7 +160,7 @@ impl Http {
 }
 
 /// Parses as many complete requests as `input` holds; returns the bytes
-/// they used and what to do after.
+/// they used, what to do after, and whether a request is still arriving.
 fn serve(http: &mut Http, input: &[u8]) -> (usize, After, bool) {
     let mut used = 0;
     loop {
@@ -164,79 +171,36 @@ fn serve(http: &mut Http, input: &[u8]) -> (usize, After, bool) {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let head = match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-                http.respond(
+            Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {
+                // An incomplete head: wait for more, under the deadline.
+                return (used, After::KeepAlive, true);
+            }
+            Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+                return http.refuse(
                     "431 Request Header Fields Too Large",
                     b"headers too large\n",
-                    false,
-                    &After::Close,
+                    input.len(),
                 );
-                return (input.len(), After::Close, false);
             }
-            // An incomplete head: wait for more (under the header deadline).
-            Ok(httparse::Status::Partial) => return (used, After::KeepAlive, true),
-            Err(httparse::Error::TooManyHeaders) => {
-                http.respond(
-                    "431 Request Header Fields Too Large",
-                    b"too many headers\n",
-                    false,
-                    &After::Close,
-                );
-                return (input.len(), After::Close, false);
-            }
-            Err(_) => {
-                http.respond(
-                    "400 Bad Request",
-                    b"malformed request\n",
-                    false,
-                    &After::Close,
-                );
-                return (input.len(), After::Close, false);
-            }
+            Err(_) => return http.refuse("400 Bad Request", b"malformed request\n", input.len()),
         };
-        if head > MAX_HEAD {
-            http.respond(
-                "431 Request Header Fields Too Large",
-                b"headers too large\n",
-                false,
-                &After::Close,
-            );
-            return (input.len(), After::Close, false);
-        }
         if req
             .headers
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
         {
-            http.respond(
+            return http.refuse(
                 "501 Not Implemented",
                 b"Transfer-Encoding is not supported\n",
-                false,
-                &After::Close,
+                input.len(),
             );
-            return (input.len(), After::Close, false);
         }
-        let length = match content_length(&req) {
-            Ok(n) => n,
-            Err(()) => {
-                http.respond(
-                    "400 Bad Request",
-                    b"bad Content-Length\n",
-                    false,
-                    &After::Close,
-                );
-                return (input.len(), After::Close, false);
-            }
+        let Ok(length) = content_length(&req) else {
+            return http.refuse("400 Bad Request", b"bad Content-Length\n", input.len());
         };
         if length > http.max_body {
-            http.respond(
-                "413 Content Too Large",
-                b"body too large\n",
-                false,
-                &After::Close,
-            );
-            return (input.len(), After::Close, false);
+            return http.refuse("413 Content Too Large", b"body too large\n", input.len());
         }
         if buf.len() < head + length {
             return (used, After::KeepAlive, true); // the body is on its way

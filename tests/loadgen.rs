@@ -36,8 +36,10 @@ fn c10k_small_run_holds_every_connection_and_exits_zero() {
     assert!(stdout.contains("timeouts & errors  none"), "{stdout}");
 }
 
-/// An echo server that flips one bit of the 1,000th byte it returns.
-fn corrupting_echo() -> u16 {
+/// A thread-per-connection server whose answer to each read is
+/// `reply(bytes read, bytes seen before them)`: a misbehaving peer in a
+/// few lines.
+fn tiny_server(reply: fn(&[u8], usize) -> Vec<u8>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     thread::spawn(move || {
@@ -45,18 +47,12 @@ fn corrupting_echo() -> u16 {
             let Ok(mut s) = stream else { return };
             thread::spawn(move || {
                 let mut buf = [0u8; 4096];
-                let mut total = 0usize;
+                let mut seen = 0;
                 while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
+                    if n == 0 || s.write_all(&reply(&buf[..n], seen)).is_err() {
                         return;
                     }
-                    if total <= 1000 && 1000 < total + n {
-                        buf[1000 - total] ^= 1;
-                    }
-                    total += n;
-                    if s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
+                    seen += n;
                 }
             });
         }
@@ -64,9 +60,25 @@ fn corrupting_echo() -> u16 {
     port
 }
 
+/// Echoes, flipping one bit of the 1,000th byte.
+fn corrupting_echo(input: &[u8], seen: usize) -> Vec<u8> {
+    let mut out = input.to_vec();
+    if (seen..seen + input.len()).contains(&1000) {
+        out[1000 - seen] ^= 1;
+    }
+    out
+}
+
+/// Answers every request (they are small: one per read at most a few)
+/// with 503.
+fn busy_http(input: &[u8], _: usize) -> Vec<u8> {
+    let requests = input.windows(4).filter(|w| w == b"\r\n\r\n").count();
+    b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy".repeat(requests)
+}
+
 #[test]
 fn loadgen_catches_a_corrupted_byte() {
-    let port = corrupting_echo();
+    let port = tiny_server(corrupting_echo);
     let out = Command::new(example("loadgen"))
         .args([
             "--addr",
@@ -92,29 +104,7 @@ fn loadgen_catches_a_corrupted_byte() {
 
 #[test]
 fn loadgen_counts_http_error_statuses() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 {
-                        return;
-                    }
-                    // One answer per request line seen (requests are small).
-                    let requests = buf[..n].windows(4).filter(|w| w == b"\r\n\r\n").count();
-                    for _ in 0..requests {
-                        let reply = b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy";
-                        if s.write_all(reply).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    let port = tiny_server(busy_http);
     let out = Command::new(example("loadgen"))
         .args([
             "--addr",
