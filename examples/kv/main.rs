@@ -71,10 +71,10 @@ impl Kv {
         }
     }
 
-    /// The live value of `key`: one whose expiry has passed is gone even
-    /// if its timer has not fired yet (the wheel fires on the tick, this
-    /// check is exact).
-    fn get(&mut self, cx: &mut Context<'_>, key: &[u8]) -> Option<&Value> {
+    /// Drops `key` if its expiry has passed, even if its timer has not
+    /// fired yet (the wheel fires on the tick; this check is exact). Call
+    /// before reading `self.store`.
+    fn expire_due(&mut self, cx: &mut Context<'_>, key: &[u8]) {
         let expired = self
             .store
             .get(key)
@@ -85,7 +85,20 @@ impl Kv {
                 self.forget_expiry(cx, v.expiry);
             }
         }
-        self.store.get(key)
+    }
+
+    /// Appends `key`'s value as a bulk string, or null.
+    fn reply_value(&mut self, cx: &mut Context<'_>, key: &[u8]) {
+        self.expire_due(cx, key);
+        match self.store.get(key) {
+            Some(v) => reply::bulk(&mut self.out, &v.data),
+            None => reply::null(&mut self.out),
+        }
+    }
+
+    fn exists(&mut self, cx: &mut Context<'_>, key: &[u8]) -> bool {
+        self.expire_due(cx, key);
+        self.store.contains_key(key)
     }
 
     fn set(&mut self, cx: &mut Context<'_>, key: &[u8], data: Vec<u8>, ttl: Option<Duration>) {
@@ -119,26 +132,29 @@ impl Kv {
         let Some((name, rest)) = args.split_first() else {
             return Next::Continue; // an empty inline line: Redis ignores it
         };
-        let name = name.to_ascii_uppercase();
+        // Upper-cased on the stack: every known command fits in 16 bytes.
+        let mut upper = [0u8; 16];
+        let name = match name.len() {
+            n if n <= upper.len() => {
+                upper[..n].copy_from_slice(name);
+                upper[..n].make_ascii_uppercase();
+                &upper[..n]
+            }
+            _ => *name,
+        };
         let arity_error = |out: &mut Vec<u8>| {
             reply::error(
                 out,
                 &format!(
                     "wrong number of arguments for '{}' command",
-                    String::from_utf8_lossy(&name).to_lowercase()
+                    String::from_utf8_lossy(name).to_lowercase()
                 ),
             )
         };
-        match (name.as_slice(), rest.len()) {
+        match (name, rest.len()) {
             (b"PING", 0) => reply::simple(&mut self.out, "PONG"),
             (b"PING", 1) | (b"ECHO", 1) => reply::bulk(&mut self.out, rest[0]),
-            (b"GET", 1) => match self.get(cx, rest[0]) {
-                Some(v) => {
-                    let data = v.data.clone();
-                    reply::bulk(&mut self.out, &data);
-                }
-                None => reply::null(&mut self.out),
-            },
+            (b"GET", 1) => self.reply_value(cx, rest[0]),
             (b"SET", n) if n >= 2 => match ttl(&rest[2..]) {
                 Ok(ttl) => {
                     self.set(cx, rest[0], rest[1].to_vec(), ttl);
@@ -151,15 +167,15 @@ impl Kv {
                 reply::integer(&mut self.out, n as i64);
             }
             (b"EXISTS", n) if n >= 1 => {
-                let n = rest.iter().filter(|k| self.get(cx, k).is_some()).count();
+                let n = rest.iter().filter(|k| self.exists(cx, k)).count();
                 reply::integer(&mut self.out, n as i64);
             }
             (b"INCR", 1) | (b"DECR", 1) => {
                 let step = if name == b"INCR" { 1 } else { -1 };
-                let current = self.get(cx, rest[0]).map(|v| v.data.clone());
-                let parsed = match &current {
+                self.expire_due(cx, rest[0]);
+                let parsed = match self.store.get(rest[0]) {
                     None => Some(0),
-                    Some(d) => std::str::from_utf8(d)
+                    Some(v) => std::str::from_utf8(&v.data)
                         .ok()
                         .and_then(|s| s.parse::<i64>().ok()),
                 };
@@ -179,10 +195,7 @@ impl Kv {
             (b"MGET", n) if n >= 1 => {
                 reply::array_len(&mut self.out, n);
                 for key in rest {
-                    match self.get(cx, key).map(|v| v.data.clone()) {
-                        Some(data) => reply::bulk(&mut self.out, &data),
-                        None => reply::null(&mut self.out),
-                    }
+                    self.reply_value(cx, key);
                 }
             }
             (b"MSET", n) if n >= 2 && n % 2 == 0 => {
@@ -232,7 +245,7 @@ impl Kv {
                 &mut self.out,
                 &format!(
                     "unknown command '{}'",
-                    String::from_utf8_lossy(&name).to_lowercase()
+                    String::from_utf8_lossy(name).to_lowercase()
                 ),
             ),
         }
