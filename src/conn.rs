@@ -198,8 +198,8 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// Where a connection is in its life. See the [module docs](self) for the
-/// diagram.
+/// Where a connection is in its life. `src/conn.rs` draws the state
+/// diagram; [`Context::state`](crate::Context::state) reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// Outbound, waiting for the connect to finish.
@@ -222,8 +222,8 @@ pub enum State {
 }
 
 impl State {
-    /// The state allows reading (whether there is room is another matter:
-    /// see [`Conn::can_read`]).
+    /// The state allows reading. Whether the reactor reads also depends on
+    /// room: not paused by the handler, output below the high-water mark.
     pub fn may_read(&self) -> bool {
         matches!(
             self,
