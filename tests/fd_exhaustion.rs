@@ -23,6 +23,9 @@ fn round_trip(s: &mut TcpStream, msg: &[u8]) -> bool {
 fn flood_past_the_descriptor_limit_keeps_cpu_low_and_recovers() {
     let nofile = format!("--nofile={LIMIT}:{LIMIT}");
     let server = Proc::start(&["prlimit", &nofile, "--"], "echo", &[]);
+    // Let the start-up probe's connection close first: a descriptor freed
+    // in mid-flood rightly ends one episode and starts another.
+    thread::sleep(Duration::from_millis(300));
     // The flood: far more connections than the server has descriptors.
     let mut flood = Vec::new();
     for _ in 0..300 {
