@@ -76,26 +76,23 @@ fn busy_http(input: &[u8], _: usize) -> Vec<u8> {
     b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy".repeat(requests)
 }
 
-#[test]
-fn loadgen_catches_a_corrupted_byte() {
-    let port = tiny_server(corrupting_echo);
+/// Runs loadgen with two connections against `port` for a moment;
+/// returns its JSON report and whether it exited 0.
+fn loadgen(port: u16, extra: &[&str]) -> (serde_json::Value, bool) {
     let out = Command::new(example("loadgen"))
-        .args([
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--conns",
-            "2",
-            "--duration",
-            "0.5",
-        ])
-        .args(["--size", "100", "--json"])
+        .args(["--addr", &format!("127.0.0.1:{port}"), "--conns", "2"])
+        .args(["--duration", "0.4", "--json"])
+        .args(extra)
         .output()
         .expect("run loadgen");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert!(
-        !out.status.success(),
-        "a corrupted stream must fail the run"
-    );
+    let report = serde_json::from_slice(&out.stdout).expect("JSON report");
+    (report, out.status.success())
+}
+
+#[test]
+fn loadgen_catches_a_corrupted_byte() {
+    let (report, ok) = loadgen(tiny_server(corrupting_echo), &["--size", "100"]);
+    assert!(!ok, "a corrupted stream must fail the run");
     assert!(
         report["errors"]["corrupt"].as_u64().unwrap_or(0) >= 1,
         "{report}"
@@ -104,21 +101,8 @@ fn loadgen_catches_a_corrupted_byte() {
 
 #[test]
 fn loadgen_counts_http_error_statuses() {
-    let port = tiny_server(busy_http);
-    let out = Command::new(example("loadgen"))
-        .args([
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-            "--conns",
-            "2",
-            "--duration",
-            "0.3",
-        ])
-        .args(["--protocol", "http", "--json"])
-        .output()
-        .expect("run loadgen");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert!(!out.status.success());
+    let (report, ok) = loadgen(tiny_server(busy_http), &["--protocol", "http"]);
+    assert!(!ok, "error statuses must fail the run");
     assert!(
         report["errors"]["http_status"].as_u64().unwrap_or(0) > 0,
         "{report}"
