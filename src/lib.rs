@@ -18,13 +18,14 @@
 //!  4. for each event:
 //!       listener -> accept until WouldBlock, batch limit, max_conns or EMFILE
 //!       waker    -> drain the command queue (shutdown, posted messages)
+//!       signal   -> SIGINT/SIGTERM: begin graceful shutdown (again: stop now)
 //!       conn     -> note readiness; read (budgeted), hand input to the
 //!                   handler, write its output once
 //!  5. service the ready list           conns cut short by a budget or resumed
 //!  6. flush output                     one write per conn with queued output
 //!  7. expire timers                    idle (lazily re-armed), write, connect, user
 //!  8. reap                             free closed slots, on_close
-//!  9. shutdown requested? begin it; done? -> return Stopped
+//!  9. shutdown requested? begin it; cut if asked; done? -> return Stopped
 //! ```
 //!
 //! The clock is read *after* the poll, not before it: a turn that slept

@@ -180,7 +180,7 @@ impl<H: Handler> Reactor<H> {
         let wait = self.poll_timeout(max_wait); //   1. how long to wait
         self.poll(wait)?; //                         2. poll
         self.core.read_clock(); //                   3. now = clock()
-        self.handle_events(); //                     4. listeners, waker, connections
+        self.handle_events(); //                     4. listeners, waker, signals, conns
         self.service_ready_list(); //                5. conns cut short or resumed
         self.flush_output(); //                      6. one write per conn with output
         self.expire_timers(); //                     7. idle, write, connect, user timers
