@@ -73,6 +73,21 @@ pub const EVENTS_CAPACITY: usize = 1024;
 /// still sending when we close, without holding descriptors long.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Wakeup coalescing: when work that kept arriving while the loop worked
+/// runs out, nap this long and look again before blocking in
+/// `epoll_wait`. Each time a blocked loop is woken, the sender's CPU pays
+/// for the wakeup (on this 2-core VM, an inter-processor interrupt and a
+/// VM exit: 9% of the load generator's time against the kv example);
+/// a nap lets the next arrivals queue up and be taken in one turn. It is
+/// interrupt moderation (a NIC's `rx-usecs`, NAPI's `gro_flush_timeout`)
+/// for an event loop. The kernel stretches a nap by the thread's timer
+/// slack (50 µs by default), so 10 µs asks for the shortest nap Linux
+/// gives without changing the slack: measured, 10 µs lifted kv's
+/// redis-benchmark throughput 1.13× and http's 1.05× at equal or lower
+/// CPU per request. A lone request/response connection never naps (see
+/// `Reactor::run_once`, step 2), so its latency is untouched.
+pub const DEFAULT_COALESCE: Duration = Duration::from_micros(10);
+
 /// TCP keepalive probes (`SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`,
 /// `TCP_KEEPCNT`): the kernel notices a peer that vanished without a FIN
 /// (a crashed host, a cut cable) after `idle + interval × count`.
@@ -139,6 +154,10 @@ pub struct Config {
     /// TCP keepalive on every connection; `None` leaves the system default
     /// (off).
     pub keepalive: Option<Keepalive>,
+    /// Wakeup coalescing (see [`DEFAULT_COALESCE`]): the nap taken before
+    /// blocking while work keeps arriving. `Duration::ZERO` turns it off:
+    /// the loop always blocks in `epoll_wait` when it has nothing to do.
+    pub coalesce: Duration,
 }
 
 impl Default for Config {
@@ -166,6 +185,7 @@ impl Default for Config {
             deny: Vec::new(),
             max_per_ip: None,
             keepalive: None,
+            coalesce: DEFAULT_COALESCE,
         }
     }
 }
