@@ -42,8 +42,9 @@ pub struct Stats {
     pub turns: u64,
     /// Readiness events handled.
     pub events: u64,
-    /// Times the loop blocked in `epoll_wait` with nothing to do. Each one
-    /// ends in a wakeup that the sender's CPU pays for.
+    /// Polls allowed to block (a non-zero wait). The kernel puts the
+    /// thread to sleep only if nothing is ready; every sleep ends in a
+    /// wakeup that the sender's CPU pays for.
     pub blocks: u64,
     /// Coalescing naps taken instead of blocking (see
     /// [`Config::coalesce`](crate::Config::coalesce)).

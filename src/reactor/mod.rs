@@ -86,6 +86,8 @@ pub struct Reactor<H: Handler> {
     /// Work arrived while the loop worked: running dry, it naps before
     /// blocking (step 2).
     hot: bool,
+    /// The connection whose input came last (see step 2).
+    last_input: Option<Token>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -110,6 +112,7 @@ impl<H: Handler> Reactor<H> {
             stop_now: false,
             draining_from: 0,
             hot: false,
+            last_input: None,
         })
     }
 
@@ -236,9 +239,15 @@ impl<H: Handler> Reactor<H> {
         if !coalesce.is_zero() && had_events && wait != Some(Duration::ZERO) {
             self.poll_for(Some(Duration::ZERO))?;
             if !self.events.is_empty() {
-                // Input means more work; an ACK that freed send space
-                // (writable) does not.
-                self.hot |= self.events.iter().any(|e| e.is_readable());
+                // Input from another connection means independent work
+                // is arriving. An ACK that freed send space (writable) is
+                // not work, and the next request of the connection just
+                // answered is a ping-pong, which a nap would only delay.
+                let last = self.last_input;
+                self.hot |= self
+                    .events
+                    .iter()
+                    .any(|e| e.is_readable() && Some(e.token()) != last);
                 return Ok(());
             }
             if self.hot {
@@ -331,6 +340,9 @@ impl<H: Handler> Reactor<H> {
             },
             if event.is_error() { " error" } else { "" },
         );
+        if event.is_readable() {
+            self.last_input = Some(event.token());
+        }
         conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
         conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
         conn.fin_seen |= event.is_read_closed();
