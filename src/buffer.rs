@@ -9,8 +9,6 @@
 //! same with its per-request pools; a goroutine-per-connection server pays
 //! for a stack and a read buffer per connection).
 
-use std::io::{self, Read};
-
 /// Bytes waiting in one direction of one connection: `data[head..]` is the
 /// live part. Consuming moves `head`; when `head` passes half the live
 /// data's end the rest is moved to the front, so consumed bytes are not
@@ -54,22 +52,6 @@ impl Buffer {
             self.data.clear();
             self.head = 0;
         }
-    }
-
-    /// One `read` from `src` into room for at most `max` more bytes.
-    /// Returns what `read` returned; on `Ok(n)` the `n` bytes are appended.
-    ///
-    /// The room is zero-filled first (safe Rust cannot read into
-    /// uninitialised memory); this path only runs for partial frames, and
-    /// zeroing costs far less than the system call.
-    pub(crate) fn read_from(&mut self, src: &mut impl Read, max: usize) -> io::Result<usize> {
-        self.compact();
-        let len = self.data.len();
-        self.data.resize(len + max, 0);
-        let result = src.read(&mut self.data[len..]);
-        let n = *result.as_ref().unwrap_or(&0);
-        self.data.truncate(len + n);
-        result
     }
 
     /// Empties the buffer, keeping its allocation.
@@ -170,29 +152,6 @@ mod tests {
         b.extend(b"j");
         assert_eq!(b.head, 0);
         assert_eq!(b.as_slice(), b"fghij");
-    }
-
-    #[test]
-    fn read_from_appends_only_what_was_read() {
-        let mut b = Buffer::default();
-        b.extend(b"ab");
-        let n = b.read_from(&mut &b"cdef"[..], 3).unwrap();
-        assert_eq!(n, 3);
-        assert_eq!(b.as_slice(), b"abcde");
-        let err = b.read_from(&mut FailingReader, 10);
-        assert!(err.is_err());
-        assert_eq!(
-            b.as_slice(),
-            b"abcde",
-            "a failed read leaves no zeros behind"
-        );
-    }
-
-    struct FailingReader;
-    impl Read for FailingReader {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-            Err(io::ErrorKind::WouldBlock.into())
-        }
     }
 
     #[test]

@@ -249,6 +249,134 @@ fn malformed_resp_is_answered_with_err_and_others_still_served() {
     assert_eq!(&buf, b"+PONG\r\n+PONG\r\n");
 }
 
+/// A RESP array of bulk strings, as clients send commands.
+fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// Reads exactly `expected.len()` bytes and compares.
+fn expect_reply(s: &mut TcpStream, expected: &[u8]) {
+    let mut got = vec![0; expected.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+#[test]
+fn a_megabyte_mset_is_served_and_a_larger_command_refused_with_err() {
+    let server = Proc::start(&[], "kv", &[]);
+    // 900 KiB in one command: more than one bulk string's limit, less
+    // than the command limit (examples/kv/resp.rs, MAX_COMMAND).
+    let value = vec![b'v'; 300 * 1024];
+    let mut s = raw(server.port);
+    s.write_all(&resp_command(&[
+        b"MSET", b"a", &value, b"b", &value, b"c", &value,
+    ]))
+    .unwrap();
+    expect_reply(&mut s, b"+OK\r\n");
+    s.write_all(&resp_command(&[b"DBSIZE"])).unwrap();
+    expect_reply(&mut s, b":3\r\n");
+    // Four such values pass MAX_COMMAND: refused when the fourth value's
+    // header arrives, answered in the protocol, then closed.
+    let too_big = resp_command(&[
+        b"MSET", b"a", &value, b"b", &value, b"c", &value, b"d", &value,
+    ]);
+    let answer = exchange(server.port, &too_big);
+    assert!(
+        answer.starts_with("-ERR Protocol error: command too large"),
+        "{answer}"
+    );
+    s.write_all(b"PING\r\n").unwrap();
+    expect_reply(&mut s, b"+PONG\r\n");
+}
+
+#[test]
+fn commands_trickling_in_on_two_connections_are_each_assembled() {
+    // Each connection's partial command has its own resume point
+    // (resp::Progress): interleaved trickles must not mix.
+    let server = Proc::start(&[], "kv", &[]);
+    let mut conns = [raw(server.port), raw(server.port)];
+    let mut commands = Vec::new();
+    for (c, conn) in conns.iter_mut().enumerate() {
+        conn.set_nodelay(true).unwrap();
+        let mut args: Vec<Vec<u8>> = vec![b"MSET".to_vec()];
+        for i in 0..300 {
+            args.push(format!("c{c}:k{i}").into_bytes());
+            args.push(format!("value {i} from {c}").into_bytes());
+        }
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        commands.push(resp_command(&refs));
+    }
+    let piece = 50;
+    let longest = commands.iter().map(Vec::len).max().unwrap();
+    for at in (0..longest).step_by(piece) {
+        for (conn, command) in conns.iter_mut().zip(&commands) {
+            if at < command.len() {
+                conn.write_all(&command[at..(at + piece).min(command.len())])
+                    .unwrap();
+            }
+        }
+        if at % (piece * 20) == 0 {
+            thread::sleep(Duration::from_millis(1)); // let the server see pieces
+        }
+    }
+    for conn in &mut conns {
+        expect_reply(conn, b"+OK\r\n");
+    }
+    let s = &mut conns[0];
+    s.write_all(&resp_command(&[b"MGET", b"c0:k299", b"c1:k0", b"c1:k299"]))
+        .unwrap();
+    expect_reply(
+        s,
+        b"*3\r\n$16\r\nvalue 299 from 0\r\n$14\r\nvalue 0 from 1\r\n$16\r\nvalue 299 from 1\r\n",
+    );
+    s.write_all(&resp_command(&[b"DBSIZE"])).unwrap();
+    expect_reply(s, b":600\r\n");
+}
+
+#[test]
+fn past_max_memory_writes_get_oom_and_reads_and_deletes_still_work() {
+    let server = Proc::start(&[], "kv", &["--max-memory", "100000"]);
+    let mut s = raw(server.port);
+    let value = vec![b'x'; 10_000];
+    let mut stored = 0;
+    loop {
+        let key = format!("k{stored}");
+        s.write_all(&resp_command(&[b"SET", key.as_bytes(), &value]))
+            .unwrap();
+        let mut first = [0; 1];
+        s.read_exact(&mut first).unwrap();
+        if first[0] == b'-' {
+            let rest = "OOM command not allowed when used memory > 'maxmemory'.\r\n";
+            expect_reply(&mut s, rest.as_bytes());
+            break;
+        }
+        expect_reply(&mut s, b"OK\r\n");
+        stored += 1;
+        assert!(stored < 100, "no OOM after {stored} values of 10 KB");
+    }
+    // The limit is checked before a command: at most one past it.
+    assert_eq!(stored, 10, "100 kB holds ten 10 kB values and one more");
+    s.write_all(&resp_command(&[b"GET", b"k0"])).unwrap();
+    let mut reply = b"$10000\r\n".to_vec();
+    reply.extend_from_slice(&value);
+    reply.extend_from_slice(b"\r\n");
+    expect_reply(&mut s, &reply);
+    s.write_all(&resp_command(&[b"DEL", b"k0", b"k1"])).unwrap();
+    expect_reply(&mut s, b":2\r\n");
+    s.write_all(&resp_command(&[b"SET", b"again", b"fits"]))
+        .unwrap();
+    expect_reply(&mut s, b"+OK\r\n");
+}
+
 // ---- chat -----------------------------------------------------------
 
 /// A line reader over a stream, with a deadline per line.

@@ -26,14 +26,33 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use evloop::timer::TimerId;
 use evloop::{ConnId, Context, Handler, Reactor};
-use resp::{reply, Check};
+use resp::{reply, Check, Progress};
 
 #[derive(Parser, Debug)]
 #[command(about = "Redis-compatible key-value server on the evloop reactor")]
 struct Cli {
     #[command(flatten)]
     server: common::ServerArgs,
+    /// Past this many bytes of keys and values (an estimate, see
+    /// `ENTRY_OVERHEAD`), commands that add data are answered with -OOM.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MEMORY)]
+    max_memory: usize,
 }
+
+/// The store's default bound. Redis's `maxmemory` is unlimited by default,
+/// which lets any client that can connect fill the machine; here clients
+/// cannot, and 1 GiB is far above what the tests and benchmarks store.
+const DEFAULT_MAX_MEMORY: usize = 1 << 30;
+
+/// What one entry costs beyond its key and value bytes, for the memory
+/// estimate: the hash table's slot (a key `Vec`, a `Value` with its data
+/// `Vec` and expiry: 88 bytes) and the allocator's headers on the two
+/// heap blocks. An estimate, as Redis's own `used_memory` is the
+/// allocator's count and not the data's.
+const ENTRY_OVERHEAD: usize = 112;
+
+/// Redis's answer to a command that would grow the data past `maxmemory`.
+const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
 
 /// A stored value and, if it expires, when and by which timer.
 struct Value {
@@ -47,13 +66,19 @@ struct Expiry {
     token: u64,
 }
 
-#[derive(Default)]
 struct Kv {
     store: HashMap<Vec<u8>, Value>,
     /// Which key each expiry timer is for.
     expiring: HashMap<u64, Vec<u8>>,
     next_token: u64,
+    /// Estimated bytes held by `store` (keys, values, `ENTRY_OVERHEAD`).
+    used: usize,
+    /// Past `used` this, commands that add data are refused.
+    max_memory: usize,
     out: Vec<u8>,
+    /// Where the check of each connection's partial command stopped (only
+    /// connections holding one are here; see [`Progress`]).
+    partial: HashMap<ConnId, Progress>,
 }
 
 /// What a command asks of the connection.
@@ -81,9 +106,7 @@ impl Kv {
             .and_then(|v| v.expiry.as_ref())
             .is_some_and(|e| e.at <= cx.now());
         if expired {
-            if let Some(v) = self.store.remove(key) {
-                self.forget_expiry(cx, v.expiry);
-            }
+            self.delete(cx, key);
         }
     }
 
@@ -112,7 +135,9 @@ impl Kv {
                 token,
             }
         });
+        self.used += entry_size(key, &data);
         if let Some(old) = self.store.insert(key.to_vec(), Value { data, expiry }) {
+            self.used -= entry_size(key, &old.data);
             self.forget_expiry(cx, old.expiry);
         }
     }
@@ -120,6 +145,7 @@ impl Kv {
     fn delete(&mut self, cx: &mut Context<'_>, key: &[u8]) -> bool {
         match self.store.remove(key) {
             Some(v) => {
+                self.used -= entry_size(key, &v.data);
                 self.forget_expiry(cx, v.expiry);
                 true
             }
@@ -151,6 +177,14 @@ impl Kv {
                 ),
             )
         };
+        // Like Redis, the check is made before a command that adds data,
+        // so the store passes the limit by at most one command
+        // (`resp::MAX_COMMAND`).
+        let adds_data = matches!(name, b"SET" | b"MSET" | b"INCR" | b"DECR");
+        if adds_data && self.used > self.max_memory {
+            self.out.extend_from_slice(OOM.as_bytes());
+            return Next::Continue;
+        }
         match (name, rest.len()) {
             (b"PING", 0) => reply::simple(&mut self.out, "PONG"),
             (b"PING", 1) | (b"ECHO", 1) => reply::bulk(&mut self.out, rest[0]),
@@ -183,7 +217,9 @@ impl Kv {
                     Some(n) => {
                         // INCR keeps an existing expiry, as Redis does.
                         if let Some(v) = self.store.get_mut(rest[0]) {
-                            v.data = n.to_string().into_bytes();
+                            let data = n.to_string().into_bytes();
+                            self.used = self.used + data.len() - v.data.len();
+                            v.data = data;
                         } else {
                             self.set(cx, rest[0], n.to_string().into_bytes(), None);
                         }
@@ -212,6 +248,7 @@ impl Kv {
                     }
                 }
                 self.expiring.clear();
+                self.used = 0;
                 reply::simple(&mut self.out, "OK");
             }
             (b"SELECT", 1) if rest[0] == b"0" => reply::simple(&mut self.out, "OK"),
@@ -253,6 +290,11 @@ impl Kv {
     }
 }
 
+/// An entry's share of `Kv::used`.
+fn entry_size(key: &[u8], data: &[u8]) -> usize {
+    key.len() + data.len() + ENTRY_OVERHEAD
+}
+
 /// SET's options: `EX seconds` or `PX milliseconds`.
 fn ttl(options: &[&[u8]]) -> Result<Option<Duration>, &'static str> {
     match options {
@@ -281,14 +323,24 @@ impl Handler for Kv {
         let mut used = 0;
         let mut args = Vec::new();
         let mut next = Next::Continue;
+        let mut progress = if self.partial.is_empty() {
+            Progress::default()
+        } else {
+            self.partial.remove(&conn).unwrap_or_default()
+        };
         while next == Next::Continue {
-            match resp::check(&input[used..]) {
+            match resp::check(&input[used..], &mut progress) {
                 Check::Frame(n) => {
                     resp::decode(&input[used..used + n], &mut args);
                     used += n;
                     next = self.run(cx, &args);
                 }
-                Check::Incomplete => break,
+                Check::Incomplete => {
+                    if progress != Progress::default() {
+                        self.partial.insert(conn, progress);
+                    }
+                    break;
+                }
                 Check::Invalid(why) => {
                     reply::error(&mut self.out, why);
                     used = input.len();
@@ -303,8 +355,12 @@ impl Handler for Kv {
         used
     }
 
+    fn on_close(&mut self, _cx: &mut Context<'_>, conn: ConnId, _reason: evloop::CloseReason) {
+        self.partial.remove(&conn);
+    }
+
     /// An expiry timer: delete the key if the timer is still its own.
-    fn on_timer(&mut self, _cx: &mut Context<'_>, token: u64) {
+    fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
         let Some(key) = self.expiring.remove(&token) else {
             return;
         };
@@ -314,7 +370,7 @@ impl Handler for Kv {
             .and_then(|v| v.expiry.as_ref())
             .is_some_and(|e| e.token == token);
         if current {
-            self.store.remove(&key);
+            self.delete(cx, &key);
         }
     }
 }
@@ -323,9 +379,19 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     common::init();
     let mut config = cli.server.config();
-    // A partial command is at most one bulk string and its headers.
-    config.max_input = resp::MAX_BULK + 64 * 1024;
-    let mut reactor = Reactor::new(Kv::default(), config)?;
+    // A partial command is refused with -ERR before it passes
+    // MAX_COMMAND; the slack holds the header that says so.
+    config.max_input = resp::MAX_COMMAND + 64;
+    let kv = Kv {
+        store: HashMap::new(),
+        expiring: HashMap::new(),
+        next_token: 0,
+        used: 0,
+        max_memory: cli.max_memory,
+        out: Vec::new(),
+        partial: HashMap::new(),
+    };
+    let mut reactor = Reactor::new(kv, config)?;
     reactor.listen(cli.server.addr)?;
     reactor.handle_signals()?;
     reactor.run()?;

@@ -18,6 +18,13 @@ pub const MAX_ARGS: usize = 64 * 1024;
 /// Largest bulk string (Redis's `proto-max-bulk-len` is 512 MB; this
 /// server keeps everything in one process's memory, so 512 KiB).
 pub const MAX_BULK: usize = 512 * 1024;
+/// Largest whole command, every argument and header counted. It bounds
+/// what one connection can make the server buffer before a command runs
+/// (Redis's `client-query-buffer-limit` is 1 GB; here 1 MiB: the largest
+/// `SET` with room to spare, or an `MSET` of a megabyte). A command that
+/// declares more is refused with `-ERR` as soon as its header says so,
+/// before its bytes are stored.
+pub const MAX_COMMAND: usize = 1024 * 1024;
 /// Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE is 64 KiB).
 pub const MAX_INLINE: usize = 64 * 1024;
 
@@ -32,32 +39,80 @@ pub enum Check {
     Invalid(&'static str),
 }
 
-/// Finds the end of the first request in `buf`.
-pub fn check(buf: &[u8]) -> Check {
-    if buf.is_empty() {
-        return Check::Incomplete;
-    }
-    if buf[0] != b'*' {
-        return match find_crlf(buf, 0) {
-            Some(end) if end > MAX_INLINE => {
-                Check::Invalid("Protocol error: too big inline request")
-            }
-            Some(end) => Check::Frame(end + 2),
-            None if buf.len() > MAX_INLINE => {
-                Check::Invalid("Protocol error: too big inline request")
-            }
-            None => Check::Incomplete,
-        };
-    }
-    let (count, mut at) = match number(buf, 1) {
-        Ok(Some(v)) => v,
-        Ok(None) => return Check::Incomplete,
-        Err(()) => return Check::Invalid("Protocol error: invalid multibulk length"),
+/// How far [`check`] got into a frame that has not all arrived: the next
+/// call picks up here instead of walking the frame from its start again.
+///
+/// Without it, a frame that trickles in costs the square of its length: a
+/// client sending a 64K-argument command one argument per packet would
+/// make the server re-walk up to 64K arguments per packet, holding the
+/// loop for milliseconds each time: one slow client, a busy server.
+/// Redis keeps the same per client (`multibulklen`, `bulklen` and its
+/// position in the query buffer). The frame must stay where it was: the
+/// reactor hands back a connection's unconsumed bytes from the same
+/// start, so a handler keeps one `Progress` per connection with a
+/// partial frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// Bytes from the frame's start already checked: the array header and
+    /// every whole argument; for an inline command, bytes scanned without
+    /// finding its end.
+    at: usize,
+    /// Arguments still to check, once the array header has been read.
+    args_left: Option<usize>,
+}
+
+/// Finds the end of the first request in `buf`, resuming from `progress`
+/// (which it updates on `Incomplete` and resets on every other answer).
+pub fn check(buf: &[u8], progress: &mut Progress) -> Check {
+    debug_assert!(
+        progress.at <= buf.len(),
+        "progress {progress:?} is past the input ({} bytes): the frame moved",
+        buf.len()
+    );
+    let found = match buf.first() {
+        None => Check::Incomplete,
+        Some(b'*') => check_array(buf, progress),
+        Some(_) => check_inline(buf, progress),
     };
-    if count > MAX_ARGS as i64 {
-        return Check::Invalid("Protocol error: invalid multibulk length");
+    if found != Check::Incomplete {
+        *progress = Progress::default();
     }
-    for _ in 0..count.max(0) {
+    found
+}
+
+/// A command line ending in CRLF.
+fn check_inline(buf: &[u8], progress: &mut Progress) -> Check {
+    // The CR of a CRLF may be the last byte scanned before.
+    match find_crlf(buf, progress.at.saturating_sub(1)) {
+        Some(end) if end > MAX_INLINE => Check::Invalid("Protocol error: too big inline request"),
+        Some(end) => Check::Frame(end + 2),
+        None if buf.len() > MAX_INLINE => Check::Invalid("Protocol error: too big inline request"),
+        None => {
+            progress.at = buf.len();
+            Check::Incomplete
+        }
+    }
+}
+
+/// `*<count>\r\n` then `count` bulk strings, `$<len>\r\n<bytes>\r\n`.
+fn check_array(buf: &[u8], progress: &mut Progress) -> Check {
+    let mut left = match progress.args_left {
+        Some(left) => left,
+        None => match number(buf, 1) {
+            Ok(Some((count, _))) if count > MAX_ARGS as i64 => {
+                return Check::Invalid("Protocol error: invalid multibulk length")
+            }
+            Ok(Some((count, after))) => {
+                progress.at = after;
+                count.max(0) as usize
+            }
+            Ok(None) => return Check::Incomplete,
+            Err(()) => return Check::Invalid("Protocol error: invalid multibulk length"),
+        },
+    };
+    while left > 0 {
+        progress.args_left = Some(left);
+        let at = progress.at;
         match buf.get(at) {
             None => return Check::Incomplete,
             Some(b'$') => {}
@@ -72,15 +127,19 @@ pub fn check(buf: &[u8]) -> Check {
             return Check::Invalid("Protocol error: invalid bulk length");
         }
         let end = data + len as usize;
+        if end + 2 > MAX_COMMAND {
+            return Check::Invalid("Protocol error: command too large");
+        }
         if buf.len() < end + 2 {
             return Check::Incomplete;
         }
         if &buf[end..end + 2] != b"\r\n" {
             return Check::Invalid("Protocol error: bulk string not followed by CRLF");
         }
-        at = end + 2;
+        progress.at = end + 2;
+        left -= 1;
     }
-    Check::Frame(at)
+    Check::Frame(progress.at)
 }
 
 /// Slices the arguments out of a frame that [`check`] accepted.
@@ -196,16 +255,76 @@ pub mod reply {
 mod tests {
     use super::*;
 
+    /// `check` from a fresh start.
+    fn check_new(buf: &[u8]) -> Check {
+        check(buf, &mut Progress::default())
+    }
+
+    /// A RESP array of bulk strings.
+    fn command(args: &[&[u8]]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
     #[test]
     fn check_finds_frames_and_waits_for_partial_ones() {
         let frame = b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n";
-        assert_eq!(check(frame), Check::Frame(frame.len()));
+        assert_eq!(check_new(frame), Check::Frame(frame.len()));
         for cut in 0..frame.len() {
-            assert_eq!(check(&frame[..cut]), Check::Incomplete, "cut at {cut}");
+            assert_eq!(check_new(&frame[..cut]), Check::Incomplete, "cut at {cut}");
         }
         let mut args = Vec::new();
         decode(frame, &mut args);
         assert_eq!(args, [&b"GET"[..], b"key"]);
+    }
+
+    #[test]
+    fn a_frame_arriving_a_byte_at_a_time_is_found_once_whole() {
+        let mut stream = command(&[b"MSET", b"a", b"1", b"bb", b"22"]);
+        stream.extend_from_slice(b"PING\r\n");
+        let mut progress = Progress::default();
+        let mut start = 0;
+        let mut frames = Vec::new();
+        for arrived in 1..=stream.len() {
+            if let Check::Frame(n) = check(&stream[start..arrived], &mut progress) {
+                frames.push(n);
+                start += n;
+            }
+        }
+        assert_eq!(frames, [stream.len() - 6, 6]);
+        assert_eq!(progress, Progress::default());
+    }
+
+    #[test]
+    fn checked_arguments_are_not_walked_again() {
+        let frame = command(&[b"MSET", b"k1", b"v1", b"k2", b"v2"]);
+        let last = frame.len() - b"$2\r\nv2\r\n".len();
+        let mut progress = Progress::default();
+        assert_eq!(check(&frame[..last + 3], &mut progress), Check::Incomplete);
+        assert_eq!(progress.at, last, "four arguments checked");
+        assert_eq!(progress.args_left, Some(1));
+        // Spoil every byte already checked: a resumed check must not look
+        // at them again (this is what keeps a trickled frame linear).
+        let mut spoiled = frame.clone();
+        spoiled[1..last].fill(b'!');
+        assert_eq!(check(&spoiled, &mut progress), Check::Frame(frame.len()));
+        assert_eq!(progress, Progress::default(), "reset for the next frame");
+    }
+
+    #[test]
+    fn an_inline_line_is_scanned_once() {
+        let mut progress = Progress::default();
+        assert_eq!(check(b"PING hel", &mut progress), Check::Incomplete);
+        assert_eq!(progress.at, 8);
+        // Only the last byte scanned is looked at again: a CR may be there.
+        assert_eq!(check(b"!!!!!!!\r\n", &mut progress), Check::Frame(9));
+        assert_eq!(check(b"PING\r", &mut progress), Check::Incomplete);
+        assert_eq!(check(b"PING\r\n", &mut progress), Check::Frame(6));
     }
 
     #[test]
@@ -219,8 +338,8 @@ mod tests {
 
     #[test]
     fn inline_commands() {
-        assert_eq!(check(b"PING\r\n"), Check::Frame(6));
-        assert_eq!(check(b"PIN"), Check::Incomplete);
+        assert_eq!(check_new(b"PING\r\n"), Check::Frame(6));
+        assert_eq!(check_new(b"PIN"), Check::Incomplete);
         let mut args = Vec::new();
         decode(b"SET  k   v\r\n", &mut args);
         assert_eq!(args, [&b"SET"[..], b"k", b"v"]);
@@ -228,18 +347,41 @@ mod tests {
 
     #[test]
     fn limits_and_garbage_are_invalid() {
-        assert!(matches!(check(b"*99999999\r\n"), Check::Invalid(_)));
-        assert!(matches!(check(b"*1\r\n$99999999\r\n"), Check::Invalid(_)));
-        assert!(matches!(check(b"*1\r\n:1\r\n"), Check::Invalid(_)));
-        assert!(matches!(check(b"*x\r\n"), Check::Invalid(_)));
-        assert!(matches!(check(b"*1\r\n$1\r\nab\r\n"), Check::Invalid(_)));
+        assert!(matches!(check_new(b"*99999999\r\n"), Check::Invalid(_)));
         assert!(matches!(
-            check(b"*1234567890123456789012345"),
+            check_new(b"*1\r\n$99999999\r\n"),
+            Check::Invalid(_)
+        ));
+        assert!(matches!(check_new(b"*1\r\n:1\r\n"), Check::Invalid(_)));
+        assert!(matches!(check_new(b"*x\r\n"), Check::Invalid(_)));
+        assert!(matches!(
+            check_new(b"*1\r\n$1\r\nab\r\n"),
             Check::Invalid(_)
         ));
         assert!(matches!(
-            check(&vec![b'a'; MAX_INLINE + 10]),
+            check_new(b"*1234567890123456789012345"),
             Check::Invalid(_)
         ));
+        assert!(matches!(
+            check_new(&vec![b'a'; MAX_INLINE + 10]),
+            Check::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn a_command_past_max_command_is_refused_by_its_header() {
+        // Two values of MAX_BULK: the second one's header already says
+        // the command will not fit, before any of its bytes are here.
+        let value = vec![b'v'; MAX_BULK];
+        let whole = command(&[b"MSET", b"a", &value, b"b", &value]);
+        let last = whole.len() - (MAX_BULK + 2) - b"$524288\r\n".len();
+        let head = &whole[..last + b"$524288\r\n".len()];
+        assert_eq!(
+            check_new(head),
+            Check::Invalid("Protocol error: command too large")
+        );
+        // One value of MAX_BULK fits, with its key and command name.
+        let one = command(&[b"SET", b"a", &value]);
+        assert_eq!(check_new(&one), Check::Frame(one.len()));
     }
 }

@@ -21,7 +21,7 @@
 //! reactor's one scratch buffer, and the handler consumes whole frames
 //! straight from it; only the unconsumed tail is copied into a buffer of
 //! the connection's own. A connection that already holds a partial frame
-//! reads into that buffer, after it.
+//! reads into the scratch buffer too, and what came is appended to it.
 
 use std::io::{self, Read};
 
@@ -118,12 +118,10 @@ impl<H: Handler> Reactor<H> {
             self.core.kill(id, CloseReason::InputTooLarge);
             return Outcome::Closed;
         }
-        let result = loop {
-            match input.read_from(&mut &conn.stream, room) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                result => break result,
-            }
-        };
+        // Into the scratch buffer, then only what came is appended: a
+        // partial frame that trickles in costs each read its own bytes,
+        // not a zero-filled 64 KiB of room in the connection's buffer.
+        let result = read_retrying(&mut &conn.stream, &mut self.scratch[..room]);
         let n = match self.settle(id, result, room) {
             Ok(n) => n,
             Err(outcome) => {
@@ -135,6 +133,7 @@ impl<H: Handler> Reactor<H> {
                 return outcome;
             }
         };
+        input.extend(&self.scratch[..n]);
         let consumed = self.dispatch(id, n, Some(input.as_slice()));
         input.consume(consumed);
         let keep = self.core.conn(id).is_some_and(|c| c.state().may_read());
