@@ -73,26 +73,6 @@ pub const EVENTS_CAPACITY: usize = 1024;
 /// still sending when we close, without holding descriptors long.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Wakeup coalescing: when input from other connections kept arriving
-/// while the loop worked, and then stops, the loop naps this long and
-/// looks again before it blocks in `epoll_wait` (step 2 of
-/// `Reactor::run_once`). Whoever wakes a blocked loop pays for it: on
-/// this 2-core VM an inter-processor interrupt and a VM exit, which was
-/// 9% of redis-benchmark's CPU time against the kv example. A nap lets
-/// the next arrivals queue up and be served in one turn, and nobody pays.
-/// It is interrupt moderation (a NIC's `rx-usecs`, NAPI's
-/// `gro_flush_timeout`) for an event loop.
-///
-/// The kernel stretches a sleep by the thread's timer slack (50 µs by
-/// default), so 10 µs is the shortest nap Linux gives without touching
-/// the slack; a 10 µs sleep took 60 to 90 µs here. Measured with
-/// `compare.py` (5 rounds, on against `--coalesce-us 0` in separate
-/// runs): redis-benchmark throughput against kv rose from 0.96× Redis to
-/// 1.15×, pipelined from 0.97× to 1.03–1.09×, at less CPU per request;
-/// HTTP and echo moved within noise. A lone request/response connection
-/// never naps (`tests/coalesce.rs`), so its latency is untouched.
-pub const DEFAULT_COALESCE: Duration = Duration::from_micros(10);
-
 /// TCP keepalive probes (`SO_KEEPALIVE`, `TCP_KEEPIDLE`, `TCP_KEEPINTVL`,
 /// `TCP_KEEPCNT`): the kernel notices a peer that vanished without a FIN
 /// (a crashed host, a cut cable) after `idle + interval × count`.
@@ -159,10 +139,6 @@ pub struct Config {
     /// TCP keepalive on every connection; `None` leaves the system default
     /// (off).
     pub keepalive: Option<Keepalive>,
-    /// Wakeup coalescing (see [`DEFAULT_COALESCE`]): the nap taken before
-    /// blocking while work keeps arriving. `Duration::ZERO` turns it off:
-    /// the loop always blocks in `epoll_wait` when it has nothing to do.
-    pub coalesce: Duration,
 }
 
 impl Default for Config {
@@ -190,7 +166,6 @@ impl Default for Config {
             deny: Vec::new(),
             max_per_ip: None,
             keepalive: None,
-            coalesce: DEFAULT_COALESCE,
         }
     }
 }

@@ -13,9 +13,7 @@
 //!
 //! ```text
 //!  1. wait = 0 if work is pending, else until the wheel's next deadline
-//!  2. poll(events, wait)               EINTR is a turn with no events; a loop
-//!                                      that input reached while it worked
-//!                                      naps briefly before it blocks
+//!  2. poll(events, wait)               EINTR is a turn with no events
 //!  3. now = clock()                    read once per turn, passed down
 //!  4. for each event:
 //!       listener -> accept until WouldBlock, batch limit, max_conns or EMFILE
@@ -35,21 +33,6 @@
 //! or the idle timer would count the sleep as idleness. The wait in step 1
 //! is measured from the previous turn's reading, which at worst oversleeps
 //! a timer by one turn's work.
-//!
-//! ## Blocking costs the sender: wakeup coalescing
-//!
-//! When the loop blocks in `epoll_wait` and a packet arrives, the CPU that
-//! delivered it runs the wakeup: on another core that is an
-//! inter-processor interrupt, and on a virtual machine a VM exit. A loop
-//! that is fast enough to run dry between requests pays this once per
-//! request, and its clients pay it for it: against the kv example,
-//! waking the server was 9% of redis-benchmark's CPU time. So step 2 looks
-//! before it blocks, and a loop that input from other connections reached
-//! while it worked takes a short nap ([`Config::coalesce`]) and looks
-//! again; what arrived meanwhile is served in one turn and nobody paid for
-//! a wakeup. It is what a NIC's interrupt moderation does for a kernel. A
-//! lone request/response connection never naps: its next request cannot
-//! come before the answer. [`Stats`] counts `blocks` and `naps`.
 //!
 //! ## Readiness, edges and `WouldBlock`
 //!

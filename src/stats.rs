@@ -42,13 +42,6 @@ pub struct Stats {
     pub turns: u64,
     /// Readiness events handled.
     pub events: u64,
-    /// Polls allowed to block (a non-zero wait). The kernel puts the
-    /// thread to sleep only if nothing is ready; every sleep ends in a
-    /// wakeup that the sender's CPU pays for.
-    pub blocks: u64,
-    /// Coalescing naps taken instead of blocking (see
-    /// [`Config::coalesce`](crate::Config::coalesce)).
-    pub naps: u64,
     /// Timers that fired (connection deadlines and user timers).
     pub timers_fired: u64,
     /// Empty buffers waiting in the pool.
@@ -79,7 +72,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} blocks={} naps={} timers_fired={} accept_errors={} buffers_pooled={} buffers_in_use={}",
+            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} timers_fired={} accept_errors={} buffers_pooled={} buffers_in_use={}",
             self.accepted,
             self.connects,
             self.active,
@@ -88,8 +81,6 @@ impl fmt::Display for Stats {
             self.bytes_out,
             self.turns,
             self.events,
-            self.blocks,
-            self.naps,
             self.timers_fired,
             self.accept_errors,
             self.buffers_pooled,

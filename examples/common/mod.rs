@@ -57,10 +57,6 @@ pub struct ServerArgs {
     /// 10 s, 3 probes).
     #[arg(long, value_name = "SECS")]
     pub keepalive: Option<u64>,
-    /// Wakeup coalescing: microseconds a busy loop naps before blocking
-    /// (0: never nap; see `Config::coalesce`).
-    #[arg(long, value_name = "MICROS", default_value_t = evloop::DEFAULT_COALESCE.as_micros() as u64)]
-    pub coalesce_us: u64,
 }
 
 impl ServerArgs {
@@ -82,7 +78,6 @@ impl ServerArgs {
                 interval: Duration::from_secs(10),
                 count: 3,
             }),
-            coalesce: Duration::from_micros(self.coalesce_us),
             ..Config::default()
         }
     }

@@ -12,7 +12,6 @@ use std::mem;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use mio::event::Event;
@@ -83,11 +82,6 @@ pub struct Reactor<H: Handler> {
     stop_now: bool,
     /// Connections open when shutdown began.
     draining_from: usize,
-    /// Work arrived while the loop worked: running dry, it naps before
-    /// blocking (step 2).
-    hot: bool,
-    /// The connection whose input came last (see step 2).
-    last_input: Option<Token>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -111,8 +105,6 @@ impl<H: Handler> Reactor<H> {
             signals: None,
             stop_now: false,
             draining_from: 0,
-            hot: false,
-            last_input: None,
         })
     }
 
@@ -221,59 +213,9 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Step 2: `epoll_wait`, coalescing wakeups under load.
-    ///
-    /// Blocking is not free: whoever makes a blocked loop runnable pays
-    /// for waking it (on another CPU, an inter-processor interrupt). So
-    /// when the last turn had events, the loop first looks without
-    /// blocking. If input arrived while it worked, the loop is *hot*;
-    /// when a hot loop runs dry it naps for [`Config::coalesce`] and looks
-    /// once more, so a burst's stragglers are taken in one turn instead of
-    /// each paying for a wakeup. Only a look that finds nothing leads to a
-    /// real block. A lone request/response connection is never hot: its
-    /// next request cannot arrive before the answer, so it never naps.
+    /// Step 2: `epoll_wait`. A signal interrupting it is a turn with no
+    /// events.
     fn poll(&mut self, wait: Option<Duration>) -> io::Result<()> {
-        let coalesce = self.core.config.coalesce;
-        let had_events = !self.events.is_empty();
-        let mut wait = wait;
-        if !coalesce.is_zero() && had_events && wait != Some(Duration::ZERO) {
-            self.poll_for(Some(Duration::ZERO))?;
-            if !self.events.is_empty() {
-                // Input from another connection means independent work
-                // is arriving. An ACK that freed send space (writable) is
-                // not work, and the next request of the connection just
-                // answered is a ping-pong, which a nap would only delay.
-                let last = self.last_input;
-                self.hot |= self
-                    .events
-                    .iter()
-                    .any(|e| e.is_readable() && Some(e.token()) != last);
-                return Ok(());
-            }
-            if self.hot {
-                // What a nap gathers does not make the loop hot, only
-                // arrivals during work do; else a lone ping-pong, whose
-                // next request lands within a nap, would nap before each.
-                self.hot = false;
-                let nap = coalesce.min(wait.unwrap_or(Duration::MAX));
-                self.core.stats.naps += 1;
-                thread::sleep(nap);
-                self.poll_for(Some(Duration::ZERO))?;
-                wait = wait.map(|w| w.saturating_sub(nap));
-                if !self.events.is_empty() || wait == Some(Duration::ZERO) {
-                    return Ok(());
-                }
-            }
-        }
-        if wait != Some(Duration::ZERO) {
-            self.hot = false;
-            self.core.stats.blocks += 1;
-        }
-        self.poll_for(wait)
-    }
-
-    /// One `epoll_wait`. A signal interrupting it is a turn with no events.
-    fn poll_for(&mut self, wait: Option<Duration>) -> io::Result<()> {
         match self.core.poll.poll(&mut self.events, wait) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.events.clear();
@@ -340,9 +282,6 @@ impl<H: Handler> Reactor<H> {
             },
             if event.is_error() { " error" } else { "" },
         );
-        if event.is_readable() {
-            self.last_input = Some(event.token());
-        }
         conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
         conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
         conn.fin_seen |= event.is_read_closed();
