@@ -15,6 +15,13 @@
 //! Commands: PING, ECHO, GET, SET (EX, PX), DEL, EXISTS, INCR, DECR, MGET,
 //! MSET, DBSIZE, FLUSHALL, QUIT, SELECT 0, and enough of COMMAND and
 //! CONFIG GET for redis-cli and redis-benchmark to start.
+//!
+//! Limits, each answered in the protocol: a bulk string past
+//! `resp::MAX_BULK` or a command past `resp::MAX_COMMAND` gets `-ERR` and
+//! the connection closes (nothing more of it is buffered); past
+//! `--max-memory` of data, commands that add data get `-OOM` while reads
+//! and deletes go on. A command that trickles in is checked once, not once
+//! per packet (`resp::Progress`).
 
 #[path = "../common/mod.rs"]
 mod common;
