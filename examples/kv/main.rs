@@ -52,8 +52,8 @@ struct Cli {
 const DEFAULT_MAX_MEMORY: usize = 1 << 30;
 
 /// What one entry costs beyond its key and value bytes, for the memory
-/// estimate: the hash table's slot (a key `Vec`, a `Value` with its data
-/// `Vec` and expiry: 88 bytes) and the allocator's headers on the two
+/// estimate: the hash table's slot (the key's and the value's `Vec`
+/// headers, the optional expiry) and the allocator's headers on the two
 /// heap blocks. An estimate, as Redis's own `used_memory` is the
 /// allocator's count and not the data's.
 const ENTRY_OVERHEAD: usize = 112;
