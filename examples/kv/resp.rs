@@ -260,13 +260,12 @@ mod tests {
         check(buf, &mut Progress::default())
     }
 
-    /// A RESP array of bulk strings.
+    /// A command as a client sends it: an array of bulk strings.
     fn command(args: &[&[u8]]) -> Vec<u8> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        let mut out = Vec::new();
+        reply::array_len(&mut out, args.len());
         for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
+            reply::bulk(&mut out, a);
         }
         out
     }
