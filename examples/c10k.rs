@@ -66,6 +66,14 @@ struct Cli {
 /// Descriptors each side keeps for itself besides connections.
 const FD_MARGIN: usize = 200;
 
+/// Loopback addresses the server listens on, all on one port: 127.0.0.1
+/// to 127.0.0.LISTEN_ADDRS. A client has about 28,000 ephemeral ports per
+/// destination address (32768-60999), and every connection it closes
+/// holds its port in TIME_WAIT for 60 s. A sweep's earlier points leave
+/// 16,100 of them, so its last point (19,000 connections) could not get
+/// ports from one address; four addresses give it four times the room.
+const LISTEN_ADDRS: u8 = 4;
+
 /// One run's figures.
 struct Point {
     conns: usize,
@@ -92,9 +100,9 @@ fn loadgen_path() -> PathBuf {
 }
 
 /// Runs one load against `addr` and measures this process meanwhile.
-fn run_point(cli: &Cli, addr: SocketAddr, conns: usize, duration: f64) -> Result<Point, String> {
+fn run_point(cli: &Cli, target: &str, conns: usize, duration: f64) -> Result<Point, String> {
     let mut child = Command::new(loadgen_path())
-        .args(["--addr", &addr.to_string(), "--conns", &conns.to_string()])
+        .args(["--addr", target, "--conns", &conns.to_string()])
         .args([
             "--ramp",
             &cli.ramp.to_string(),
@@ -239,7 +247,7 @@ fn main() -> ExitCode {
         max_conns: most,
         ..Config::default()
     };
-    let (addr, handle, server) = match start_server(config) {
+    let (target, handle, server) = match start_server(config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("c10k: starting the server: {e}");
@@ -250,9 +258,9 @@ fn main() -> ExitCode {
     let base = rss_bytes();
 
     let result = if cli.sweep {
-        sweep(&cli, addr, most, base)
+        sweep(&cli, &target, most, base)
     } else {
-        run_point(&cli, addr, cli.conns, cli.duration).map(|p| vec![p])
+        run_point(&cli, &target, cli.conns, cli.duration).map(|p| vec![p])
     };
     handle.shutdown();
     let stats = server.join().map(|r| r.stats()).unwrap_or_default();
@@ -281,11 +289,19 @@ fn main() -> ExitCode {
     }
 }
 
-type Server = (SocketAddr, Handle<()>, thread::JoinHandle<Reactor<Echo>>);
+/// The loadgen's target (an address range), the server's handle, its
+/// thread.
+type Server = (String, Handle<()>, thread::JoinHandle<Reactor<Echo>>);
 
 fn start_server(config: Config) -> std::io::Result<Server> {
     let mut reactor = Reactor::new(Echo, config)?;
-    let addr = reactor.listen("127.0.0.1:0".parse().expect("address literal"))?;
+    let port = reactor
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))?
+        .port();
+    for last in 2..=LISTEN_ADDRS {
+        reactor.listen(SocketAddr::from(([127, 0, 0, last], port)))?;
+    }
+    let target = format!("127.0.0.1-127.0.0.{LISTEN_ADDRS}:{port}");
     let handle = reactor.handle();
     let thread = thread::spawn(move || {
         if let Err(e) = reactor.run() {
@@ -293,11 +309,11 @@ fn start_server(config: Config) -> std::io::Result<Server> {
         }
         reactor
     });
-    Ok((addr, handle, thread))
+    Ok((target, handle, thread))
 }
 
 /// Runs each connection count for a shorter period and draws the chart.
-fn sweep(cli: &Cli, addr: SocketAddr, most: usize, base: usize) -> Result<Vec<Point>, String> {
+fn sweep(cli: &Cli, target: &str, most: usize, base: usize) -> Result<Vec<Point>, String> {
     let mut counts = vec![100, 1_000, 5_000, 10_000];
     let top = most / 1000 * 1000;
     if top > 10_000 {
@@ -309,7 +325,7 @@ fn sweep(cli: &Cli, addr: SocketAddr, most: usize, base: usize) -> Result<Vec<Po
         "conns", "echoes/s", "p50 us", "p99 us", "idle B/conn", "errors"
     );
     for conns in counts {
-        let p = run_point(cli, addr, conns, cli.duration.min(5.0))?;
+        let p = run_point(cli, target, conns, cli.duration.min(5.0))?;
         let r = &p.report;
         println!(
             "{:>8} {:>12.0} {:>10.0} {:>10.0} {:>12.0} {:>8}",
