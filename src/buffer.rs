@@ -9,6 +9,11 @@
 //! same with its per-request pools; a goroutine-per-connection server pays
 //! for a stack and a read buffer per connection).
 
+/// Buffers larger than this give capacity back once three quarters of it
+/// is unused: 64 KiB is one scratch read, the size a busy connection's
+/// buffer settles at, so only a burst beyond it is ever shrunk.
+pub(crate) const SHRINK_ABOVE: usize = 64 * 1024;
+
 /// Bytes waiting in one direction of one connection: `data[head..]` is the
 /// live part. Consuming moves `head`; when `head` passes half the live
 /// data's end the rest is moved to the front, so consumed bytes are not
@@ -46,12 +51,30 @@ impl Buffer {
     }
 
     /// Drops `n` bytes from the front (all of them if `n` is larger).
+    /// A buffer that grew for a burst and now holds little gives the
+    /// capacity back (see [`SHRINK_ABOVE`]).
     pub(crate) fn consume(&mut self, n: usize) {
         self.head += n.min(self.len());
         if self.head == self.data.len() {
             self.data.clear();
             self.head = 0;
         }
+        if self.data.capacity() > SHRINK_ABOVE && self.len() < self.data.capacity() / 4 {
+            self.shrink();
+        }
+    }
+
+    /// Moves the live bytes to the front and frees all but twice their
+    /// size (at least [`SHRINK_ABOVE`]): a connection that once held a
+    /// megabyte and now holds a line keeps a line's worth, not the
+    /// megabyte. Each shrink copies the live bytes once, and can only
+    /// happen after three quarters of the capacity were consumed, so it is
+    /// `O(1)` per byte amortised.
+    fn shrink(&mut self) {
+        self.data.drain(..self.head);
+        self.head = 0;
+        let keep = (self.data.len() * 2).max(SHRINK_ABOVE);
+        self.data.shrink_to(keep);
     }
 
     /// Empties the buffer, keeping its allocation.
@@ -75,42 +98,62 @@ impl Buffer {
 
 /// A bounded stack of empty buffers for reuse.
 ///
-/// Bounds, both so the pool never holds more memory than a busy moment
-/// needed: at most `max_buffers` buffers, and none larger than
-/// `max_capacity` (a buffer that grew for one multi-megabyte message is
-/// freed rather than kept).
+/// Bounds, so the pool never holds more memory than a busy moment needed:
+/// at most `max_buffers` buffers, none larger than `max_capacity` (a
+/// buffer that grew for one multi-megabyte message is freed rather than
+/// kept), and at most `max_bytes` of capacity in all.
+///
+/// Buffers are boxed so that a connection's two `Option<Box<Buffer>>`
+/// cost 16 bytes while idle, not 64: the pool keeps the boxes, so taking
+/// one allocates nothing once the pool is warm.
 #[derive(Debug)]
 pub(crate) struct BufferPool {
-    free: Vec<Buffer>,
+    free: Vec<Box<Buffer>>,
     max_buffers: usize,
     max_capacity: usize,
+    max_bytes: usize,
+    /// Capacity of the buffers in `free`.
+    bytes: usize,
     /// Buffers handed out and not yet returned.
     in_use: usize,
 }
 
 impl BufferPool {
-    pub(crate) fn new(max_buffers: usize, max_capacity: usize) -> Self {
+    pub(crate) fn new(max_buffers: usize, max_capacity: usize, max_bytes: usize) -> Self {
         BufferPool {
             free: Vec::new(),
             max_buffers,
             max_capacity,
+            max_bytes,
+            bytes: 0,
             in_use: 0,
         }
     }
 
     /// An empty buffer: a pooled one if any, else a new one (which
     /// allocates on first use).
-    pub(crate) fn take(&mut self) -> Buffer {
+    pub(crate) fn take(&mut self) -> Box<Buffer> {
         self.in_use += 1;
-        self.free.pop().unwrap_or_default()
+        match self.free.pop() {
+            Some(buffer) => {
+                self.bytes -= buffer.capacity();
+                buffer
+            }
+            None => Box::default(),
+        }
     }
 
     /// Returns a buffer; it is kept if the pool has room and it is not too
     /// large, else freed.
-    pub(crate) fn give(&mut self, mut buffer: Buffer) {
+    pub(crate) fn give(&mut self, mut buffer: Box<Buffer>) {
         self.in_use = self.in_use.saturating_sub(1);
-        if self.free.len() < self.max_buffers && buffer.capacity() <= self.max_capacity {
+        let capacity = buffer.capacity();
+        if self.free.len() < self.max_buffers
+            && capacity <= self.max_capacity
+            && self.bytes + capacity <= self.max_bytes
+        {
             buffer.clear();
+            self.bytes += capacity;
             self.free.push(buffer);
         }
     }
@@ -120,9 +163,20 @@ impl BufferPool {
         self.free.len()
     }
 
+    /// Capacity kept in the pool, in bytes.
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Buffers held by connections.
     pub(crate) fn in_use(&self) -> usize {
         self.in_use
+    }
+
+    /// After a handler panicked with a buffer in hand, the count of
+    /// buffers held is set from what the connections really hold.
+    pub(crate) fn set_in_use(&mut self, n: usize) {
+        self.in_use = n;
     }
 }
 
@@ -156,7 +210,7 @@ mod tests {
 
     #[test]
     fn pool_bounds_count_and_size() {
-        let mut pool = BufferPool::new(2, 1024);
+        let mut pool = BufferPool::new(2, 1024, 1 << 20);
         let mut big = pool.take();
         big.extend(&[0; 4096]);
         let (a, b, c) = (pool.take(), pool.take(), pool.take());
@@ -168,5 +222,35 @@ mod tests {
         pool.give(c);
         assert_eq!(pool.pooled(), 2, "at most max_buffers are kept");
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn pool_bounds_bytes_kept() {
+        let mut pool = BufferPool::new(100, 1 << 20, 3000);
+        let mut a = pool.take();
+        let mut b = pool.take();
+        a.extend(&[0; 2000]);
+        b.extend(&[0; 2000]);
+        let cap = a.capacity();
+        pool.give(a);
+        pool.give(b);
+        assert_eq!(pool.pooled(), 1, "the second buffer would pass max_bytes");
+        assert_eq!(pool.pooled_bytes(), cap);
+        let _ = pool.take();
+        assert_eq!(pool.pooled_bytes(), 0);
+    }
+
+    #[test]
+    fn a_burst_gives_its_capacity_back() {
+        let mut b = Buffer::default();
+        b.extend(&vec![7; 4 << 20]);
+        b.consume((4 << 20) - 10);
+        assert_eq!(b.len(), 10);
+        assert!(
+            b.capacity() <= SHRINK_ABOVE,
+            "kept {} bytes of capacity for 10 live bytes",
+            b.capacity()
+        );
+        assert_eq!(b.as_slice(), &[7; 10]);
     }
 }

@@ -3,6 +3,7 @@
 //! otherwise; every field is public so an embedder sets exactly what it
 //! needs.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::admission::Cidr;
@@ -61,6 +62,23 @@ pub const DEFAULT_MAX_CONNS: usize = 100_000;
 pub const DEFAULT_POOL_BUFFERS: usize = 1024;
 /// Buffers larger than this are freed, not pooled (see `BufferPool`).
 pub const DEFAULT_POOL_MAX_CAPACITY: usize = 256 * 1024;
+/// Capacity the pool may keep in all: a busy turn's worth of 64 KiB
+/// buffers (256 of them), so a burst of large messages does not leave
+/// hundreds of megabytes parked in the pool for good.
+pub const DEFAULT_POOL_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes all connections together may hold in their buffers (input left
+/// by the handler, output not yet taken by the socket) before the reactor
+/// closes the largest holders. Per-connection limits do not bound a
+/// server: 10,000 connections each just under `max_input` would hold
+/// 10 GiB. 1 GiB fits a machine with a few GiB to spare and is still
+/// 16,384 connections each at the output high-water mark, or 64 at the
+/// hard limit: well-behaved load never comes near it.
+pub const DEFAULT_MAX_BUFFERED: usize = 1024 * 1024 * 1024;
+/// Messages that may wait in a [`Handle`](crate::Handle)'s queue before
+/// [`Handle::try_post`](crate::Handle::try_post) refuses more: a
+/// producer thread faster than the reactor must not grow the queue
+/// without end. 65,536 is a second of posts at a busy reactor's rate.
+pub const DEFAULT_POST_QUEUE: usize = 65_536;
 /// The per-reactor read buffer: every read lands here first. 64 KiB is
 /// the largest a loopback read returns in one go at default socket sizes.
 pub const SCRATCH_SIZE: usize = 64 * 1024;
@@ -126,6 +144,15 @@ pub struct Config {
     pub reuse_port: bool,
     /// Empty buffers kept for reuse.
     pub pool_buffers: usize,
+    /// Capacity the pool of empty buffers may keep, in bytes.
+    pub pool_bytes: usize,
+    /// Bytes all connections' buffers may hold together; past it the
+    /// largest holders are closed ([`CloseReason::OverBudget`]).
+    ///
+    /// [`CloseReason::OverBudget`]: crate::CloseReason::OverBudget
+    pub max_buffered: usize,
+    /// Messages [`Handle::try_post`](crate::Handle::try_post) lets wait.
+    pub post_queue: usize,
     /// At `max_conns`, accept anyway, write this and close (Redis's
     /// "-ERR max number of clients reached"); `None` stops accepting
     /// instead, leaving new connections in the listen queue.
@@ -161,6 +188,9 @@ impl Default for Config {
             nodelay: true,
             reuse_port: false,
             pool_buffers: DEFAULT_POOL_BUFFERS,
+            pool_bytes: DEFAULT_POOL_BYTES,
+            max_buffered: DEFAULT_MAX_BUFFERED,
+            post_queue: DEFAULT_POST_QUEUE,
             reject_line: None,
             allow: Vec::new(),
             deny: Vec::new(),
@@ -169,3 +199,44 @@ impl Default for Config {
         }
     }
 }
+
+impl Config {
+    /// Checks that these values can work together. [`Reactor::new`]
+    /// calls it, so a reactor never runs with a value that would make it
+    /// spin (a read budget of 0), stall (an accept batch of 0), flap
+    /// (a low-water mark above the high one) or close every connection at
+    /// its first byte.
+    ///
+    /// [`Reactor::new`]: crate::Reactor::new
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(bool, &str); 11] = [
+            (self.read_budget == 0, "read_budget is 0: no connection could ever be read"),
+            (self.accept_batch == 0, "accept_batch is 0: no connection could ever be accepted"),
+            (self.max_conns == 0, "max_conns is 0: no connection could ever be accepted"),
+            (self.max_input == 0, "max_input is 0: every byte of input would be too large"),
+            (self.high_water == 0, "high_water is 0: reading would stop at the first byte of output"),
+            (self.low_water > self.high_water, "low_water is above high_water: reading would never resume"),
+            (self.high_water > self.hard_limit, "high_water is above hard_limit: reading would never stop before the connection is closed"),
+            (self.soft_limit > self.hard_limit, "soft_limit is above hard_limit"),
+            (self.max_buffered == 0, "max_buffered is 0: every buffered byte would close its connection"),
+            (self.backlog <= 0, "backlog must be positive"),
+            (self.post_queue == 0, "post_queue is 0: Handle::try_post could never succeed"),
+        ];
+        match checks.iter().find(|(bad, _)| *bad) {
+            Some((_, why)) => Err(ConfigError(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a [`Config`] cannot work: which values, and what they would do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError(&'static str);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid Config: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}

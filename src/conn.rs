@@ -29,6 +29,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 
@@ -123,11 +124,19 @@ pub enum CloseReason {
     Aborted,
     /// Some other I/O error on the socket.
     Io(io::ErrorKind),
+    /// The reactor's buffers passed [`Config::max_buffered`] and this
+    /// connection held the most (Redis's `maxmemory-clients` eviction).
+    ///
+    /// [`Config::max_buffered`]: crate::Config::max_buffered
+    OverBudget,
+    /// A handler callback for this connection panicked: its state is
+    /// unknown, so it is reset.
+    HandlerPanic,
 }
 
 impl CloseReason {
     /// Number of distinct reasons, for per-reason counters.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 14;
 
     /// Every reason's name, in [`index`](Self::index) order.
     pub const NAMES: [&'static str; Self::COUNT] = [
@@ -143,6 +152,8 @@ impl CloseReason {
         "closed",
         "aborted",
         "io_error",
+        "over_budget",
+        "handler_panic",
     ];
 
     /// A dense index for counters: `NAMES[reason.index()]` names it.
@@ -160,6 +171,8 @@ impl CloseReason {
             CloseReason::Closed => 9,
             CloseReason::Aborted => 10,
             CloseReason::Io(_) => 11,
+            CloseReason::OverBudget => 12,
+            CloseReason::HandlerPanic => 13,
         }
     }
 
@@ -184,6 +197,8 @@ impl CloseReason {
                 | CloseReason::Aborted
                 | CloseReason::Reset
                 | CloseReason::Io(_)
+                | CloseReason::OverBudget
+                | CloseReason::HandlerPanic
         )
     }
 }
@@ -254,17 +269,24 @@ impl State {
 pub(crate) const NEVER: Tick = Tick::MAX;
 
 /// The reactor's record of one connection. Kept small: an idle connection
-/// is this struct and nothing else (see `tests/idle_memory.rs` and the
-/// `idle` benchmark).
+/// is this struct and nothing else (the `idle` scenario of
+/// `../shared/peers/compare.py` and the C10K demo measure it).
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     pub(crate) generation: u32,
     state: State,
-    /// Input the handler has not consumed yet (a partial frame).
-    pub(crate) input: Option<Buffer>,
+    /// Where it comes from (accepted) or goes to (outbound), kept so the
+    /// handler can ask in `on_close`, when the socket may no longer know.
+    pub(crate) peer: SocketAddr,
+    /// Input the handler has not consumed yet (a partial frame, or frames
+    /// it chose not to take yet).
+    pub(crate) input: Option<Box<Buffer>>,
     /// Output the socket has not taken yet.
-    pub(crate) output: Option<Buffer>,
+    pub(crate) output: Option<Box<Buffer>>,
+    /// Bytes this connection counts against the reactor-wide budget
+    /// (`Config::max_buffered`): its waiting input and output.
+    pub(crate) held: usize,
     /// The connection's one timer on the wheel, and when it fires. It
     /// covers the idle, write, soft-limit and connect deadlines at once: it
     /// is armed for the earliest, and when it fires the reactor checks them
@@ -289,6 +311,9 @@ pub(crate) struct Conn {
     pub(crate) eof: bool,
     /// The handler paused reading.
     pub(crate) read_paused: bool,
+    /// Input the handler left waits to be offered again without new bytes
+    /// (it resumed reading, or its output drained).
+    pub(crate) reoffer: bool,
     /// Output passed the high-water mark; reading resumes below the low.
     pub(crate) backpressured: bool,
     /// On the ready list / the flush list already (each at most once).
@@ -297,13 +322,21 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, generation: u32, state: State, now: Tick) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        generation: u32,
+        state: State,
+        now: Tick,
+    ) -> Self {
         Conn {
             stream,
             generation,
             state,
+            peer,
             input: None,
             output: None,
+            held: 0,
             timer: None,
             timer_at: NEVER,
             last_read: now,
@@ -314,6 +347,7 @@ impl Conn {
             fin_seen: false,
             eof: false,
             read_paused: false,
+            reoffer: false,
             backpressured: false,
             on_ready_list: false,
             on_flush_list: false,
@@ -341,13 +375,25 @@ impl Conn {
         self.state = new;
     }
 
-    /// Allowed to read, not paused by the handler or by backpressure.
+    /// Allowed to read, and not paused by the handler or by backpressure.
+    /// A lingering connection reads (and discards) even when paused: input
+    /// left unread at close makes the kernel send RST, which destroys our
+    /// last output.
     pub(crate) fn can_read(&self) -> bool {
-        self.state.may_read() && !self.read_paused && !self.backpressured
+        match self.state {
+            State::Lingering(_) => true,
+            state => state.may_read() && !self.read_paused && !self.backpressured,
+        }
+    }
+
+    /// Reading is held back by the handler or by backpressure, though the
+    /// state allows it.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.state.may_read() && !self.can_read()
     }
 
     /// Bytes of output waiting.
     pub(crate) fn output_len(&self) -> usize {
-        self.output.as_ref().map_or(0, Buffer::len)
+        self.output.as_ref().map_or(0, |b| b.len())
     }
 }

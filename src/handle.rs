@@ -8,8 +8,8 @@
 //! reactor's thread takes it only when the waker fires.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
 
@@ -23,29 +23,63 @@ pub(crate) enum Command<M> {
 }
 
 #[derive(Debug)]
+struct Queue<M> {
+    commands: VecDeque<Command<M>>,
+    /// The reactor stopped: nothing more is taken. Set under the lock, so
+    /// a post either lands before the reactor's last look or is refused.
+    closed: bool,
+}
+
+#[derive(Debug)]
 pub(crate) struct Shared<M> {
-    pub(crate) waker: Waker,
-    pub(crate) queue: Mutex<VecDeque<Command<M>>>,
-    /// Set when the reactor is dropped: posts fail instead of piling up.
-    pub(crate) gone: AtomicBool,
+    waker: Waker,
+    queue: Mutex<Queue<M>>,
+    /// Messages `try_post` lets wait (`Config::post_queue`).
+    limit: usize,
 }
 
 impl<M> Shared<M> {
-    /// Takes every queued command. A poisoned lock (a thread panicked while
-    /// pushing) still holds a valid queue, so it is used as is.
-    pub(crate) fn drain(&self) -> VecDeque<Command<M>> {
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::take(&mut *queue)
+    pub(crate) fn new(waker: Waker, limit: usize) -> Self {
+        Shared {
+            waker,
+            queue: Mutex::new(Queue {
+                commands: VecDeque::new(),
+                closed: false,
+            }),
+            limit,
+        }
     }
 
-    fn push(&self, command: Command<M>) -> Result<(), Command<M>> {
-        if self.gone.load(Ordering::Acquire) {
-            return Err(command);
+    /// A poisoned lock (a thread panicked while pushing) still holds a
+    /// valid queue, so it is used as is.
+    fn lock(&self) -> MutexGuard<'_, Queue<M>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves every queued command to the back of `into`.
+    pub(crate) fn take_into(&self, into: &mut VecDeque<Command<M>>) {
+        into.append(&mut self.lock().commands);
+    }
+
+    /// The reactor stopped: refuse what comes from now on, and hand back
+    /// what was posted but not yet taken.
+    pub(crate) fn close(&self) -> VecDeque<Command<M>> {
+        let mut queue = self.lock();
+        queue.closed = true;
+        std::mem::take(&mut queue.commands)
+    }
+
+    fn push(&self, command: Command<M>, bounded: bool) -> Result<(), PostError<Command<M>>> {
+        {
+            let mut queue = self.lock();
+            if queue.closed {
+                return Err(PostError::Stopped(command));
+            }
+            if bounded && queue.commands.len() >= self.limit {
+                return Err(PostError::Full(command));
+            }
+            queue.commands.push_back(command);
         }
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(command);
         if let Err(e) = self.waker.wake() {
             // An eventfd write fails only if its counter is saturated, which
             // means the reactor will wake anyway.
@@ -54,6 +88,43 @@ impl<M> Shared<M> {
         Ok(())
     }
 }
+
+/// Why [`Handle::try_post`] gave a message back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PostError<M> {
+    /// [`Config::post_queue`](crate::Config::post_queue) messages already
+    /// wait: the reactor is behind. Try again later, or drop it.
+    Full(M),
+    /// The reactor has stopped (or was dropped): it will never run.
+    Stopped(M),
+}
+
+impl<M> PostError<M> {
+    /// The message that was not posted.
+    pub fn into_inner(self) -> M {
+        match self {
+            PostError::Full(m) | PostError::Stopped(m) => m,
+        }
+    }
+
+    fn map<N>(self, f: impl FnOnce(M) -> N) -> PostError<N> {
+        match self {
+            PostError::Full(m) => PostError::Full(f(m)),
+            PostError::Stopped(m) => PostError::Stopped(f(m)),
+        }
+    }
+}
+
+impl<M> fmt::Display for PostError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PostError::Full(_) => "the reactor's message queue is full",
+            PostError::Stopped(_) => "the reactor has stopped",
+        })
+    }
+}
+
+impl<M: fmt::Debug> std::error::Error for PostError<M> {}
 
 /// A `Send + Clone` handle to a running reactor: stop it, or post messages
 /// to its handler, from any thread. Get one from [`Reactor::handle`].
@@ -73,24 +144,42 @@ impl<M> Clone for Handle<M> {
 }
 
 impl<M> Handle<M> {
-    /// Asks the reactor to shut down gracefully: stop accepting, flush and
-    /// close connections, return from `run` (see [`Reactor::run`]). Returns
-    /// `false` if the reactor is already gone.
+    /// Asks the reactor to shut down gracefully: stop accepting, answer
+    /// what was asked, close connections, return from `run` (see
+    /// [`Reactor::run`]). Asking again changes nothing. Returns `false` if
+    /// the reactor has already stopped.
     ///
     /// [`Reactor::run`]: crate::Reactor::run
     pub fn shutdown(&self) -> bool {
-        self.shared.push(Command::Shutdown).is_ok()
+        self.shared.push(Command::Shutdown, false).is_ok()
     }
 
     /// Delivers `message` to the handler's `on_message` on the reactor's
     /// thread, in order with other posts. Gives the message back if the
-    /// reactor is gone.
+    /// reactor has stopped. A message accepted here is delivered, even if
+    /// the reactor stops before its next turn.
+    ///
+    /// The queue has no bound: a thread that posts faster than the
+    /// reactor handles messages should use [`try_post`](Self::try_post).
     pub fn post(&self, message: M) -> Result<(), M> {
         self.shared
-            .push(Command::Post(message))
-            .map_err(|command| match command {
-                Command::Post(message) => message,
-                Command::Shutdown => unreachable!("push returns what it was given"),
-            })
+            .push(Command::Post(message), false)
+            .map_err(|e| e.map(unwrap_post).into_inner())
+    }
+
+    /// Like [`post`](Self::post), but gives the message back when
+    /// [`Config::post_queue`](crate::Config::post_queue) messages already
+    /// wait.
+    pub fn try_post(&self, message: M) -> Result<(), PostError<M>> {
+        self.shared
+            .push(Command::Post(message), true)
+            .map_err(|e| e.map(unwrap_post))
+    }
+}
+
+fn unwrap_post<M>(command: Command<M>) -> M {
+    match command {
+        Command::Post(message) => message,
+        Command::Shutdown => unreachable!("push gives back the command it was given"),
     }
 }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::conn::{CloseReason, ConnId, State};
-use crate::reactor::Core;
+use crate::reactor::{Core, TimerEvent};
 use crate::stats::Stats;
 use crate::timer::TimerId;
 
@@ -23,7 +23,16 @@ use crate::timer::TimerId;
 /// Every callback runs on the reactor's thread, between system calls; a
 /// handler that blocks or loops blocks every connection. Callbacks that
 /// name a connection get its [`ConnId`], which stays valid until
-/// `on_close` and is never reused for another connection.
+/// `on_close`; the same id comes back only after its slab slot has been
+/// reused 2^32 times.
+///
+/// A callback that panics unwinds out of [`Reactor::run_once`] to its
+/// caller, and the reactor stays usable for the next call: a connection
+/// whose `on_open`, `on_data` or `on_read_closed` panicked is reset
+/// ([`CloseReason::HandlerPanic`]); other connections keep their state,
+/// and the turn's readiness events are checked again.
+///
+/// [`Reactor::run_once`]: crate::Reactor::run_once
 pub trait Handler {
     /// What other threads post through [`Handle::post`]; `()` if nothing.
     ///
@@ -38,7 +47,17 @@ pub trait Handler {
 
     /// Bytes arrived. `input` holds everything not consumed before, then
     /// the new bytes. Return how many bytes were consumed (whole frames);
-    /// the rest is kept and offered again with the next bytes.
+    /// the rest is kept and offered again:
+    ///
+    /// - at once, while each call consumes something and the connection
+    ///   may still be read (so a handler may take one frame per call);
+    /// - without new bytes from the peer, after [`Context::resume_read`]
+    ///   and after [`on_drain`](Self::on_drain), so a handler that stopped
+    ///   taking frames because its output was full, or it waited on a
+    ///   backend, goes on where it stopped;
+    /// - with the next bytes, once a call consumed nothing (a partial
+    ///   frame): a handler is never called again for the same bytes in a
+    ///   loop.
     ///
     /// Returning 0 with `input` at [`Config::max_input`] closes the
     /// connection as [`CloseReason::InputTooLarge`]: no frame can complete.
@@ -54,11 +73,32 @@ pub trait Handler {
     }
 
     /// The peer sent FIN: no more input will come. Output still flushes.
-    /// The default closes the connection once its output is flushed
-    /// ([`CloseReason::PeerClosed`]); a handler that still has an answer
-    /// to send may write first, or keep the connection open.
-    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    /// `input` is what the handler had not consumed (a last record with
+    /// no terminator, or frames left while reading was paused); it is
+    /// dropped when this returns. The default closes the connection once
+    /// its output is flushed ([`CloseReason::PeerClosed`]); a handler that
+    /// still has an answer to send may write first, or keep the
+    /// connection open.
+    ///
+    /// A paused connection hears this too, once the FIN is all that is
+    /// left to read, so a peer that hangs up is noticed even when nobody
+    /// resumes reading.
+    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) {
+        let _ = input;
         cx.close(conn);
+    }
+
+    /// Whether the handler still owes `conn` an answer it will write later
+    /// (from a timer, a posted message, another connection). Graceful
+    /// shutdown closes a connection once it is quiet: no input left, no
+    /// output waiting, and not busy. The default, `false`, suits a handler
+    /// that answers within `on_data`.
+    ///
+    /// The reactor asks when shutdown begins and after each time the
+    /// connection is served or its output flushed during the drain.
+    fn is_busy(&self, conn: ConnId) -> bool {
+        let _ = conn;
+        false
     }
 
     /// A timer set with [`Context::set_timer`] fired.
@@ -71,9 +111,12 @@ pub trait Handler {
         let _ = (cx, message);
     }
 
-    /// Graceful shutdown began: listeners are closed, and after this
-    /// returns every connection is closed once its output is flushed. A
-    /// handler may write a goodbye first.
+    /// Graceful shutdown began: what waited in the listen queues has been
+    /// accepted and the listeners are closed. After this returns, every
+    /// connection is closed with FIN once it is quiet (see
+    /// [`is_busy`](Self::is_busy)); until then it is read and written as
+    /// usual, so requests already sent are answered. A handler may write a
+    /// goodbye here, or close connections itself.
     fn on_shutdown(&mut self, cx: &mut Context<'_>) {
         let _ = cx;
     }
@@ -95,6 +138,11 @@ pub enum SendError {
     /// The write would pass the hard output limit: the connection is
     /// closed as a [`CloseReason::SlowConsumer`].
     SlowConsumer,
+    /// The write took the reactor's buffers past
+    /// [`Config::max_buffered`](crate::Config::max_buffered), and this
+    /// connection held the most: it is closed as
+    /// [`CloseReason::OverBudget`].
+    OverBudget,
 }
 
 impl fmt::Display for SendError {
@@ -103,6 +151,7 @@ impl fmt::Display for SendError {
             SendError::Gone => "no such connection",
             SendError::Closing => "connection is closing",
             SendError::SlowConsumer => "output limit reached: closed as slow consumer",
+            SendError::OverBudget => "reactor buffer budget passed: closed as largest holder",
         })
     }
 }
@@ -153,10 +202,12 @@ impl Context<'_> {
         }
     }
 
-    /// Resumes reading `conn`.
+    /// Resumes reading `conn`. Input the handler left is offered again
+    /// (in step 5 of this turn, or the next) without waiting for new bytes.
     pub fn resume_read(&mut self, conn: ConnId) {
         if let Some(c) = self.core.conn_mut(conn) {
             c.read_paused = false;
+            c.reoffer = c.input.is_some();
             self.core.push_ready(conn);
         }
     }
@@ -175,12 +226,19 @@ impl Context<'_> {
         self.core.set_timer(after, token)
     }
 
-    /// Cancels a timer; `false` if it already fired or was cancelled.
+    /// Cancels a timer set with [`set_timer`](Self::set_timer); `false`
+    /// if it already fired or was cancelled. An id that names one of the
+    /// reactor's own timers (connection deadlines, the shutdown deadline)
+    /// is refused the same way.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.core.wheel.cancel(timer).is_some()
+        match self.core.wheel.get(timer) {
+            Some(TimerEvent::User(_)) => self.core.wheel.cancel(timer).is_some(),
+            _ => false,
+        }
     }
 
     /// Begins the reactor's graceful shutdown at the end of this turn.
+    /// Asking again while it drains changes nothing.
     pub fn shutdown(&mut self) {
         self.core.shutdown_requested = true;
     }
@@ -190,9 +248,13 @@ impl Context<'_> {
         self.core.stats()
     }
 
-    /// Where `conn` comes from (or, for outbound, goes to).
+    /// Where `conn` comes from (or, for outbound, goes to). Answers in
+    /// `on_close` too: the address is kept from when it opened.
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
-        self.core.conn(conn)?.stream.peer_addr().ok()
+        match self.core.closing {
+            Some((id, peer)) if id == conn => Some(peer),
+            _ => self.core.conn(conn).map(|c| c.peer),
+        }
     }
 
     /// Bytes of output waiting for `conn`.

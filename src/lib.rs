@@ -97,7 +97,7 @@ pub mod timer;
 pub use admission::{Cidr, CidrError, RejectReason};
 pub use config::*;
 pub use conn::{CloseReason, ConnId, State};
-pub use handle::Handle;
+pub use handle::{Handle, PostError};
 pub use handler::{Context, Handler, SendError};
 pub use reactor::{Reactor, Status};
 pub use stats::Stats;

@@ -48,6 +48,12 @@ pub struct Stats {
     pub buffers_pooled: usize,
     /// Buffers held by connections.
     pub buffers_in_use: usize,
+    /// Bytes held in all connections' buffers now (input the handlers
+    /// left, output the sockets have not taken): what
+    /// [`Config::max_buffered`](crate::Config::max_buffered) bounds.
+    pub buffered_bytes: usize,
+    /// Capacity kept by the pool of empty buffers now.
+    pub pooled_bytes: usize,
 }
 
 impl Stats {
@@ -72,7 +78,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} timers_fired={} accept_errors={} buffers_pooled={} buffers_in_use={}",
+            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} timers_fired={} accept_errors={} buffers_pooled={} buffers_in_use={} buffered_bytes={} pooled_bytes={}",
             self.accepted,
             self.connects,
             self.active,
@@ -84,7 +90,9 @@ impl fmt::Display for Stats {
             self.timers_fired,
             self.accept_errors,
             self.buffers_pooled,
-            self.buffers_in_use
+            self.buffers_in_use,
+            self.buffered_bytes,
+            self.pooled_bytes
         )?;
         for (name, n) in CloseReason::NAMES.iter().zip(self.closed) {
             if n > 0 {

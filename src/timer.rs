@@ -379,6 +379,11 @@ impl<T> TimerWheel<T> {
         Some(value)
     }
 
+    /// The value of a live timer; `None` once it fired or was cancelled.
+    pub fn get(&self, id: TimerId) -> Option<&T> {
+        self.live(id).map(|entry| &entry.value)
+    }
+
     /// True while `id` names a timer that has neither fired nor been
     /// cancelled.
     pub fn contains(&self, id: TimerId) -> bool {

@@ -23,7 +23,7 @@ use mio::net::{TcpListener, TcpStream};
 use super::core::TimerEvent;
 use super::Reactor;
 use crate::admission::RejectReason;
-use crate::conn::State;
+use crate::conn::{ConnId, State};
 use crate::handler::Handler;
 
 /// Accept back-off after an error such as `EMFILE`: from 5 ms, doubling,
@@ -118,16 +118,57 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
-        match self.core.add_conn(stream, State::Open) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<ConnId> {
+        match self.core.add_conn(stream, peer, State::Open) {
             Ok(id) => {
                 self.core.stats.accepted += 1;
                 self.core.admission.opened(id.index as usize, peer.ip());
                 log::trace!("conn {id}: accepted from {peer}");
                 self.opened(id);
+                Some(id)
             }
-            Err(e) => log::warn!("registering a connection from {peer}: {e}"),
+            Err(e) => {
+                log::warn!("registering a connection from {peer}: {e}");
+                None
+            }
         }
+    }
+
+    /// Shutdown begins: accept every connection that already waits in a
+    /// listen queue, since closing the listener would reset them. Each is
+    /// served at once (its request may already be here) and then closed
+    /// like the others once quiet; past `max_conns` or the access rules it
+    /// is turned away as usual. Returns how many were taken.
+    ///
+    /// Bounded by the queues: the backlog holds at most `Config::backlog`
+    /// connections per listener, and an accept error ends the listener's
+    /// turn.
+    pub(super) fn accept_backlog(&mut self) -> usize {
+        let mut taken = 0;
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].gate == Gate::BackingOff {
+                continue; // out of descriptors: nothing can be accepted
+            }
+            loop {
+                let (stream, peer) = match self.listeners[i].socket.accept() {
+                    Ok(accepted) => accepted,
+                    Err(e) if is_per_connection(&e) => continue,
+                    Err(_) => break, // WouldBlock: the queue is empty
+                };
+                taken += 1;
+                if self.core.conns.len() >= self.core.config.max_conns {
+                    self.reject_with_line(stream);
+                } else if let Err(reason) = self.core.admission.check(peer.ip()) {
+                    self.reject(stream, reason);
+                } else if let Some(id) = self.admit(stream, peer) {
+                    if let Some(conn) = self.core.conn_mut(id) {
+                        conn.readable = true;
+                    }
+                    self.serve(id);
+                }
+            }
+        }
+        taken
     }
 
     /// Turned away before the handler hears of it: closed with RST, so no
@@ -166,7 +207,10 @@ impl<H: Handler> Reactor<H> {
             );
         }
         l.gate = Gate::BackingOff;
-        let at = self.core.now.saturating_add(l.backoff.as_millis() as u64);
+        let at = self
+            .core
+            .now
+            .saturating_add(super::core::millis_ceil(l.backoff));
         l.backoff = (l.backoff * 2).min(ACCEPT_BACKOFF_MAX);
         self.core.wheel.insert(at, TimerEvent::AcceptResume(i));
     }
@@ -198,7 +242,9 @@ impl<H: Handler> Reactor<H> {
     /// After reaping: reopen listeners closed by `max_conns` once below
     /// 90 % of it.
     pub(super) fn reopen_when_below_limit(&mut self) {
-        let below = self.core.config.max_conns * RESUME_BELOW_PERCENT / 100;
+        // In u128: `max_conns` may be `usize::MAX` ("no limit").
+        let below =
+            (self.core.config.max_conns as u128 * RESUME_BELOW_PERCENT as u128 / 100) as usize;
         if self.core.conns.len() < below.max(1) {
             for l in &mut self.listeners {
                 if l.gate == Gate::Full {

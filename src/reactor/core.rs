@@ -64,12 +64,20 @@ pub(crate) struct Core {
     pub(crate) start: Instant,
     pub(crate) now_instant: Instant,
     pub(crate) now: Tick,
-    generation: u32,
     pub(crate) lifecycle: Lifecycle,
     pub(crate) shutdown_requested: bool,
     /// The connection whose input is being handed to the handler: its
     /// output is written at the end of that dispatch, not in step 6.
     pub(crate) dispatching: Option<ConnId>,
+    /// The connection whose `on_close` runs, and its peer: the slot is
+    /// already free, but the handler may still ask where it came from.
+    pub(crate) closing: Option<(ConnId, SocketAddr)>,
+    /// Each slab slot's last generation. Kept per slot, so an id is not
+    /// reused until its own slot has been reused 2^32 times.
+    generations: Vec<u32>,
+    /// Bytes held in all connections' buffers: the sum of `Conn::held`,
+    /// checked against `Config::max_buffered`.
+    pub(crate) buffered: usize,
 }
 
 impl Core {
@@ -79,7 +87,11 @@ impl Core {
             poll: Poll::new()?,
             conns: Slab::new(),
             wheel: TimerWheel::new(),
-            pool: BufferPool::new(config.pool_buffers, DEFAULT_POOL_MAX_CAPACITY),
+            pool: BufferPool::new(
+                config.pool_buffers,
+                DEFAULT_POOL_MAX_CAPACITY,
+                config.pool_bytes,
+            ),
             admission: Admission::new(config.allow.clone(), config.deny.clone(), config.max_per_ip),
             config,
             stats: Stats::default(),
@@ -89,10 +101,12 @@ impl Core {
             start: now,
             now_instant: now,
             now: 0,
-            generation: 0,
             lifecycle: Lifecycle::Running,
             shutdown_requested: false,
             dispatching: None,
+            closing: None,
+            generations: Vec::new(),
+            buffered: 0,
         })
     }
 
@@ -124,13 +138,20 @@ impl Core {
         stats.active = self.conns.len();
         stats.buffers_pooled = self.pool.pooled();
         stats.buffers_in_use = self.pool.in_use();
+        stats.buffered_bytes = self.buffered;
+        stats.pooled_bytes = self.pool.pooled_bytes();
         stats
     }
 
     /// Registers a socket and gives it a slot. Each socket is registered
     /// once, for both directions, edge-triggered: from here on no message
     /// costs an `epoll_ctl`.
-    pub(crate) fn add_conn(&mut self, mut stream: TcpStream, state: State) -> io::Result<ConnId> {
+    pub(crate) fn add_conn(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        state: State,
+    ) -> io::Result<ConnId> {
         let entry = self.conns.vacant_entry();
         let index = u32::try_from(entry.key())
             .map_err(|_| io::Error::other("connection slab exceeds u32 indices"))?;
@@ -151,13 +172,15 @@ impl Core {
                 .with_retries(k.count);
             let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         }
-        self.generation = self.generation.wrapping_add(1);
-        entry.insert(Conn::new(stream, self.generation, state, self.now));
+        let slot = entry.key();
+        if slot >= self.generations.len() {
+            self.generations.resize(slot + 1, 0);
+        }
+        let generation = self.generations[slot].wrapping_add(1);
+        self.generations[slot] = generation;
+        entry.insert(Conn::new(stream, peer, generation, state, self.now));
         self.stats.peak = self.stats.peak.max(self.conns.len());
-        let id = ConnId {
-            index,
-            generation: self.generation,
-        };
+        let id = ConnId { index, generation };
         self.arm(id);
         Ok(id)
     }
@@ -167,7 +190,7 @@ impl Core {
     pub(crate) fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
         let stream = TcpStream::connect(addr)?;
         self.stats.connects += 1;
-        self.add_conn(stream, State::Connecting)
+        self.add_conn(stream, addr, State::Connecting)
     }
 
     /// Queues output. The bytes go into the connection's output buffer,
@@ -212,7 +235,76 @@ impl Core {
         if newly_soft {
             self.arm(id);
         }
-        Ok(())
+        self.hold(id, data.len());
+        match self.conn(id) {
+            Some(c) if c.state() == State::Closed(CloseReason::OverBudget) => {
+                Err(SendError::OverBudget)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts `n` more bytes held by `id` against the reactor-wide budget;
+    /// past it, closes the largest holders. A closed connection holds
+    /// nothing (its buffers went back when it closed).
+    pub(crate) fn hold(&mut self, id: ConnId, n: usize) {
+        let Some(conn) = live(&mut self.conns, id) else {
+            return;
+        };
+        if conn.state().is_closed() {
+            return;
+        }
+        conn.held += n;
+        self.buffered += n;
+        if self.buffered > self.config.max_buffered {
+            self.shed();
+        }
+    }
+
+    /// `id` holds `n` bytes fewer (consumed, written, or freed).
+    pub(crate) fn unhold(&mut self, id: ConnId, n: usize) {
+        if let Some(conn) = live(&mut self.conns, id) {
+            let n = n.min(conn.held);
+            conn.held -= n;
+            self.buffered -= n;
+        }
+    }
+
+    /// The buffers passed `max_buffered`: close the connections holding
+    /// the most until the rest fits, as Redis's `maxmemory-clients` does.
+    /// A peer that trickles a large partial frame, or reads nothing of a
+    /// large answer, is the one that pays, not the well-behaved ones.
+    ///
+    /// Costs a scan of the connections and a sort of those holding bytes;
+    /// it runs only when the budget is passed, and every run closes at
+    /// least one connection, so a peer cannot make it run for free.
+    fn shed(&mut self) {
+        let mut holders: Vec<(usize, ConnId)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.held > 0 && !c.state().is_closed())
+            .map(|(i, c)| {
+                let id = ConnId {
+                    index: i as u32,
+                    generation: c.generation,
+                };
+                (c.held, id)
+            })
+            .collect();
+        holders.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let before = self.buffered;
+        let mut closed = 0;
+        for (_, id) in holders {
+            if self.buffered <= self.config.max_buffered {
+                break;
+            }
+            self.kill(id, CloseReason::OverBudget);
+            closed += 1;
+        }
+        log::warn!(
+            "buffers hold {before} bytes, past max_buffered ({}): closed the {closed} largest holders",
+            self.config.max_buffered
+        );
     }
 
     /// Closes after flushing: the connection stops reading, and step 6
@@ -229,19 +321,48 @@ impl Core {
             _ => reason,
         };
         conn.set_state(id.index as usize, State::Draining(reason));
+        // Nobody will read what the handler left.
+        conn.reoffer = false;
+        if let Some(input) = conn.input.take() {
+            let n = input.len();
+            self.pool.give(input);
+            self.unhold(id, n);
+        }
         self.push_flush(id);
     }
 
-    /// Closes now: the slot is freed in step 8.
+    /// Closes now: buffers go back at once, the slot is freed in step 8.
     pub(crate) fn kill(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(conn) = self.conn_mut(id) else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         if conn.state().is_closed() {
             return;
         }
         conn.set_state(id.index as usize, State::Closed(reason));
+        for buffer in [conn.input.take(), conn.output.take()]
+            .into_iter()
+            .flatten()
+        {
+            self.pool.give(buffer);
+        }
+        self.buffered -= conn.held;
+        conn.held = 0;
         self.reap.push(id);
+    }
+
+    /// Closes at the shutdown deadline or a second signal: with RST unless
+    /// our FIN already followed the whole answer (lingering), so an answer
+    /// cut short never looks complete to the peer.
+    pub(crate) fn cut(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        if !matches!(conn.state(), State::Lingering(_)) {
+            // SO_LINGER 0: the close in step 8 sends RST.
+            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+        }
+        self.kill(id, CloseReason::Shutdown);
     }
 
     /// Sends FIN after the waiting output; reading goes on. No effect on a
@@ -354,6 +475,9 @@ impl Core {
                         self.stats.bytes_out += n as u64;
                         conn.last_write = now;
                         conn.writable = out.is_empty();
+                        let n = n.min(conn.held);
+                        conn.held -= n;
+                        self.buffered -= n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
                     Err(e) => {
@@ -386,8 +510,7 @@ impl Core {
             State::Draining(reason) if len == 0 && conn.eof => {
                 // The peer's FIN is read: nothing can be left unread, so a
                 // plain close sends FIN, not RST.
-                conn.set_state(id.index as usize, State::Closed(reason));
-                self.reap.push(id);
+                self.kill(id, reason);
                 return false;
             }
             State::Draining(reason) if len == 0 => {
@@ -395,6 +518,10 @@ impl Core {
                 conn.set_state(id.index as usize, State::Lingering(reason));
                 conn.last_write = now; // the linger timeout counts from here
                 self.arm(id);
+                // Input that came while draining waits unread: read and
+                // discard it now, paused or not, or the close turns it
+                // into a RST that destroys the output just sent.
+                self.push_ready(id);
                 return false;
             }
             _ => {}
@@ -410,11 +537,12 @@ impl Core {
         drained
     }
 
-    /// Keeps input the handler did not consume (a partial frame) in the
-    /// connection's own buffer. Input past `max_input` closes it.
+    /// Keeps input the handler did not consume (a partial frame, or frames
+    /// it left for later) in the connection's own buffer. Input past
+    /// `max_input` closes it.
     pub(crate) fn keep_input(&mut self, id: ConnId, rest: &[u8]) {
         let max_input = self.config.max_input;
-        let Some(conn) = self.conn_mut(id) else {
+        let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         if !conn.state().may_read() {
@@ -425,16 +553,15 @@ impl Core {
         }
         let mut buffer = self.pool.take();
         buffer.extend(rest);
-        if let Some(conn) = self.conn_mut(id) {
-            conn.input = Some(buffer);
-        }
+        conn.input = Some(buffer);
+        self.hold(id, rest.len());
     }
 
     /// Frees a closed connection's slot: cancels its timer, returns its
     /// buffers, closes the socket (with RST if the reason calls for one).
     /// Closing the descriptor also removes it from the epoll set, so no
     /// `deregister` call is needed.
-    pub(crate) fn remove(&mut self, id: ConnId) -> Option<CloseReason> {
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<(CloseReason, SocketAddr)> {
         let State::Closed(reason) = self.conn(id)?.state() else {
             return None;
         };
@@ -443,16 +570,18 @@ impl Core {
         if let Some(timer) = conn.timer {
             self.wheel.cancel(timer);
         }
-        for buffer in [conn.input, conn.output].into_iter().flatten() {
-            self.pool.give(buffer);
-        }
+        debug_assert!(
+            conn.input.is_none() && conn.output.is_none() && conn.held == 0,
+            "conn {id}: closed with buffers still held ({} bytes)",
+            conn.held
+        );
         if reason.resets() {
             // SO_LINGER 0: close sends RST and drops unsent data at once.
             let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
         }
         self.stats.closed[reason.index()] += 1;
         log::trace!("conn {id}: removed ({reason})");
-        Some(reason)
+        Some((reason, conn.peer))
     }
 }
 
@@ -512,7 +641,7 @@ fn millis(d: Duration) -> Tick {
 }
 
 /// A duration in ticks, rounded up: a timeout never fires early.
-fn millis_ceil(d: Duration) -> Tick {
+pub(crate) fn millis_ceil(d: Duration) -> Tick {
     let ms = millis(d);
     if Duration::from_millis(ms) < d {
         ms.saturating_add(1)

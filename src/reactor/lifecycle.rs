@@ -1,10 +1,23 @@
 //! The reactor's own life: graceful shutdown, signals, and the deadline.
 //!
-//! Shutdown, the way nginx and Go's `http.Server.Shutdown` do it: stop
-//! accepting, tell the handler (it may say goodbye), close every
-//! connection once its output is flushed (with a lingering close, so the
-//! last bytes are not destroyed by a RST), and cut whatever is left at the
-//! deadline. A second SIGINT/SIGTERM cuts at once.
+//! Shutdown, the way nginx and Go's `http.Server.Shutdown` do it:
+//!
+//! 1. accept what already waits in the listen queues (closing a listener
+//!    resets every connection still in its queue), then close the
+//!    listeners;
+//! 2. tell the handler (it may say goodbye);
+//! 3. close each connection with FIN once it is *quiet*: no input left, no
+//!    output waiting, and the handler owes it nothing
+//!    ([`Handler::is_busy`]). Until then it is served as usual, so a
+//!    request sent before or during the drain is answered, even by a
+//!    timer or a posted message. The close lingers, so the last bytes are
+//!    not destroyed by a RST;
+//! 4. at the deadline, cut whatever is left with RST: an answer cut short
+//!    must not end in a FIN that makes it look complete. A second
+//!    SIGINT/SIGTERM cuts at once.
+//!
+//! Asking again while draining changes nothing; the request flag is
+//! cleared every turn, so it can never keep the poll from sleeping.
 
 use std::io;
 
@@ -13,7 +26,8 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::core::{Lifecycle, TimerEvent};
 use super::{id_of, Reactor, Status, SIGNALS};
-use crate::conn::{CloseReason, ConnId};
+use crate::conn::{CloseReason, ConnId, State};
+use crate::handle::Command;
 use crate::handler::{Context, Handler};
 use crate::sys::{SIGINT, SIGTERM};
 
@@ -48,7 +62,7 @@ impl<H: Handler> Reactor<H> {
             } else {
                 "SIGTERM"
             };
-            if self.core.lifecycle == super::Lifecycle::Running && !self.core.shutdown_requested {
+            if self.core.lifecycle == Lifecycle::Running && !self.core.shutdown_requested {
                 log::info!("{name}: shutting down gracefully (again to stop at once)");
                 self.core.shutdown_requested = true;
             } else {
@@ -60,9 +74,10 @@ impl<H: Handler> Reactor<H> {
 
     /// Step 9: begin a requested shutdown, cut if asked, report when done.
     pub(super) fn check_shutdown(&mut self) -> Status {
-        if (self.core.shutdown_requested || self.stop_now)
-            && self.core.lifecycle == Lifecycle::Running
-        {
+        // Cleared whatever the lifecycle: a request while draining changes
+        // nothing, and must not keep the next poll from sleeping.
+        let requested = std::mem::take(&mut self.core.shutdown_requested);
+        if (requested || self.stop_now) && self.core.lifecycle == Lifecycle::Running {
             self.begin_shutdown();
         }
         if self.stop_now {
@@ -70,14 +85,7 @@ impl<H: Handler> Reactor<H> {
             self.cut_remaining();
         }
         if self.core.lifecycle == Lifecycle::Draining && self.core.conns.is_empty() {
-            let stats = &mut self.core.stats;
-            stats.shutdown_drained = (self.draining_from as u64).saturating_sub(stats.shutdown_cut);
-            log::info!(
-                "shutdown complete: {} connections drained, {} cut",
-                stats.shutdown_drained,
-                stats.shutdown_cut
-            );
-            self.core.lifecycle = Lifecycle::Stopped;
+            self.finish_shutdown();
         }
         match self.core.lifecycle {
             Lifecycle::Stopped => Status::Stopped,
@@ -85,31 +93,56 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Stop accepting, tell the handler, close every connection once its
-    /// output is flushed, and set the deadline.
+    /// Stop accepting (after taking what waits in the queues), set the
+    /// deadline, tell the handler, and close every quiet connection.
     fn begin_shutdown(&mut self) {
-        self.core.shutdown_requested = false;
         self.core.lifecycle = Lifecycle::Draining;
+        let timeout = self.core.config.shutdown_timeout;
+        let at = self
+            .core
+            .now
+            .saturating_add(super::core::millis_ceil(timeout));
+        self.core.wheel.insert(at, TimerEvent::ShutdownDeadline);
+        let accepted = self.accept_backlog();
         self.listeners.clear();
+        let ids = self.all_conns();
+        self.draining_from = ids.len();
+        log::info!(
+            "shutting down: draining {} connections ({accepted} taken from the listen queue; deadline {timeout:?})",
+            ids.len()
+        );
         let mut cx = Context {
             core: &mut self.core,
         };
         self.handler.on_shutdown(&mut cx);
-        let ids = self.all_conns();
-        for &id in &ids {
-            self.core.close(id, CloseReason::Shutdown);
+        for id in ids {
+            self.flush(id);
         }
-        self.draining_from = ids.len();
-        let timeout = self.core.config.shutdown_timeout;
-        let at = self.core.now.saturating_add(timeout.as_millis() as u64);
-        self.core.wheel.insert(at, TimerEvent::ShutdownDeadline);
-        log::info!(
-            "shutting down: draining {} connections (deadline {timeout:?})",
-            ids.len()
-        );
     }
 
-    /// The deadline passed, or a second signal came: close what is left.
+    /// During the drain: closes `id` with FIN (after its output) once
+    /// nothing is left to do for it.
+    pub(super) fn close_if_quiet(&mut self, id: ConnId) {
+        let Some(conn) = self.core.conn(id) else {
+            return;
+        };
+        let open = matches!(
+            conn.state(),
+            State::Connecting
+                | State::Open
+                | State::ReadClosed
+                | State::WriteClosing
+                | State::WriteClosed
+        );
+        let quiet = open && conn.input.is_none() && conn.output_len() == 0;
+        if quiet && !self.handler.is_busy(id) {
+            self.core.close(id, CloseReason::Shutdown);
+            self.core.flush(id);
+        }
+    }
+
+    /// The deadline passed, or a second signal came: cut what is left,
+    /// with RST where an answer may be cut short.
     pub(super) fn cut_remaining(&mut self) {
         let ids = self.all_conns();
         if !ids.is_empty() {
@@ -121,7 +154,30 @@ impl<H: Handler> Reactor<H> {
         }
         self.core.stats.shutdown_cut += ids.len() as u64;
         for id in ids {
-            self.core.kill(id, CloseReason::Shutdown);
+            self.core.cut(id);
+        }
+    }
+
+    /// Every connection is gone: refuse further posts, and deliver the
+    /// messages posted before that (a post that succeeded is never lost).
+    fn finish_shutdown(&mut self) {
+        let stats = &mut self.core.stats;
+        stats.shutdown_drained = (self.draining_from as u64).saturating_sub(stats.shutdown_cut);
+        log::info!(
+            "shutdown complete: {} connections drained, {} cut",
+            stats.shutdown_drained,
+            stats.shutdown_cut
+        );
+        self.core.lifecycle = Lifecycle::Stopped;
+        let mut late = self.shared.close();
+        self.inbox.append(&mut late);
+        while let Some(command) = self.inbox.pop_front() {
+            if let Command::Post(message) = command {
+                let mut cx = Context {
+                    core: &mut self.core,
+                };
+                self.handler.on_message(&mut cx, message);
+            }
         }
     }
 

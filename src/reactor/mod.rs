@@ -6,20 +6,21 @@ mod core;
 mod lifecycle;
 mod read;
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Token, Waker};
 
-pub(crate) use self::core::Core;
-use self::core::{Lifecycle, TimerEvent};
+use self::core::Lifecycle;
+pub(crate) use self::core::{Core, TimerEvent};
 use crate::config::{Config, EVENTS_CAPACITY, SCRATCH_SIZE};
 use crate::conn::{CloseReason, ConnId, State};
 use crate::handle::{Command, Handle, Shared};
@@ -69,9 +70,15 @@ pub struct Reactor<H: Handler> {
     events: Events,
     listeners: Vec<Listener>,
     shared: Arc<Shared<H::Message>>,
+    /// Commands taken from the shared queue, handled one at a time: a
+    /// handler that panics on one leaves the rest here for the next turn.
+    inbox: VecDeque<Command<H::Message>>,
     /// Every read lands here first; only a partial frame is copied out.
     scratch: Vec<u8>,
+    /// Timers taken off the wheel this turn, and how many of them have
+    /// been dispatched (the rest survive a handler's panic).
     fired: Vec<TimerEvent>,
+    fired_done: usize,
     /// A descriptor held in reserve: when accept fails with `EMFILE`, it is
     /// closed to accept and shed one waiting connection, then reopened.
     reserve: Option<File>,
@@ -85,8 +92,14 @@ pub struct Reactor<H: Handler> {
 }
 
 impl<H: Handler> Reactor<H> {
-    /// A reactor with no listeners yet.
+    /// A reactor with no listeners yet. Fails with
+    /// [`io::ErrorKind::InvalidInput`] if `config` cannot work (see
+    /// [`Config::validate`]).
     pub fn new(handler: H, config: Config) -> io::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let post_queue = config.post_queue;
         let core = Core::new(config)?;
         let waker = Waker::new(core.poll.registry(), WAKER)?;
         Ok(Reactor {
@@ -94,13 +107,11 @@ impl<H: Handler> Reactor<H> {
             core,
             events: Events::with_capacity(EVENTS_CAPACITY),
             listeners: Vec::new(),
-            shared: Arc::new(Shared {
-                waker,
-                queue: Mutex::new(Default::default()),
-                gone: Default::default(),
-            }),
+            shared: Arc::new(Shared::new(waker, post_queue)),
+            inbox: VecDeque::new(),
             scratch: vec![0; SCRATCH_SIZE],
             fired: Vec::new(),
+            fired_done: 0,
             reserve: File::open("/dev/null").ok(),
             signals: None,
             stop_now: false,
@@ -133,8 +144,11 @@ impl<H: Handler> Reactor<H> {
         Ok(local)
     }
 
-    /// Starts an outbound connection (see [`Context::connect`]).
+    /// Starts an outbound connection (see [`Context::connect`]). Outside
+    /// a turn the clock is read first, so the connect timeout counts from
+    /// this call, not from the last turn.
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        self.core.read_clock();
         self.core.connect(addr)
     }
 
@@ -161,7 +175,8 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Begins graceful shutdown at the end of the next turn (see
-    /// [`Handle::shutdown`] from other threads).
+    /// [`Handle::shutdown`] from other threads). Asking again while it
+    /// drains changes nothing.
     pub fn shutdown(&mut self) {
         self.core.shutdown_requested = true;
     }
@@ -176,16 +191,62 @@ impl<H: Handler> Reactor<H> {
     /// One turn of the loop, waiting at most `max_wait` for events (`None`:
     /// until the next timer, or forever without one). For embedding the
     /// reactor in an outer loop.
+    ///
+    /// A handler's panic unwinds out of this call; the reactor is made
+    /// consistent first, so the caller may call again (see [`Handler`]).
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<Status> {
-        let wait = self.poll_timeout(max_wait); //   1. how long to wait
-        self.poll(wait)?; //                         2. poll
-        self.core.read_clock(); //                   3. now = clock()
-        self.handle_events(); //                     4. listeners, waker, signals, conns
-        self.service_ready_list(); //                5. conns cut short or resumed
-        self.flush_output(); //                      6. one write per conn with output
-        self.expire_timers(); //                     7. idle, write, connect, user timers
-        self.reap(); //                              8. free closed slots, on_close
-        Ok(self.check_shutdown()) //                 9. shutdown: begin, cut, done?
+        let turn = panic::catch_unwind(AssertUnwindSafe(|| {
+            let wait = self.poll_timeout(max_wait); //   1. how long to wait
+            self.poll(wait)?; //                         2. poll
+            self.core.read_clock(); //                   3. now = clock()
+            self.handle_events(); //                     4. listeners, waker, signals, conns
+            self.service_ready_list(); //                5. conns cut short or resumed
+            self.flush_output(); //                      6. one write per conn with output
+            self.expire_timers(); //                     7. idle, write, connect, user timers
+            self.reap(); //                              8. free closed slots, on_close
+            Ok(self.check_shutdown()) //                 9. shutdown: begin, cut, done?
+        }));
+        turn.unwrap_or_else(|panic| {
+            self.recover();
+            panic::resume_unwind(panic)
+        })
+    }
+
+    /// After a panic in the middle of a turn: the work lists and the
+    /// events of the turn were cut off, so every connection is treated as
+    /// ready in both directions (a read or write that finds nothing costs
+    /// one `WouldBlock`; a lost edge would cost a connection forever), and
+    /// the connection whose callback panicked is reset. Costs one pass
+    /// over the connections, only after a panic.
+    fn recover(&mut self) {
+        if self.events.capacity() == 0 {
+            self.events = Events::with_capacity(EVENTS_CAPACITY);
+        }
+        if let Some(id) = self.core.dispatching.take() {
+            log::error!("conn {id}: handler panicked: resetting the connection");
+            self.core.kill(id, CloseReason::HandlerPanic);
+        }
+        self.core.closing = None;
+        self.core.ready.clear();
+        self.core.flush.clear();
+        let ids: Vec<ConnId> = self.core.conns.iter().map(|(i, c)| id_of(i, c)).collect();
+        let mut buffers = 0;
+        for &id in &ids {
+            if let Some(conn) = self.core.conn_mut(id) {
+                conn.readable = true;
+                conn.writable = true;
+                conn.on_ready_list = false;
+                conn.on_flush_list = false;
+                buffers += usize::from(conn.input.is_some()) + usize::from(conn.output.is_some());
+            }
+            self.core.push_ready(id);
+            self.core.push_flush(id);
+        }
+        // A buffer in the handler's hands when it panicked was dropped.
+        self.core.pool.set_in_use(buffers);
+        for l in &mut self.listeners {
+            l.pending = true;
+        }
     }
 
     /// Step 1: zero if work is waiting that no event will announce (the
@@ -197,6 +258,8 @@ impl<H: Handler> Reactor<H> {
         let busy = !core.ready.is_empty()
             || !core.flush.is_empty()
             || !core.reap.is_empty()
+            || !self.inbox.is_empty()
+            || self.fired_done < self.fired.len()
             || core.shutdown_requested
             || self.stop_now
             || self.listeners.iter().any(Listener::ready);
@@ -246,9 +309,11 @@ impl<H: Handler> Reactor<H> {
         self.accept_all();
     }
 
-    /// Commands posted from other threads.
+    /// Commands posted from other threads, taken all at once (one lock)
+    /// and handled one by one.
     fn drain_commands(&mut self) {
-        for command in self.shared.drain() {
+        self.shared.take_into(&mut self.inbox);
+        while let Some(command) = self.inbox.pop_front() {
             match command {
                 Command::Shutdown => self.core.shutdown_requested = true,
                 Command::Post(message) => {
@@ -293,6 +358,9 @@ impl<H: Handler> Reactor<H> {
             self.finish_connect(id);
             return;
         }
+        if conn.is_paused() && (event.is_read_closed() || event.is_error()) {
+            self.peek_paused(id);
+        }
         self.serve(id);
     }
 
@@ -300,8 +368,18 @@ impl<H: Handler> Reactor<H> {
     /// the output once.
     fn serve(&mut self, id: ConnId) {
         self.read(id);
+        self.flush(id);
+    }
+
+    /// Writes a connection's output; tells the handler if that brought it
+    /// below the low-water mark; during a shutdown drain, closes it once
+    /// it is quiet.
+    fn flush(&mut self, id: ConnId) {
         if self.core.flush(id) {
             self.drained(id);
+        }
+        if self.core.lifecycle == Lifecycle::Draining {
+            self.close_if_quiet(id);
         }
     }
 
@@ -339,16 +417,20 @@ impl<H: Handler> Reactor<H> {
         };
         self.handler.on_open(&mut cx, id);
         self.core.dispatching = None;
-        if self.core.flush(id) {
-            self.drained(id);
-        }
+        self.flush(id);
     }
 
+    /// Output fell below the low-water mark: tell the handler, and offer
+    /// the input it left while it could not answer (the connection is on
+    /// the ready list already).
     fn drained(&mut self, id: ConnId) {
         let mut cx = Context {
             core: &mut self.core,
         };
         self.handler.on_drain(&mut cx, id);
+        if let Some(conn) = self.core.conn_mut(id) {
+            conn.reoffer = conn.input.is_some();
+        }
     }
 
     /// Step 5.
@@ -369,20 +451,19 @@ impl<H: Handler> Reactor<H> {
         for &id in &flush {
             if let Some(conn) = self.core.conn_mut(id) {
                 conn.on_flush_list = false;
-                if self.core.flush(id) {
-                    self.drained(id);
-                }
+                self.flush(id);
             }
         }
         recycle(&mut self.core.flush, flush);
     }
 
-    /// Step 7: detach everything due, then dispatch.
+    /// Step 7: detach everything due, then dispatch. Timers a panic left
+    /// undispatched come first.
     fn expire_timers(&mut self) {
-        let mut fired = mem::take(&mut self.fired);
-        self.core.wheel.expire(self.core.now, &mut fired);
-        self.core.stats.timers_fired += fired.len() as u64;
-        for event in fired.drain(..) {
+        let fired = self.core.wheel.expire(self.core.now, &mut self.fired);
+        self.core.stats.timers_fired += fired as u64;
+        while let Some(&event) = self.fired.get(self.fired_done) {
+            self.fired_done += 1;
             match event {
                 TimerEvent::Conn(id) => self.core.conn_timer(id),
                 TimerEvent::User(token) => {
@@ -395,18 +476,21 @@ impl<H: Handler> Reactor<H> {
                 TimerEvent::AcceptResume(i) => self.resume_accepting(i),
             }
         }
-        self.fired = fired;
+        self.fired.clear();
+        self.fired_done = 0;
     }
 
     /// Step 8: free closed slots and tell the handler. `on_close` may close
     /// others; they are reaped in the same step.
     fn reap(&mut self) {
         while let Some(id) = self.core.reap.pop() {
-            if let Some(reason) = self.core.remove(id) {
+            if let Some((reason, peer)) = self.core.remove(id) {
+                self.core.closing = Some((id, peer));
                 let mut cx = Context {
                     core: &mut self.core,
                 };
                 self.handler.on_close(&mut cx, id, reason);
+                self.core.closing = None;
             }
         }
         self.reopen_when_below_limit();
@@ -415,7 +499,7 @@ impl<H: Handler> Reactor<H> {
 
 impl<H: Handler> Drop for Reactor<H> {
     fn drop(&mut self) {
-        self.shared.gone.store(true, Ordering::Release);
+        self.shared.close();
     }
 }
 

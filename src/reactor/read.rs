@@ -17,15 +17,26 @@
 //!   readiness; `0` is the peer's FIN; any other error closes the
 //!   connection with the reason it means.
 //!
+//! - A connection that is not read (paused by its handler or by
+//!   backpressure) still hears of the peer's FIN or RST: a `peek` tells
+//!   without taking any bytes, so a peer that hangs up is noticed even if
+//!   nobody ever resumes reading.
+//!
 //! Where bytes land: a connection with no partial frame reads into the
 //! reactor's one scratch buffer, and the handler consumes whole frames
 //! straight from it; only the unconsumed tail is copied into a buffer of
 //! the connection's own. A connection that already holds a partial frame
 //! reads into the scratch buffer too, and what came is appended to it.
+//!
+//! Input the handler left is offered again without new bytes: at once
+//! while each call consumes something, and after `resume_read` or
+//! `on_drain` (the `reoffer` flag). A call that consumes nothing waits for
+//! new bytes, so a handler can never make the loop spin on old input.
 
 use std::io::{self, Read};
 
 use super::Reactor;
+use crate::buffer::Buffer;
 use crate::conn::{CloseReason, ConnId, State};
 use crate::handler::{Context, Handler};
 
@@ -41,16 +52,34 @@ enum Outcome {
     Closed,
 }
 
+/// Where the input handed to the handler lies.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The first `n` bytes of the scratch buffer.
+    Scratch(usize),
+    /// The connection's own buffer, taken out for the dispatch.
+    Held(&'a [u8]),
+}
+
 impl<H: Handler> Reactor<H> {
-    /// Reads and dispatches until drained, closed, paused, or out of
-    /// budget (then the connection goes on the ready list).
+    /// Offers input the handler left, then reads and dispatches until
+    /// drained, closed, paused, or out of budget (then the connection goes
+    /// on the ready list).
     pub(super) fn read(&mut self, id: ConnId) {
         let mut budget = self.core.config.read_budget;
         loop {
             let Some(conn) = self.core.conn_mut(id) else {
                 return;
             };
-            if !conn.readable || !conn.can_read() {
+            if !conn.can_read() {
+                return;
+            }
+            if conn.reoffer {
+                conn.reoffer = false;
+                self.offer(id);
+                continue;
+            }
+            if !conn.readable {
                 return;
             }
             if budget == 0 {
@@ -81,7 +110,7 @@ impl<H: Handler> Reactor<H> {
             Ok(n) => n,
             Err(outcome) => return outcome,
         };
-        let consumed = self.dispatch(id, n, None);
+        let consumed = self.dispatch(id, Source::Scratch(n));
         if consumed < n {
             self.core.keep_input(id, &self.scratch[consumed..n]);
         }
@@ -100,13 +129,13 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// A read appended to the partial frame the connection holds.
+    /// A read appended to the input the connection holds.
     fn read_buffered(&mut self, id: ConnId) -> Outcome {
         let max_input = self.core.config.max_input;
         let Some(conn) = self.core.conn_mut(id) else {
             return Outcome::Closed;
         };
-        let Some(mut input) = conn.input.take() else {
+        let Some(input) = conn.input.as_ref() else {
             return Outcome::WouldBlock;
         };
         let room = max_input
@@ -114,7 +143,6 @@ impl<H: Handler> Reactor<H> {
             .min(self.scratch.len());
         if room == 0 {
             // Full, and the handler found no frame in it last time.
-            self.core.pool.give(input);
             self.core.kill(id, CloseReason::InputTooLarge);
             return Outcome::Closed;
         }
@@ -124,29 +152,46 @@ impl<H: Handler> Reactor<H> {
         let result = read_retrying(&mut &conn.stream, &mut self.scratch[..room]);
         let n = match self.settle(id, result, room) {
             Ok(n) => n,
-            Err(outcome) => {
-                if let Some(conn) = self.core.conn_mut(id) {
-                    conn.input = Some(input);
-                } else {
-                    self.core.pool.give(input);
-                }
-                return outcome;
-            }
+            Err(outcome) => return outcome,
+        };
+        let Some(mut input) = self.core.conn_mut(id).and_then(|c| c.input.take()) else {
+            return Outcome::Closed;
         };
         input.extend(&self.scratch[..n]);
-        let consumed = self.dispatch(id, n, Some(input.as_slice()));
-        input.consume(consumed);
-        let keep = self.core.conn(id).is_some_and(|c| c.state().may_read());
-        if !keep || input.is_empty() {
-            self.core.pool.give(input);
-        } else if input.len() >= max_input {
-            self.core.pool.give(input);
-            self.core.kill(id, CloseReason::InputTooLarge);
-            return Outcome::Closed;
-        } else if let Some(conn) = self.core.conn_mut(id) {
-            conn.input = Some(input);
-        }
+        self.core.hold(id, n);
+        self.dispatch_held(id, input);
         Outcome::Data(n)
+    }
+
+    /// Offers the input the connection holds without reading: the handler
+    /// resumed reading, or its output drained.
+    fn offer(&mut self, id: ConnId) {
+        if let Some(input) = self.core.conn_mut(id).and_then(|c| c.input.take()) {
+            self.dispatch_held(id, input);
+        }
+    }
+
+    /// Hands the connection's own input to the handler, then keeps what it
+    /// left (or frees the buffer once it is empty or nobody will read it).
+    fn dispatch_held(&mut self, id: ConnId, mut input: Box<Buffer>) {
+        let consumed = self.dispatch(id, Source::Held(input.as_slice()));
+        input.consume(consumed);
+        self.core.unhold(id, consumed);
+        let max_input = self.core.config.max_input;
+        match self.core.conn_mut(id) {
+            Some(conn) if conn.state().may_read() && !input.is_empty() => {
+                if input.len() >= max_input {
+                    self.core.pool.give(input);
+                    self.core.kill(id, CloseReason::InputTooLarge);
+                } else {
+                    conn.input = Some(input);
+                }
+            }
+            _ => {
+                self.core.unhold(id, input.len());
+                self.core.pool.give(input);
+            }
+        }
     }
 
     /// Books a read's result: bytes counted, readiness cached, errors
@@ -183,30 +228,74 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Hands input to the handler: `buffered` if the connection had a
-    /// partial frame, else the first `n` scratch bytes. Output the handler
+    /// Hands input to the handler, and again with the rest for as long as
+    /// each call consumes something and the connection may still be read
+    /// (the handler may take one frame per call, or pause). Output it
     /// queues for this connection is written after, in one call. Returns
-    /// bytes consumed (a handler claiming more than it got is held to what
-    /// it got).
-    fn dispatch(&mut self, id: ConnId, n: usize, buffered: Option<&[u8]>) -> usize {
-        let input = buffered.unwrap_or(&self.scratch[..n]);
-        self.core.dispatching = Some(id);
-        let mut cx = Context {
-            core: &mut self.core,
+    /// bytes consumed; a handler claiming more than it got is held to what
+    /// it got.
+    ///
+    /// The loop is bounded by the input: every call but the last consumes
+    /// at least one byte.
+    fn dispatch(&mut self, id: ConnId, source: Source<'_>) -> usize {
+        let input = match source {
+            Source::Scratch(n) => &self.scratch[..n],
+            Source::Held(held) => held,
         };
-        let consumed = self.handler.on_data(&mut cx, id, input);
-        self.core.dispatching = None;
-        if consumed > input.len() {
-            log::warn!(
-                "conn {id}: handler consumed {consumed} of {} bytes",
-                input.len()
-            );
+        let mut done = 0;
+        loop {
+            let rest = &input[done..];
+            self.core.dispatching = Some(id);
+            let mut cx = Context {
+                core: &mut self.core,
+            };
+            let consumed = self.handler.on_data(&mut cx, id, rest);
+            self.core.dispatching = None;
+            if consumed > rest.len() {
+                log::warn!(
+                    "conn {id}: handler consumed {consumed} of {} bytes",
+                    rest.len()
+                );
+            }
+            done += consumed.min(rest.len());
+            let more = consumed > 0
+                && done < input.len()
+                && self.core.conn(id).is_some_and(|c| c.can_read());
+            if !more {
+                return done;
+            }
         }
-        consumed.min(input.len())
     }
 
-    /// The peer's FIN: tell the handler, whose default closes once output
-    /// is flushed.
+    /// A paused connection's event reported the peer's FIN or an error.
+    /// Reading would take bytes the handler is not ready for, so peek at
+    /// one: `0` means the FIN is all that is left, and the handler hears
+    /// it now (with the input it left); an error is the peer's RST; a byte
+    /// means input waits before the FIN, read once reading resumes.
+    pub(super) fn peek_paused(&mut self, id: ConnId) {
+        let Some(conn) = self.core.conn_mut(id) else {
+            return;
+        };
+        let mut byte = [0; 1];
+        let result = loop {
+            match conn.stream.peek(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => break result,
+            }
+        };
+        match result {
+            Ok(0) => self.peer_closed(id),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                log::debug!("conn {id}: paused, and the peer is gone: {e}");
+                self.core.kill(id, CloseReason::from_io(&e));
+            }
+        }
+    }
+
+    /// The peer's FIN: tell the handler, with the input it left; its
+    /// default closes once output is flushed.
     fn peer_closed(&mut self, id: ConnId) {
         let Some(conn) = self.core.conn_mut(id) else {
             return;
@@ -224,12 +313,19 @@ impl<H: Handler> Reactor<H> {
             State::WriteClosed => return self.core.kill(id, CloseReason::PeerClosed),
             _ => return,
         }
+        conn.reoffer = false;
+        let input = conn.input.take();
+        let rest = input.as_ref().map_or(&[][..], |b| b.as_slice());
         self.core.dispatching = Some(id);
         let mut cx = Context {
             core: &mut self.core,
         };
-        self.handler.on_read_closed(&mut cx, id);
+        self.handler.on_read_closed(&mut cx, id, rest);
         self.core.dispatching = None;
+        if let Some(input) = input {
+            self.core.unhold(id, input.len());
+            self.core.pool.give(input);
+        }
         self.core.push_flush(id);
     }
 }

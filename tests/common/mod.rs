@@ -90,7 +90,7 @@ impl Handler for Probe {
         self.rec().drains += 1;
     }
 
-    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, _input: &[u8]) {
         self.rec().read_closed.push(conn);
         cx.close(conn);
     }
