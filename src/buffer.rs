@@ -108,6 +108,9 @@ impl Buffer {
 /// one allocates nothing once the pool is warm.
 #[derive(Debug)]
 pub(crate) struct BufferPool {
+    // Boxed on purpose: the boxes move in and out of connections, which
+    // keep `Option<Box<Buffer>>` (8 bytes) instead of `Option<Buffer>`.
+    #[allow(clippy::vec_box)]
     free: Vec<Box<Buffer>>,
     max_buffers: usize,
     max_capacity: usize,

@@ -291,7 +291,7 @@ impl Core {
                 (c.held, id)
             })
             .collect();
-        holders.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
         let before = self.buffered;
         let mut closed = 0;
         for (_, id) in holders {
