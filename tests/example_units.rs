@@ -9,3 +9,6 @@ mod resp;
 
 #[path = "../examples/loadgen/wire.rs"]
 mod wire;
+
+#[path = "../examples/common/mod.rs"]
+mod common;

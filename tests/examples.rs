@@ -75,3 +75,30 @@ fn client_fails_clearly_when_the_server_does_not_answer() {
     assert!(err.contains("did not answer"), "stderr: {err}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+#[test]
+fn every_server_prints_the_buffer_budget_it_uses() {
+    for name in ["echo", "http", "kv", "chat"] {
+        let server = Proc::start(&[], name, &["--max-buffered", "64M"]);
+        let end = Instant::now() + Duration::from_secs(10);
+        while !server.log().contains("max buffered: 67108864 bytes") {
+            assert!(
+                Instant::now() < end,
+                "{name} did not print its budget; log:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn a_malformed_buffer_budget_is_refused_clearly() {
+    let out = Command::new(example("echo"))
+        .args(["--addr", "127.0.0.1:0", "--max-buffered", "12X"])
+        .output()
+        .expect("run echo");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a size"), "stderr: {err}");
+}

@@ -57,12 +57,38 @@ pub struct ServerArgs {
     /// 10 s, 3 probes).
     #[arg(long, value_name = "SECS")]
     pub keepalive: Option<u64>,
+    /// Bytes all connections' buffers may hold together before the largest
+    /// holders are closed: a number with an optional K, M or G suffix
+    /// (powers of 1024), e.g. 512M.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1G")]
+    pub max_buffered: usize,
+}
+
+/// A size such as `65536`, `64K`, `512M` or `1G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 10),
+        Some('M') => (&s[..s.len() - 1], 20),
+        Some('G') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (a number, optionally with K, M or G)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 impl ServerArgs {
     /// The reactor configuration these flags describe.
     pub fn config(&self) -> Config {
+        log::info!(
+            "max buffered: {} bytes across all connections (--max-buffered)",
+            self.max_buffered
+        );
         Config {
+            max_buffered: self.max_buffered,
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
             max_conns: self.max_conns,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
@@ -102,5 +128,23 @@ pub fn exit_code(stats: &Stats) -> std::process::ExitCode {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_k_m_g_suffixes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1K").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+        assert!(parse_size(&format!("{}G", usize::MAX >> 20)).is_err());
     }
 }

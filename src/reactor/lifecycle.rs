@@ -115,8 +115,15 @@ impl<H: Handler> Reactor<H> {
             core: &mut self.core,
         };
         self.handler.on_shutdown(&mut cx);
+        // A request may sit in a socket whose edge this turn's poll did not
+        // report (a connection accepted this turn, or one whose event is
+        // still in the kernel's list): read every connection once before
+        // judging it quiet. One read each, once per shutdown.
         for id in ids {
-            self.flush(id);
+            if let Some(conn) = self.core.conn_mut(id) {
+                conn.readable = true;
+            }
+            self.serve(id);
         }
     }
 

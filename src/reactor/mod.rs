@@ -417,7 +417,11 @@ impl<H: Handler> Reactor<H> {
         };
         self.handler.on_open(&mut cx, id);
         self.core.dispatching = None;
-        self.flush(id);
+        // Not `flush`: a connection just opened is not judged quiet before
+        // its first read.
+        if self.core.flush(id) {
+            self.drained(id);
+        }
     }
 
     /// Output fell below the low-water mark: tell the handler, and offer
