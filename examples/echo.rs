@@ -1,4 +1,5 @@
-//! The TCP guide's echo server, on the reactor.
+//! An echo server (RFC 862, the first program of every TCP tutorial), on
+//! the reactor.
 //!
 //! ```sh
 //! cargo run --release --example echo -- --addr 127.0.0.1:7000

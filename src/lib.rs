@@ -63,6 +63,38 @@
 //! for longer than a grace period, closes the connection as a slow
 //! consumer, and input that never forms a frame closes it as too large.
 //!
+//! Per-connection limits do not bound a server: 10,000 connections each
+//! just under its input limit hold 10 GiB. So the reactor keeps one sum of
+//! the bytes waiting in every connection's buffers and holds it under
+//! [`Config::max_buffered`]: past it, the connections holding the most are
+//! closed ([`CloseReason::OverBudget`]), as Redis's `maxmemory-clients`
+//! does. A buffer that grew for a burst gives the capacity back once it is
+//! mostly consumed, and the pool of empty buffers keeps a bounded number
+//! of bytes ([`Config::pool_bytes`]).
+//!
+//! ## Input the handler left
+//!
+//! [`Handler::on_data`] returns how much it consumed. What it left (a
+//! partial frame, or whole frames it chose not to take yet because its
+//! output is full or it waits on a backend) is kept and offered again
+//! *without new bytes from the peer*: at once while each call consumes
+//! something, after [`Context::resume_read`], and after
+//! [`Handler::on_drain`]. A call that consumes nothing waits for new
+//! bytes, so old input can never make the loop spin. When the peer's FIN
+//! comes, [`Handler::on_read_closed`] gets whatever is left, so "EOF ends
+//! the last record" can be written.
+//!
+//! ## Graceful shutdown
+//!
+//! [`Handle::shutdown`], [`Context::shutdown`], [`Reactor::shutdown`] or
+//! SIGINT/SIGTERM ([`Reactor::handle_signals`]): connections waiting in the
+//! listen queue are accepted, listeners close, and every connection is
+//! closed with FIN once it is quiet (no input left, no output waiting,
+//! [`Handler::is_busy`] false). Until then it is served as usual, so an
+//! answer written later by a timer or a posted message still arrives.
+//! What is left at [`Config::shutdown_timeout`] is cut with RST, so a
+//! truncated answer never looks complete.
+//!
 //! ## Timers
 //!
 //! Every timeout is an entry on one [`timer::TimerWheel`]. A connection has

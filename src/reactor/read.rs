@@ -174,7 +174,12 @@ impl<H: Handler> Reactor<H> {
     /// Hands the connection's own input to the handler, then keeps what it
     /// left (or frees the buffer once it is empty or nobody will read it).
     fn dispatch_held(&mut self, id: ConnId, mut input: Box<Buffer>) {
-        let consumed = self.dispatch(id, Source::Held(input.as_slice()));
+        // Counting the new bytes may have closed it (the buffer budget).
+        let consumed = if self.core.conn(id).is_some_and(|c| c.can_read()) {
+            self.dispatch(id, Source::Held(input.as_slice()))
+        } else {
+            0
+        };
         input.consume(consumed);
         self.core.unhold(id, consumed);
         let max_input = self.core.config.max_input;
