@@ -1,8 +1,9 @@
 //! A handler that panics unwinds out of `run_once`, and the reactor stays
 //! usable: the connection whose callback panicked is reset
 //! (`CloseReason::HandlerPanic`), other connections keep working, new ones
-//! are accepted, and timers due in the same tick as one whose `on_timer`
-//! panicked still fire on a later turn.
+//! are accepted, timers due in the same tick as one whose `on_timer`
+//! panicked still fire on a later turn, and messages taken in the same
+//! turn as one whose `on_message` panicked are still delivered.
 
 mod common;
 mod harness;
@@ -22,12 +23,21 @@ struct Fragile {
     closed: Vec<(ConnId, CloseReason)>,
     timers: Vec<u64>,
     timer_panicked: bool,
+    notes: Vec<u64>,
 }
 
-/// Echoes, but panics on "boom"; panics in the first `on_timer` it gets.
-impl Handler for Fragile {
+#[derive(Debug)]
+enum Msg {
     /// Set timers with these tokens, all due at the same tick.
-    type Message = Vec<u64>;
+    Timers(Vec<u64>),
+    /// Record this; panic on 0.
+    Note(u64),
+}
+
+/// Echoes, but panics on "boom"; panics in the first `on_timer` it gets,
+/// and on message `Note(0)`.
+impl Handler for Fragile {
+    type Message = Msg;
 
     fn on_open(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
         self.opened.push(conn);
@@ -50,9 +60,19 @@ impl Handler for Fragile {
         }
     }
 
-    fn on_message(&mut self, cx: &mut Context<'_>, tokens: Vec<u64>) {
-        for token in tokens {
-            cx.set_timer(Duration::from_millis(20), token);
+    fn on_message(&mut self, cx: &mut Context<'_>, message: Msg) {
+        match message {
+            Msg::Timers(tokens) => {
+                for token in tokens {
+                    cx.set_timer(Duration::from_millis(20), token);
+                }
+            }
+            Msg::Note(n) => {
+                self.notes.push(n);
+                if n == 0 {
+                    panic!("handler panics on purpose: message 0");
+                }
+            }
         }
     }
 
@@ -158,13 +178,36 @@ fn panic_in_on_data_resets_that_connection_and_the_reactor_goes_on() {
 fn panic_in_on_timer_leaves_the_other_timers_of_the_tick_to_fire_later() {
     let (mut reactor, addr) = start();
     let (mut s, conn) = connect(&mut reactor, addr);
-    reactor.handle().post(vec![1, 2, 3]).unwrap();
+    reactor.handle().post(Msg::Timers(vec![1, 2, 3])).unwrap();
     let panics = turn_until(&mut reactor, "all three timers", |h| h.timers.len() >= 3);
     assert_eq!(panics, 1);
     let mut fired = reactor.handler().timers.clone();
     fired.sort_unstable();
     assert_eq!(fired, [1, 2, 3], "each timer fires once");
     // No connection was being served: none is reset.
+    assert!(reactor.handler().closed.is_empty());
+    echo(&mut reactor, &mut s, conn, b"still here");
+}
+
+#[test]
+fn panic_in_on_message_leaves_the_later_messages_for_a_later_turn() {
+    let (mut reactor, addr) = start();
+    let (mut s, conn) = connect(&mut reactor, addr);
+    let handle = reactor.handle();
+    // All three wait in the queue when the turn takes them; no other post
+    // (and no other wake-up) follows.
+    for n in 0..3 {
+        handle.post(Msg::Note(n)).unwrap();
+    }
+    let panics = turn_until(&mut reactor, "the messages after the panic", |h| {
+        h.notes.len() >= 3
+    });
+    assert_eq!(panics, 1);
+    assert_eq!(
+        reactor.handler().notes,
+        [0, 1, 2],
+        "each message once, in order"
+    );
     assert!(reactor.handler().closed.is_empty());
     echo(&mut reactor, &mut s, conn, b"still here");
 }

@@ -1,19 +1,21 @@
 //! A connection whose handler paused reading still notices the peer: a
-//! FIN with nothing unread reaches `on_read_closed` and closes it, a RST
-//! closes it, and a FIN that follows data does not lose the data, which is
+//! FIN with nothing unread reaches `on_read_closed` (with the frames the
+//! handler left) and closes it, whether the handler paused before the FIN's
+//! event or while dispatching the input that came with it; a RST closes
+//! it; and a FIN that follows unread data does not lose the data, which is
 //! delivered once the handler resumes.
 
 mod common;
 mod harness;
 
 use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
 use common::*;
-use evloop::{CloseReason, Config, ConnId, Context, Handler};
-use harness::{spawn, Shared};
+use evloop::{CloseReason, Config, ConnId, Context, Handler, Reactor};
+use harness::{first_line, spawn, turn_until, Shared};
 
 #[derive(Default)]
 struct Log {
@@ -125,5 +127,92 @@ fn paused_connection_keeps_data_sent_before_fin_until_resumed() {
     let log = log.lock();
     assert_eq!(log.data, b"hello");
     assert_eq!(log.read_closed, [(conn, Vec::new())]);
+    assert_eq!(log.closed, [(conn, CloseReason::PeerClosed)]);
+}
+
+/// Takes one line, then pauses for good: a handler waiting on a backend
+/// that never answers.
+struct OneThenPause {
+    log: Log,
+}
+
+impl Handler for OneThenPause {
+    type Message = ();
+
+    fn on_open(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
+        self.log.opened.push(conn);
+    }
+
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        let Some(line) = first_line(input) else {
+            return 0;
+        };
+        self.log.data.extend_from_slice(line);
+        cx.pause_read(conn);
+        line.len()
+    }
+
+    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) {
+        self.log.read_closed.push((conn, input.to_vec()));
+        cx.close(conn);
+    }
+
+    fn on_close(&mut self, _cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+        self.log.closed.push((conn, reason));
+    }
+}
+
+/// A reactor on this thread running [`OneThenPause`], with one client
+/// whose connection it has opened.
+fn one_then_pause() -> (Reactor<OneThenPause>, TcpStream, ConnId) {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let config = Config {
+        idle_timeout: None,
+        ..Config::default()
+    };
+    let handler = OneThenPause {
+        log: Log::default(),
+    };
+    let mut reactor = Reactor::new(handler, config).expect("reactor");
+    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let s = client(addr);
+    turn_until(&mut reactor, "open", |r| !r.handler().log.opened.is_empty());
+    let conn = reactor.handler().log.opened[0];
+    (reactor, s, conn)
+}
+
+#[test]
+fn connection_paused_with_frames_left_hears_a_later_fin_with_them() {
+    let (mut reactor, mut s, conn) = one_then_pause();
+    s.write_all(b"a\nb\n").unwrap();
+    turn_until(&mut reactor, "the first line", |r| {
+        !r.handler().log.data.is_empty()
+    });
+    // The FIN comes in an event of its own, while the connection is paused
+    // with "b" left.
+    s.shutdown(Shutdown::Write).unwrap();
+    turn_until(&mut reactor, "the peer's FIN", |r| {
+        !r.handler().log.closed.is_empty()
+    });
+    let log = &reactor.handler().log;
+    assert_eq!(log.data, b"a\n");
+    assert_eq!(log.read_closed, [(conn, b"b\n".to_vec())]);
+    assert_eq!(log.closed, [(conn, CloseReason::PeerClosed)]);
+}
+
+#[test]
+fn connection_paused_while_reading_hears_the_fin_that_came_with_the_data() {
+    let (mut reactor, mut s, conn) = one_then_pause();
+    // Data and FIN before the next turn: one readiness event carries both
+    // (edge-triggered, so no other will come), and the handler pauses
+    // while that event's input is dispatched.
+    s.write_all(b"a\nb\n").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    turn_until(&mut reactor, "the peer's FIN", |r| {
+        !r.handler().log.closed.is_empty()
+    });
+    let log = &reactor.handler().log;
+    assert_eq!(log.data, b"a\n");
+    assert_eq!(log.read_closed, [(conn, b"b\n".to_vec())]);
     assert_eq!(log.closed, [(conn, CloseReason::PeerClosed)]);
 }
