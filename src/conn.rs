@@ -304,7 +304,8 @@ pub(crate) struct Conn {
     /// read or write. Edge-triggered polling reports each change once.
     pub(crate) readable: bool,
     pub(crate) writable: bool,
-    /// The last event reported the peer's FIN: read on to the `0`.
+    /// An event reported the peer's FIN (or an error): read on to the
+    /// `0` (or the error), and peek at it while paused.
     pub(crate) fin_seen: bool,
     /// A read returned `0`: the peer's FIN has been read, so no input can
     /// be left unread.

@@ -306,6 +306,10 @@ impl<H: Handler> Reactor<H> {
             }
         }
         self.events = events;
+        if !self.inbox.is_empty() {
+            // Left by a handler that panicked on an earlier command.
+            self.drain_commands();
+        }
         self.accept_all();
     }
 
@@ -349,7 +353,7 @@ impl<H: Handler> Reactor<H> {
         );
         conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
         conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
-        conn.fin_seen |= event.is_read_closed();
+        conn.fin_seen |= event.is_read_closed() || event.is_error();
         let id = ConnId {
             index: index as u32,
             generation: conn.generation,
@@ -358,16 +362,22 @@ impl<H: Handler> Reactor<H> {
             self.finish_connect(id);
             return;
         }
-        if conn.is_paused() && (event.is_read_closed() || event.is_error()) {
-            self.peek_paused(id);
-        }
         self.serve(id);
     }
 
     /// Reads what the budget allows, hands it to the handler, then writes
-    /// the output once.
+    /// the output once. A connection that is paused (before, or by its
+    /// handler during the read) while the peer's FIN or an error waits
+    /// unread is checked with a peek: no new edge will come for it.
     fn serve(&mut self, id: ConnId) {
         self.read(id);
+        if self
+            .core
+            .conn(id)
+            .is_some_and(|c| c.fin_seen && c.is_paused())
+        {
+            self.peek_paused(id);
+        }
         self.flush(id);
     }
 
