@@ -10,9 +10,11 @@
 //! for a stack and a read buffer per connection).
 
 /// Buffers larger than this give capacity back once three quarters of it
-/// is unused: 64 KiB is one scratch read, the size a busy connection's
-/// buffer settles at, so only a burst beyond it is ever shrunk.
-pub(crate) const SHRINK_ABOVE: usize = 64 * 1024;
+/// is unused. It is the largest buffer the pool keeps
+/// (`DEFAULT_POOL_MAX_CAPACITY`): a busy connection's buffer settles below
+/// it and is never shrunk and regrown, only a burst beyond it is. An
+/// emptied buffer goes back to the pool, which frees it if it is larger.
+pub(crate) const SHRINK_ABOVE: usize = crate::config::DEFAULT_POOL_MAX_CAPACITY;
 
 /// Bytes waiting in one direction of one connection: `data[head..]` is the
 /// live part. Consuming moves `head`; when `head` passes half the live
@@ -59,7 +61,8 @@ impl Buffer {
             self.data.clear();
             self.head = 0;
         }
-        if self.data.capacity() > SHRINK_ABOVE && self.len() < self.data.capacity() / 4 {
+        let live = self.len();
+        if live > 0 && self.data.capacity() > SHRINK_ABOVE && live < self.data.capacity() / 4 {
             self.shrink();
         }
     }

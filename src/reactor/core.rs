@@ -222,6 +222,10 @@ impl Core {
             }
         };
         out.extend(data);
+        // Counted against the reactor-wide budget (see `hold`), inline:
+        // this is every answer's path.
+        conn.held += data.len();
+        self.buffered += data.len();
         if len > self.config.high_water {
             conn.backpressured = true;
         }
@@ -235,13 +239,13 @@ impl Core {
         if newly_soft {
             self.arm(id);
         }
-        self.hold(id, data.len());
-        match self.conn(id) {
-            Some(c) if c.state() == State::Closed(CloseReason::OverBudget) => {
-                Err(SendError::OverBudget)
+        if self.buffered > self.config.max_buffered {
+            self.shed();
+            if self.conn(id).map(Conn::state) == Some(State::Closed(CloseReason::OverBudget)) {
+                return Err(SendError::OverBudget);
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     /// Counts `n` more bytes held by `id` against the reactor-wide budget;

@@ -366,18 +366,9 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Reads what the budget allows, hands it to the handler, then writes
-    /// the output once. A connection that is paused (before, or by its
-    /// handler during the read) while the peer's FIN or an error waits
-    /// unread is checked with a peek: no new edge will come for it.
+    /// the output once.
     fn serve(&mut self, id: ConnId) {
         self.read(id);
-        if self
-            .core
-            .conn(id)
-            .is_some_and(|c| c.fin_seen && c.is_paused())
-        {
-            self.peek_paused(id);
-        }
         self.flush(id);
     }
 

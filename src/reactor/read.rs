@@ -72,6 +72,12 @@ impl<H: Handler> Reactor<H> {
                 return;
             };
             if !conn.can_read() {
+                // Paused (before, or by the handler just now) while the
+                // peer's FIN or an error waits unread: no new edge will
+                // come for it, so look now.
+                if conn.fin_seen && conn.is_paused() {
+                    self.peek_paused(id);
+                }
                 return;
             }
             if conn.reoffer {
