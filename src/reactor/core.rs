@@ -248,69 +248,6 @@ impl Core {
         Ok(())
     }
 
-    /// Counts `n` more bytes held by `id` against the reactor-wide budget;
-    /// past it, closes the largest holders. A closed connection holds
-    /// nothing (its buffers went back when it closed).
-    pub(crate) fn hold(&mut self, id: ConnId, n: usize) {
-        let Some(conn) = live(&mut self.conns, id) else {
-            return;
-        };
-        if conn.state().is_closed() {
-            return;
-        }
-        conn.held += n;
-        self.buffered += n;
-        if self.buffered > self.config.max_buffered {
-            self.shed();
-        }
-    }
-
-    /// `id` holds `n` bytes fewer (consumed, written, or freed).
-    pub(crate) fn unhold(&mut self, id: ConnId, n: usize) {
-        if let Some(conn) = live(&mut self.conns, id) {
-            let n = n.min(conn.held);
-            conn.held -= n;
-            self.buffered -= n;
-        }
-    }
-
-    /// The buffers passed `max_buffered`: close the connections holding
-    /// the most until the rest fits, as Redis's `maxmemory-clients` does.
-    /// A peer that trickles a large partial frame, or reads nothing of a
-    /// large answer, is the one that pays, not the well-behaved ones.
-    ///
-    /// Costs a scan of the connections and a sort of those holding bytes;
-    /// it runs only when the budget is passed, and every run closes at
-    /// least one connection, so a peer cannot make it run for free.
-    fn shed(&mut self) {
-        let mut holders: Vec<(usize, ConnId)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.held > 0 && !c.state().is_closed())
-            .map(|(i, c)| {
-                let id = ConnId {
-                    index: i as u32,
-                    generation: c.generation,
-                };
-                (c.held, id)
-            })
-            .collect();
-        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
-        let before = self.buffered;
-        let mut closed = 0;
-        for (_, id) in holders {
-            if self.buffered <= self.config.max_buffered {
-                break;
-            }
-            self.kill(id, CloseReason::OverBudget);
-            closed += 1;
-        }
-        log::warn!(
-            "buffers hold {before} bytes, past max_buffered ({}): closed the {closed} largest holders",
-            self.config.max_buffered
-        );
-    }
-
     /// Closes after flushing: the connection stops reading, and step 6
     /// closes it once its output is gone.
     pub(crate) fn close(&mut self, id: ConnId, reason: CloseReason) {
@@ -591,7 +528,7 @@ impl Core {
 
 /// The connection `id` names, if it is still the slot's tenant. A free
 /// function, so a caller can hold it beside other fields of `Core`.
-fn live(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
+pub(super) fn live(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
     conns
         .get_mut(id.index as usize)
         .filter(|c| c.generation == id.generation)

@@ -18,14 +18,18 @@
 //!
 //! Asking again while draining changes nothing; the request flag is
 //! cleared every turn, so it can never keep the poll from sleeping.
+//!
+//! A handler that panics unwinds out of `run_once`; `recover` first makes
+//! the reactor consistent for the next call.
 
 use std::io;
 
-use mio::Interest;
+use mio::{Events, Interest};
 use signal_hook_mio::v1_0::Signals;
 
 use super::core::{Lifecycle, TimerEvent};
 use super::{id_of, Reactor, Status, SIGNALS};
+use crate::config::EVENTS_CAPACITY;
 use crate::conn::{CloseReason, ConnId, State};
 use crate::handle::Command;
 use crate::handler::{Context, Handler};
@@ -185,6 +189,43 @@ impl<H: Handler> Reactor<H> {
                 };
                 self.handler.on_message(&mut cx, message);
             }
+        }
+    }
+
+    /// After a panic in the middle of a turn: the work lists and the
+    /// events of the turn were cut off, so every connection is treated as
+    /// ready in both directions (a read or write that finds nothing costs
+    /// one `WouldBlock`; a lost edge would cost a connection forever), and
+    /// the connection whose callback panicked is reset. Costs one pass
+    /// over the connections, only after a panic.
+    pub(super) fn recover(&mut self) {
+        if self.events.capacity() == 0 {
+            self.events = Events::with_capacity(EVENTS_CAPACITY);
+        }
+        if let Some(id) = self.core.dispatching.take() {
+            log::error!("conn {id}: handler panicked: resetting the connection");
+            self.core.kill(id, CloseReason::HandlerPanic);
+        }
+        self.core.closing = None;
+        self.core.ready.clear();
+        self.core.flush.clear();
+        let ids: Vec<ConnId> = self.core.conns.iter().map(|(i, c)| id_of(i, c)).collect();
+        let mut buffers = 0;
+        for &id in &ids {
+            if let Some(conn) = self.core.conn_mut(id) {
+                conn.readable = true;
+                conn.writable = true;
+                conn.on_ready_list = false;
+                conn.on_flush_list = false;
+                buffers += usize::from(conn.input.is_some()) + usize::from(conn.output.is_some());
+            }
+            self.core.push_ready(id);
+            self.core.push_flush(id);
+        }
+        // A buffer in the handler's hands when it panicked was dropped.
+        self.core.pool.set_in_use(buffers);
+        for l in &mut self.listeners {
+            l.pending = true;
         }
     }
 
