@@ -67,7 +67,8 @@ pub const DEFAULT_POOL_MAX_CAPACITY: usize = 256 * 1024;
 /// hundreds of megabytes parked in the pool for good.
 pub const DEFAULT_POOL_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes all connections together may hold in their buffers (input left
-/// by the handler, output not yet taken by the socket) before the reactor
+/// by the handler, output not yet taken by the socket; counted as the
+/// buffers' capacity, the memory they really take) before the reactor
 /// closes the largest holders. Per-connection limits do not bound a
 /// server: 10,000 connections each just under `max_input` would hold
 /// 10 GiB. 1 GiB fits a machine with a few GiB to spare and is still
@@ -146,8 +147,9 @@ pub struct Config {
     pub pool_buffers: usize,
     /// Capacity the pool of empty buffers may keep, in bytes.
     pub pool_bytes: usize,
-    /// Bytes all connections' buffers may hold together; past it the
-    /// largest holders are closed ([`CloseReason::OverBudget`]).
+    /// Bytes all connections' buffers may hold together (their capacity);
+    /// past it the largest holders are closed
+    /// ([`CloseReason::OverBudget`]).
     ///
     /// [`CloseReason::OverBudget`]: crate::CloseReason::OverBudget
     pub max_buffered: usize,

@@ -265,6 +265,19 @@ impl State {
     }
 }
 
+/// Bytes of buffer capacity a connection holds, per direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) input: usize,
+    pub(crate) output: usize,
+}
+
+impl Held {
+    pub(crate) fn total(&self) -> usize {
+        self.input + self.output
+    }
+}
+
 /// "Never" for tick fields.
 pub(crate) const NEVER: Tick = Tick::MAX;
 
@@ -284,9 +297,10 @@ pub(crate) struct Conn {
     pub(crate) input: Option<Box<Buffer>>,
     /// Output the socket has not taken yet.
     pub(crate) output: Option<Box<Buffer>>,
-    /// Bytes this connection counts against the reactor-wide budget
-    /// (`Config::max_buffered`): its waiting input and output.
-    pub(crate) held: usize,
+    /// What this connection's buffers count against the reactor-wide
+    /// budget (`Config::max_buffered`): their capacity, input and output.
+    /// The input's count stands while the buffer is lent to the handler.
+    pub(crate) held: Held,
     /// The connection's one timer on the wheel, and when it fires. It
     /// covers the idle, write, soft-limit and connect deadlines at once: it
     /// is armed for the earliest, and when it fires the reactor checks them
@@ -337,7 +351,7 @@ impl Conn {
             peer,
             input: None,
             output: None,
-            held: 0,
+            held: Held::default(),
             timer: None,
             timer_at: NEVER,
             last_read: now,
@@ -391,6 +405,19 @@ impl Conn {
     /// state allows it.
     pub(crate) fn is_paused(&self) -> bool {
         self.state.may_read() && !self.can_read()
+    }
+
+    /// Whether the kernel holds input for this connection, asked without
+    /// taking it (a `peek`): for a paused connection, which is not read.
+    /// A FIN alone, or an error, is no input.
+    pub(crate) fn input_waiting(&self) -> bool {
+        let mut byte = [0; 1];
+        loop {
+            match self.stream.peek(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => return matches!(result, Ok(n) if n > 0),
+            }
+        }
     }
 
     /// Bytes of output waiting.

@@ -88,11 +88,14 @@ pub trait Handler {
         cx.close(conn);
     }
 
-    /// Whether the handler still owes `conn` an answer it will write later
-    /// (from a timer, a posted message, another connection). Graceful
-    /// shutdown closes a connection once it is quiet: no input left, no
-    /// output waiting, and not busy. The default, `false`, suits a handler
-    /// that answers within `on_data`.
+    /// Whether `conn` still has work on its way: the handler owes it an
+    /// answer it will write later (from a timer, a posted message, another
+    /// connection), or it is an outbound connection waiting for a reply (a
+    /// proxy marks its backend side busy as well as its client side).
+    /// Graceful shutdown closes a connection once it is quiet: open with
+    /// nothing left to read, no input left, no output waiting, and not
+    /// busy. The default, `false`, suits a handler that answers within
+    /// `on_data`.
     ///
     /// The reactor asks when shutdown begins and after each time the
     /// connection is served or its output flushed during the drain.
@@ -111,8 +114,9 @@ pub trait Handler {
         let _ = (cx, message);
     }
 
-    /// Graceful shutdown began: what waited in the listen queues has been
-    /// accepted and the listeners are closed. After this returns, every
+    /// Graceful shutdown began: the listeners are closed, and what waited
+    /// in their queues is opened (`on_open`) right after this returns,
+    /// then served like the rest. After this returns, every
     /// connection is closed with FIN once it is quiet (see
     /// [`is_busy`](Self::is_busy)); until then it is read and written as
     /// usual, so requests already sent are answered. A handler may write a

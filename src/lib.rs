@@ -65,7 +65,8 @@
 //!
 //! Per-connection limits do not bound a server: 10,000 connections each
 //! just under its input limit hold 10 GiB. So the reactor keeps one sum of
-//! the bytes waiting in every connection's buffers and holds it under
+//! the memory in every connection's buffers (their capacity, not only the
+//! bytes waiting in them) and holds it under
 //! [`Config::max_buffered`]: past it, the connections holding the most are
 //! closed ([`CloseReason::OverBudget`]), as Redis's `maxmemory-clients`
 //! does. A buffer that grew for a burst gives the capacity back once it is

@@ -48,8 +48,8 @@ pub struct Stats {
     pub buffers_pooled: usize,
     /// Buffers held by connections.
     pub buffers_in_use: usize,
-    /// Bytes held in all connections' buffers now (input the handlers
-    /// left, output the sockets have not taken): what
+    /// Memory held by all connections' buffers now (their capacity: input
+    /// the handlers left, output the sockets have not taken): what
     /// [`Config::max_buffered`](crate::Config::max_buffered) bounds.
     pub buffered_bytes: usize,
     /// Capacity kept by the pool of empty buffers now.

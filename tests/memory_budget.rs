@@ -263,3 +263,39 @@ fn output_past_the_budget_closes_the_connection_that_does_not_read() {
     let stats = server.join().unwrap();
     assert_eq!(stats.closed_for(CloseReason::OverBudget), 1, "{stats}");
 }
+
+#[test]
+fn the_budget_counts_capacity_not_just_the_bytes_left_in_it() {
+    // A 200 KiB line grows the connection's input buffer; the handler takes
+    // it and one byte stays. The memory is the buffer's capacity: counting
+    // the one byte would let 10,000 such peers pin gigabytes unseen.
+    struct TakeLines;
+    impl Handler for TakeLines {
+        type Message = ();
+        fn on_data(&mut self, _cx: &mut Context<'_>, _conn: ConnId, input: &[u8]) -> usize {
+            input.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+        }
+    }
+    let mut reactor = Reactor::new(TakeLines, Config::default()).unwrap();
+    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut c = client(addr);
+    let mut line = vec![b'l'; 200 << 10];
+    line.extend_from_slice(b"\nx");
+    let writer = thread::spawn(move || {
+        c.write_all(&line).unwrap();
+        c
+    });
+    let end = Instant::now() + PATIENCE;
+    while reactor.stats().bytes_in < (200 << 10) + 2 {
+        assert!(Instant::now() < end, "the line never arrived");
+        reactor.run_once(Some(Duration::from_millis(10))).unwrap();
+    }
+    let stats = reactor.stats();
+    assert_eq!(stats.buffers_in_use, 1, "{stats}");
+    assert!(
+        stats.buffered_bytes >= 64 << 10,
+        "one byte left in a grown buffer counts {} bytes",
+        stats.buffered_bytes
+    );
+    drop(writer.join().unwrap());
+}

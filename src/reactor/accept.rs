@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 
-use super::core::TimerEvent;
+use super::core::{Lifecycle, TimerEvent};
 use super::Reactor;
 use crate::admission::RejectReason;
 use crate::conn::{ConnId, State};
@@ -73,8 +73,13 @@ impl Listener {
 }
 
 impl<H: Handler> Reactor<H> {
-    /// Accepts from every listener with connections waiting.
+    /// Accepts from every listener with connections waiting (only while
+    /// running: shutdown closes the listeners first, but a handler's panic
+    /// in the middle of it must not leave them accepting).
     pub(super) fn accept_all(&mut self) {
+        if self.core.lifecycle != Lifecycle::Running {
+            return;
+        }
         for i in 0..self.listeners.len() {
             if self.listeners[i].ready() {
                 self.accept(i);
@@ -134,41 +139,52 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Shutdown begins: accept every connection that already waits in a
-    /// listen queue, since closing the listener would reset them. Each is
-    /// served at once (its request may already be here) and then closed
-    /// like the others once quiet; past `max_conns` or the access rules it
-    /// is turned away as usual. Returns how many were taken.
+    /// Shutdown begins: take every connection that already waits in a
+    /// listen queue, since closing the listener would reset them. No
+    /// handler code runs here; [`admit_backlog`](Self::admit_backlog) does
+    /// that once the listeners are closed.
     ///
-    /// Bounded by the queues: the backlog holds at most `Config::backlog`
-    /// connections per listener, and an accept error ends the listener's
-    /// turn.
-    pub(super) fn accept_backlog(&mut self) -> usize {
-        let mut taken = 0;
-        for i in 0..self.listeners.len() {
-            if self.listeners[i].gate == Gate::BackingOff {
+    /// Bounded: at most `Config::backlog` per listener (what its queue can
+    /// hold), so clients that keep connecting cannot hold shutdown here;
+    /// an accept error ends the listener's share.
+    pub(super) fn take_backlog(&mut self) -> Vec<(TcpStream, SocketAddr)> {
+        let most = usize::try_from(self.core.config.backlog).unwrap_or(0);
+        let mut queued = Vec::new();
+        for l in &self.listeners {
+            if l.gate == Gate::BackingOff {
                 continue; // out of descriptors: nothing can be accepted
             }
-            loop {
-                let (stream, peer) = match self.listeners[i].socket.accept() {
-                    Ok(accepted) => accepted,
-                    Err(e) if is_per_connection(&e) => continue,
+            let mut attempts = 0;
+            while attempts < most {
+                attempts += 1;
+                match l.socket.accept() {
+                    Ok(accepted) => queued.push(accepted),
+                    Err(e) if is_per_connection(&e) => {}
                     Err(_) => break, // WouldBlock: the queue is empty
-                };
-                taken += 1;
-                if self.core.conns.len() >= self.core.config.max_conns {
-                    self.reject_with_line(stream);
-                } else if let Err(reason) = self.core.admission.check(peer.ip()) {
-                    self.reject(stream, reason);
-                } else if let Some(id) = self.admit(stream, peer) {
-                    if let Some(conn) = self.core.conn_mut(id) {
-                        conn.readable = true;
-                    }
-                    self.serve(id);
                 }
             }
         }
-        taken
+        queued
+    }
+
+    /// Each connection taken from the queues is served at once (its
+    /// request may already be here) and then closed like the others once
+    /// quiet; past `max_conns` or the access rules it is turned away as
+    /// usual. Taken one at a time from `queued`, so a handler that panics
+    /// in `on_open` leaves the rest for the next turn.
+    pub(super) fn admit_backlog(&mut self) {
+        while let Some((stream, peer)) = self.queued.pop() {
+            if self.core.conns.len() >= self.core.config.max_conns {
+                self.reject_with_line(stream);
+            } else if let Err(reason) = self.core.admission.check(peer.ip()) {
+                self.reject(stream, reason);
+            } else if let Some(id) = self.admit(stream, peer) {
+                if let Some(conn) = self.core.conn_mut(id) {
+                    conn.readable = true;
+                }
+                self.serve(id);
+            }
+        }
     }
 
     /// Turned away before the handler hears of it: closed with RST, so no

@@ -4,46 +4,62 @@
 //! Per-connection limits (`max_input`, `hard_limit`) bound one peer, not a
 //! server: 10,000 connections each trickling a frame just under its input
 //! limit hold 10 GiB, and 10,000 that read nothing of their answers hold
-//! more. So every byte a connection's buffers take is counted twice, in
-//! the connection (`Conn::held`) and in the reactor's sum
-//! (`Core::buffered`), and the sum is held under `Config::max_buffered`:
+//! more. So what a connection's buffers take is counted twice, in the
+//! connection (`Conn::held`) and in the reactor's sum (`Core::buffered`),
+//! and the sum is held under `Config::max_buffered`:
 //! past it, the connections holding the most are closed, as Redis's
 //! `maxmemory-clients` does.
 //!
-//! Bytes are counted where they enter a buffer (`write`, `keep_input`, a
-//! read appended to held input) and uncounted where they leave (the
-//! socket took them, the handler consumed them, the connection closed:
-//! `kill` returns its buffers at once). The budget counts bytes waiting,
-//! not capacity: a buffer's capacity is at most twice its bytes or
-//! 256 KiB, whichever is larger (`Buffer::consume` shrinks it).
+//! What is counted is the buffers' *capacity*, the memory they really
+//! hold, not the bytes waiting in them: a peer that grows a buffer with
+//! one large frame and then leaves one byte in it must not pin the memory
+//! unseen. The count is set wherever a buffer can change size (`write`,
+//! `flush`, `keep_input`, a read appended to held input, the handler
+//! consuming it) and dropped where it goes (`close`, `kill`, the peer's
+//! FIN). A buffer lent to the handler for a dispatch stays counted. Empty
+//! buffers in the pool are not counted here: the pool bounds its own
+//! bytes (`Config::pool_bytes`).
 
 use super::core::{live, Core};
 use crate::conn::{CloseReason, ConnId};
 
+/// A connection's two buffers.
+#[derive(Clone, Copy)]
+enum Side {
+    Input,
+    Output,
+}
+
 impl Core {
-    /// Counts `n` more bytes held by `id` against the reactor-wide budget;
-    /// past it, closes the largest holders. A closed connection holds
-    /// nothing (its buffers went back when it closed).
-    pub(crate) fn hold(&mut self, id: ConnId, n: usize) {
+    /// `id`'s input buffer now has `capacity` bytes (0: it has none); past
+    /// the budget, the largest holders are closed.
+    pub(crate) fn count_input(&mut self, id: ConnId, capacity: usize) {
+        self.count(id, capacity, Side::Input);
+    }
+
+    /// `id`'s output buffer now has `capacity` bytes (0: it has none).
+    pub(crate) fn count_output(&mut self, id: ConnId, capacity: usize) {
+        self.count(id, capacity, Side::Output);
+    }
+
+    /// A closed connection counts nothing: `kill` returned its buffers and
+    /// its count at once.
+    fn count(&mut self, id: ConnId, capacity: usize, side: Side) {
         let Some(conn) = live(&mut self.conns, id) else {
             return;
         };
         if conn.state().is_closed() {
             return;
         }
-        conn.held += n;
-        self.buffered += n;
-        if self.buffered > self.config.max_buffered {
+        let counted = match side {
+            Side::Input => &mut conn.held.input,
+            Side::Output => &mut conn.held.output,
+        };
+        let grew = capacity > *counted;
+        self.buffered = self.buffered + capacity - *counted;
+        *counted = capacity;
+        if grew && self.buffered > self.config.max_buffered {
             self.shed();
-        }
-    }
-
-    /// `id` holds `n` bytes fewer (consumed, written, or freed).
-    pub(crate) fn unhold(&mut self, id: ConnId, n: usize) {
-        if let Some(conn) = live(&mut self.conns, id) {
-            let n = n.min(conn.held);
-            conn.held -= n;
-            self.buffered -= n;
         }
     }
 
@@ -59,13 +75,13 @@ impl Core {
         let mut holders: Vec<(usize, ConnId)> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.held > 0 && !c.state().is_closed())
+            .filter(|(_, c)| c.held.total() > 0 && !c.state().is_closed())
             .map(|(i, c)| {
                 let id = ConnId {
                     index: i as u32,
                     generation: c.generation,
                 };
-                (c.held, id)
+                (c.held.total(), id)
             })
             .collect();
         holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));

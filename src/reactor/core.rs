@@ -15,7 +15,7 @@ use slab::Slab;
 use crate::admission::Admission;
 use crate::buffer::BufferPool;
 use crate::config::{Config, DEFAULT_POOL_MAX_CAPACITY, LINGER_TIMEOUT};
-use crate::conn::{CloseReason, Conn, ConnId, State, NEVER};
+use crate::conn::{CloseReason, Conn, ConnId, Held, State, NEVER};
 use crate::handler::SendError;
 use crate::stats::Stats;
 use crate::timer::{Tick, TimerId, TimerWheel};
@@ -75,8 +75,8 @@ pub(crate) struct Core {
     /// Each slab slot's last generation. Kept per slot, so an id is not
     /// reused until its own slot has been reused 2^32 times.
     generations: Vec<u32>,
-    /// Bytes held in all connections' buffers: the sum of `Conn::held`,
-    /// checked against `Config::max_buffered`.
+    /// Capacity of all connections' buffers: the sum of `Conn::held`,
+    /// checked against `Config::max_buffered` (see `budget.rs`).
     pub(crate) buffered: usize,
 }
 
@@ -222,10 +222,7 @@ impl Core {
             }
         };
         out.extend(data);
-        // Counted against the reactor-wide budget (see `hold`), inline:
-        // this is every answer's path.
-        conn.held += data.len();
-        self.buffered += data.len();
+        let capacity = out.capacity();
         if len > self.config.high_water {
             conn.backpressured = true;
         }
@@ -239,11 +236,9 @@ impl Core {
         if newly_soft {
             self.arm(id);
         }
-        if self.buffered > self.config.max_buffered {
-            self.shed();
-            if self.conn(id).map(Conn::state) == Some(State::Closed(CloseReason::OverBudget)) {
-                return Err(SendError::OverBudget);
-            }
+        self.count_output(id, capacity);
+        if self.conn(id).map(Conn::state) == Some(State::Closed(CloseReason::OverBudget)) {
+            return Err(SendError::OverBudget);
         }
         Ok(())
     }
@@ -265,9 +260,8 @@ impl Core {
         // Nobody will read what the handler left.
         conn.reoffer = false;
         if let Some(input) = conn.input.take() {
-            let n = input.len();
             self.pool.give(input);
-            self.unhold(id, n);
+            self.count_input(id, 0);
         }
         self.push_flush(id);
     }
@@ -287,8 +281,8 @@ impl Core {
         {
             self.pool.give(buffer);
         }
-        self.buffered -= conn.held;
-        conn.held = 0;
+        self.buffered -= conn.held.total();
+        conn.held = Held::default();
         self.reap.push(id);
     }
 
@@ -416,9 +410,6 @@ impl Core {
                         self.stats.bytes_out += n as u64;
                         conn.last_write = now;
                         conn.writable = out.is_empty();
-                        let n = n.min(conn.held);
-                        conn.held -= n;
-                        self.buffered -= n;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
                     Err(e) => {
@@ -433,6 +424,12 @@ impl Core {
             if let Some(buffer) = conn.output.take() {
                 self.pool.give(buffer);
             }
+        }
+        // What the socket took may have freed capacity (or the buffer).
+        let capacity = conn.output.as_ref().map_or(0, |b| b.capacity());
+        if capacity != conn.held.output {
+            self.buffered = self.buffered + capacity - conn.held.output;
+            conn.held.output = capacity;
         }
         if len <= self.config.soft_limit {
             conn.soft_since = NEVER;
@@ -480,8 +477,9 @@ impl Core {
 
     /// Keeps input the handler did not consume (a partial frame, or frames
     /// it left for later) in the connection's own buffer. Input past
-    /// `max_input` closes it.
-    pub(crate) fn keep_input(&mut self, id: ConnId, rest: &[u8]) {
+    /// `max_input` that the handler could take nothing of (`stuck`) closes
+    /// it; a handler that took some and paused keeps the rest.
+    pub(crate) fn keep_input(&mut self, id: ConnId, rest: &[u8], stuck: bool) {
         let max_input = self.config.max_input;
         let Some(conn) = live(&mut self.conns, id) else {
             return;
@@ -489,13 +487,14 @@ impl Core {
         if !conn.state().may_read() {
             return; // closing: nobody will read it
         }
-        if rest.len() >= max_input {
+        if stuck && rest.len() >= max_input {
             return self.kill(id, CloseReason::InputTooLarge);
         }
         let mut buffer = self.pool.take();
         buffer.extend(rest);
+        let capacity = buffer.capacity();
         conn.input = Some(buffer);
-        self.hold(id, rest.len());
+        self.count_input(id, capacity);
     }
 
     /// Frees a closed connection's slot: cancels its timer, returns its
@@ -512,8 +511,8 @@ impl Core {
             self.wheel.cancel(timer);
         }
         debug_assert!(
-            conn.input.is_none() && conn.output.is_none() && conn.held == 0,
-            "conn {id}: closed with buffers still held ({} bytes)",
+            conn.input.is_none() && conn.output.is_none() && conn.held == Held::default(),
+            "conn {id}: closed with buffers still held ({:?})",
             conn.held
         );
         if reason.resets() {

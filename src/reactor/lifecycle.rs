@@ -84,6 +84,10 @@ impl<H: Handler> Reactor<H> {
         if (requested || self.stop_now) && self.core.lifecycle == Lifecycle::Running {
             self.begin_shutdown();
         }
+        if !self.queued.is_empty() {
+            // Left by a handler that panicked while they were admitted.
+            self.admit_backlog();
+        }
         if self.stop_now {
             self.stop_now = false;
             self.cut_remaining();
@@ -98,7 +102,9 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Stop accepting (after taking what waits in the queues), set the
-    /// deadline, tell the handler, and close every quiet connection.
+    /// deadline, tell the handler, and close every quiet connection. The
+    /// reactor's own state is settled before any handler code runs, so a
+    /// handler that panics here leaves a drain that goes on.
     fn begin_shutdown(&mut self) {
         self.core.lifecycle = Lifecycle::Draining;
         let timeout = self.core.config.shutdown_timeout;
@@ -107,22 +113,24 @@ impl<H: Handler> Reactor<H> {
             .now
             .saturating_add(super::core::millis_ceil(timeout));
         self.core.wheel.insert(at, TimerEvent::ShutdownDeadline);
-        let accepted = self.accept_backlog();
+        self.queued = self.take_backlog();
         self.listeners.clear();
         let ids = self.all_conns();
-        self.draining_from = ids.len();
+        self.draining_from = ids.len() + self.queued.len();
         log::info!(
-            "shutting down: draining {} connections ({accepted} taken from the listen queue; deadline {timeout:?})",
-            ids.len()
+            "shutting down: draining {} connections and {} taken from the listen queue (deadline {timeout:?})",
+            ids.len(),
+            self.queued.len()
         );
         let mut cx = Context {
             core: &mut self.core,
         };
         self.handler.on_shutdown(&mut cx);
+        self.admit_backlog();
         // A request may sit in a socket whose edge this turn's poll did not
-        // report (a connection accepted this turn, or one whose event is
-        // still in the kernel's list): read every connection once before
-        // judging it quiet. One read each, once per shutdown.
+        // report (its event is still in the kernel's list): read every
+        // connection once before judging it quiet. One read each, once per
+        // shutdown.
         for id in ids {
             if let Some(conn) = self.core.conn_mut(id) {
                 conn.readable = true;
@@ -137,15 +145,16 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.core.conn(id) else {
             return;
         };
-        let open = matches!(
-            conn.state(),
-            State::Connecting
-                | State::Open
-                | State::ReadClosed
-                | State::WriteClosing
-                | State::WriteClosed
-        );
-        let quiet = open && conn.input.is_none() && conn.output_len() == 0;
+        // Only these states wait on nothing but the next request: an
+        // outbound connect in progress, or a side that sent its FIN and
+        // waits for the peer's, is still on its way somewhere.
+        let open = matches!(conn.state(), State::Open | State::ReadClosed);
+        // Input waiting in the kernel is a request already sent, so not
+        // quiet. A connection being read is drained of it by `serve` (or
+        // is on the ready list, still readable); a paused one is asked.
+        let unread =
+            conn.state().may_read() && conn.readable && (!conn.is_paused() || conn.input_waiting());
+        let quiet = open && !unread && conn.input.is_none() && conn.output_len() == 0;
         if quiet && !self.handler.is_busy(id) {
             self.core.close(id, CloseReason::Shutdown);
             self.core.flush(id);
@@ -206,6 +215,10 @@ impl<H: Handler> Reactor<H> {
             log::error!("conn {id}: handler panicked: resetting the connection");
             self.core.kill(id, CloseReason::HandlerPanic);
         }
+        // The waker's and the signal pipe's edges may have been among the
+        // events cut off: take what they announced now.
+        self.shared.take_into(&mut self.inbox);
+        self.on_signals();
         self.core.closing = None;
         self.core.ready.clear();
         self.core.flush.clear();

@@ -90,6 +90,9 @@ pub struct Reactor<H: Handler> {
     stop_now: bool,
     /// Connections open when shutdown began.
     draining_from: usize,
+    /// Connections taken from the listen queues when shutdown began, not
+    /// yet opened.
+    queued: Vec<(mio::net::TcpStream, SocketAddr)>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -117,6 +120,7 @@ impl<H: Handler> Reactor<H> {
             signals: None,
             stop_now: false,
             draining_from: 0,
+            queued: Vec::new(),
         })
     }
 
@@ -223,6 +227,7 @@ impl<H: Handler> Reactor<H> {
             || !core.flush.is_empty()
             || !core.reap.is_empty()
             || !self.inbox.is_empty()
+            || !self.queued.is_empty()
             || self.fired_done < self.fired.len()
             || core.shutdown_requested
             || self.stop_now
@@ -393,13 +398,13 @@ impl<H: Handler> Reactor<H> {
     /// the input it left while it could not answer (the connection is on
     /// the ready list already).
     fn drained(&mut self, id: ConnId) {
+        if let Some(conn) = self.core.conn_mut(id) {
+            conn.reoffer = conn.input.is_some();
+        }
         let mut cx = Context {
             core: &mut self.core,
         };
         self.handler.on_drain(&mut cx, id);
-        if let Some(conn) = self.core.conn_mut(id) {
-            conn.reoffer = conn.input.is_some();
-        }
     }
 
     /// Step 5.

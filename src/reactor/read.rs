@@ -118,7 +118,8 @@ impl<H: Handler> Reactor<H> {
         };
         let consumed = self.dispatch(id, Source::Scratch(n));
         if consumed < n {
-            self.core.keep_input(id, &self.scratch[consumed..n]);
+            let stuck = self.stuck(id);
+            self.core.keep_input(id, &self.scratch[consumed..n], stuck);
         }
         Outcome::Data(n)
     }
@@ -164,7 +165,7 @@ impl<H: Handler> Reactor<H> {
             return Outcome::Closed;
         };
         input.extend(&self.scratch[..n]);
-        self.core.hold(id, n);
+        self.core.count_input(id, input.capacity());
         self.dispatch_held(id, input);
         Outcome::Data(n)
     }
@@ -187,22 +188,31 @@ impl<H: Handler> Reactor<H> {
             0
         };
         input.consume(consumed);
-        self.core.unhold(id, consumed);
         let max_input = self.core.config.max_input;
         match self.core.conn_mut(id) {
             Some(conn) if conn.state().may_read() && !input.is_empty() => {
-                if input.len() >= max_input {
+                if conn.can_read() && input.len() >= max_input {
                     self.core.pool.give(input);
                     self.core.kill(id, CloseReason::InputTooLarge);
                 } else {
+                    let capacity = input.capacity();
                     conn.input = Some(input);
+                    self.core.count_input(id, capacity);
                 }
             }
             _ => {
-                self.core.unhold(id, input.len());
                 self.core.pool.give(input);
+                self.core.count_input(id, 0);
             }
         }
+    }
+
+    /// After a dispatch that left input: the handler could take nothing
+    /// more of it (`dispatch` stops either there or because the connection
+    /// may no longer be read: paused, backpressured or closing, when the
+    /// rest is kept for later whatever its size).
+    fn stuck(&self, id: ConnId) -> bool {
+        self.core.conn(id).is_some_and(|c| c.can_read())
     }
 
     /// Books a read's result: bytes counted, readiness cached, errors
@@ -314,16 +324,23 @@ impl<H: Handler> Reactor<H> {
         conn.readable = false;
         conn.eof = true;
         let index = id.index as usize;
-        match conn.state() {
-            // Our FIN went out first; now theirs came: done.
+        let both_closed = match conn.state() {
+            // We closed first; now their FIN came: done.
             State::Lingering(reason) => return self.core.kill(id, reason),
-            State::Open => conn.set_state(index, State::ReadClosed),
+            State::Open => {
+                conn.set_state(index, State::ReadClosed);
+                false
+            }
             // Our FIN is queued: flush, then close.
-            State::WriteClosing => conn.set_state(index, State::Draining(CloseReason::PeerClosed)),
-            // Both FINs exchanged.
-            State::WriteClosed => return self.core.kill(id, CloseReason::PeerClosed),
+            State::WriteClosing => {
+                conn.set_state(index, State::Draining(CloseReason::PeerClosed));
+                false
+            }
+            // Both FINs exchanged: the handler hears of it (with the last
+            // record, if any), then the connection closes.
+            State::WriteClosed => true,
             _ => return,
-        }
+        };
         conn.reoffer = false;
         let input = conn.input.take();
         let rest = input.as_ref().map_or(&[][..], |b| b.as_slice());
@@ -334,8 +351,11 @@ impl<H: Handler> Reactor<H> {
         self.handler.on_read_closed(&mut cx, id, rest);
         self.core.dispatching = None;
         if let Some(input) = input {
-            self.core.unhold(id, input.len());
             self.core.pool.give(input);
+            self.core.count_input(id, 0);
+        }
+        if both_closed {
+            return self.core.kill(id, CloseReason::PeerClosed);
         }
         self.core.push_flush(id);
     }
