@@ -200,6 +200,10 @@ impl Context<'_> {
 
     /// Stops reading `conn` (its input waits in the kernel, and TCP flow
     /// control slows the peer) until [`resume_read`](Self::resume_read).
+    /// The peer's RST still closes it, and its FIN, once nothing but the
+    /// FIN is left to read, still reaches
+    /// [`Handler::on_read_closed`], so a paused connection whose peer
+    /// is gone does not live on.
     pub fn pause_read(&mut self, conn: ConnId) {
         if let Some(c) = self.core.conn_mut(conn) {
             c.read_paused = true;
