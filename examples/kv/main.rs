@@ -28,7 +28,7 @@ mod common;
 mod resp;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use evloop::timer::TimerId;
@@ -131,13 +131,21 @@ impl Kv {
         self.store.contains_key(key)
     }
 
-    fn set(&mut self, cx: &mut Context<'_>, key: &[u8], data: Vec<u8>, ttl: Option<Duration>) {
-        let expiry = ttl.map(|ttl| {
+    /// Stores `data` under `key`; `ttl` is how long it lives and the
+    /// instant that makes (checked by [`ttl`]: it cannot overflow).
+    fn set(
+        &mut self,
+        cx: &mut Context<'_>,
+        key: &[u8],
+        data: Vec<u8>,
+        ttl: Option<(Duration, Instant)>,
+    ) {
+        let expiry = ttl.map(|(ttl, at)| {
             self.next_token += 1;
             let token = self.next_token;
             self.expiring.insert(token, key.to_vec());
             Expiry {
-                at: cx.now() + ttl,
+                at,
                 timer: cx.set_timer(ttl, token),
                 token,
             }
@@ -196,7 +204,7 @@ impl Kv {
             (b"PING", 0) => reply::simple(&mut self.out, "PONG"),
             (b"PING", 1) | (b"ECHO", 1) => reply::bulk(&mut self.out, rest[0]),
             (b"GET", 1) => self.reply_value(cx, rest[0]),
-            (b"SET", n) if n >= 2 => match ttl(&rest[2..]) {
+            (b"SET", n) if n >= 2 => match ttl(&rest[2..], cx.now()) {
                 Ok(ttl) => {
                     self.set(cx, rest[0], rest[1].to_vec(), ttl);
                     reply::simple(&mut self.out, "OK");
@@ -216,11 +224,13 @@ impl Kv {
                 self.expire_due(cx, rest[0]);
                 let parsed = match self.store.get(rest[0]) {
                     None => Some(0),
-                    Some(v) => std::str::from_utf8(&v.data)
-                        .ok()
-                        .and_then(|s| s.parse::<i64>().ok()),
+                    Some(v) => redis_int(&v.data),
                 };
-                match parsed.and_then(|n| n.checked_add(step)) {
+                let Some(current) = parsed else {
+                    reply::error(&mut self.out, NOT_AN_INTEGER);
+                    return Next::Continue;
+                };
+                match current.checked_add(step) {
                     Some(n) => {
                         // INCR keeps an existing expiry, as Redis does.
                         if let Some(v) = self.store.get_mut(rest[0]) {
@@ -232,7 +242,7 @@ impl Kv {
                         }
                         reply::integer(&mut self.out, n);
                     }
-                    None => reply::error(&mut self.out, "value is not an integer or out of range"),
+                    None => reply::error(&mut self.out, "increment or decrement would overflow"),
                 }
             }
             (b"MGET", n) if n >= 1 => {
@@ -302,24 +312,59 @@ fn entry_size(key: &[u8], data: &[u8]) -> usize {
     key.len() + data.len() + ENTRY_OVERHEAD
 }
 
-/// SET's options: `EX seconds` or `PX milliseconds`.
-fn ttl(options: &[&[u8]]) -> Result<Option<Duration>, &'static str> {
+/// SET's options: `EX seconds` or `PX milliseconds`, and the instant
+/// they make from `now`, answered as Redis 7 answers them: an amount that
+/// is not a 64-bit integer is "not an integer", and one that is not
+/// positive, or whose deadline in Unix milliseconds would pass
+/// `i64::MAX` (`EX 18446744073709551615`'s smaller cousins), is an
+/// invalid expire time. Nothing here can overflow the clock.
+fn ttl(options: &[&[u8]], now: Instant) -> Result<Option<(Duration, Instant)>, &'static str> {
+    const INVALID: &str = "invalid expire time in 'set' command";
     match options {
         [] => Ok(None),
         [unit, amount] => {
-            let n: u64 = std::str::from_utf8(amount)
+            let scale = match unit.to_ascii_uppercase().as_slice() {
+                b"EX" => 1000,
+                b"PX" => 1,
+                _ => return Err("syntax error"),
+            };
+            let n = redis_int(amount).ok_or(NOT_AN_INTEGER)?;
+            let millis = u64::try_from(n)
                 .ok()
-                .and_then(|s| s.parse().ok())
                 .filter(|&n| n > 0)
-                .ok_or("invalid expire time in 'set' command")?;
-            match unit.to_ascii_uppercase().as_slice() {
-                b"EX" => Ok(Some(Duration::from_secs(n))),
-                b"PX" => Ok(Some(Duration::from_millis(n))),
-                _ => Err("syntax error"),
+                .and_then(|n| n.checked_mul(scale))
+                .ok_or(INVALID)?;
+            let unix_now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            if millis > i64::MAX as u64 - unix_now.min(i64::MAX as u64) {
+                return Err(INVALID);
             }
+            let ttl = Duration::from_millis(millis);
+            let at = now.checked_add(ttl).ok_or(INVALID)?;
+            Ok(Some((ttl, at)))
         }
         _ => Err("syntax error"),
     }
+}
+
+/// Redis's answer to a number that is not one.
+const NOT_AN_INTEGER: &str = "value is not an integer or out of range";
+
+/// A signed 64-bit integer the way Redis reads one (`string2ll`): an
+/// optional `-`, then digits with no leading zero; no `+`, no spaces, no
+/// overflow.
+fn redis_int(s: &[u8]) -> Option<i64> {
+    let digits = s.strip_prefix(b"-").unwrap_or(s);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => s.len() == 1,
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 impl Handler for Kv {
