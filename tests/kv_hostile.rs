@@ -5,7 +5,7 @@
 
 mod process;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -123,4 +123,117 @@ fn increments_that_overflow_are_refused_and_the_value_kept() {
     assert_eq!(s.say("SET n -5"), "+OK");
     assert_eq!(s.say("INCR n"), ":-4");
     assert_eq!(s.say("PING"), "+PONG");
+}
+
+/// The server's resident memory, in bytes.
+fn rss(kv: &Proc) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", kv.child.id())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS");
+    kb * 1024
+}
+
+/// Holds the RSS probe's bound: a few hundred MiB over the baseline, where
+/// the unbounded server reached gigabytes.
+const RSS_SLACK: u64 = 200 << 20;
+
+const BIG: usize = 512 * 1024;
+
+/// A server holding one 512 KiB value under `big`, and its RSS with it.
+fn with_big_value() -> (Proc, u64) {
+    let kv = Proc::start(&[], "kv", &[]);
+    let mut s = Session::open(kv.port);
+    let value = "v".repeat(BIG);
+    assert_eq!(s.send(&["SET", "big", &value]), "+OK");
+    let baseline = rss(&kv);
+    (kv, baseline)
+}
+
+/// Watches the server's RSS for `how_long`; returns the most seen.
+fn peak_rss(kv: &Proc, how_long: Duration) -> u64 {
+    let end = std::time::Instant::now() + how_long;
+    let mut peak = 0;
+    while std::time::Instant::now() < end {
+        peak = peak.max(rss(kv));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    peak
+}
+
+#[test]
+fn pipelined_gets_that_nobody_reads_do_not_build_gigabytes() {
+    let (kv, baseline) = with_big_value();
+    let mut c = Session::open(kv.port);
+    // 64 KiB of GETs: 7,281 replies of 512 KiB, 3.8 GB if built at once.
+    let pipeline = "GET big\r\n".repeat(64 * 1024 / 9);
+    c.writer.write_all(pipeline.as_bytes()).unwrap();
+    let peak = peak_rss(&kv, Duration::from_millis(800));
+    assert!(
+        peak < baseline + RSS_SLACK,
+        "RSS went from {} MiB to {} MiB",
+        baseline >> 20,
+        peak >> 20
+    );
+    drop(c);
+    assert_eq!(Session::open(kv.port).say("PING"), "+PONG");
+}
+
+#[test]
+fn an_mget_reply_past_the_hard_limit_closes_that_connection_only() {
+    let (kv, baseline) = with_big_value();
+    let mut c = Session::open(kv.port);
+    // 65,535 copies of a 512 KiB value: a 34 GB reply.
+    let keys = vec!["big"; 65_535];
+    let mut args = vec!["MGET"];
+    args.extend_from_slice(&keys);
+    let mut frame = format!("*{}\r\n", args.len());
+    for a in &args {
+        frame += &format!("${}\r\n{a}\r\n", a.len());
+    }
+    c.writer.write_all(frame.as_bytes()).unwrap();
+    let peak = peak_rss(&kv, Duration::from_millis(800));
+    assert!(
+        peak < baseline + RSS_SLACK,
+        "RSS went from {} MiB to {} MiB",
+        baseline >> 20,
+        peak >> 20
+    );
+    // The connection was closed (as a slow consumer: with RST) after at
+    // most the hard output limit of its reply.
+    let mut got = 0usize;
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        match c.reader.get_mut().read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < 64 << 20,
+        "read {got} bytes of a reply that should have been cut"
+    );
+    assert_eq!(Session::open(kv.port).say("PING"), "+PONG");
+}
+
+#[test]
+fn a_pipeline_behind_backpressure_is_answered_whole_even_after_the_clients_fin() {
+    let (kv, _) = with_big_value();
+    let mut c = Session::open(kv.port);
+    // 300 replies of 512 KiB: far past the high-water mark, so the server
+    // takes them a few at a time as the client reads; the client's FIN
+    // comes long before the last is taken, and must not cut the rest.
+    let n = 300;
+    c.writer
+        .write_all("GET big\r\n".repeat(n).as_bytes())
+        .unwrap();
+    c.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = Vec::new();
+    c.reader.read_to_end(&mut all).unwrap();
+    let reply = format!("${BIG}\r\n{}\r\n", "v".repeat(BIG));
+    assert_eq!(all.len(), n * reply.len(), "replies lost");
+    assert!(all.chunks(reply.len()).all(|r| r == reply.as_bytes()));
 }

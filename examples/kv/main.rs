@@ -22,6 +22,15 @@
 //! `--max-memory` of data, commands that add data get `-OOM` while reads
 //! and deletes go on. A command that trickles in is checked once, not once
 //! per packet (`resp::Progress`).
+//!
+//! Replies are bounded too. While a connection's waiting output is above
+//! the reactor's high-water mark, no more of its commands are taken: the
+//! rest wait in its input and are offered again once the output drains
+//! (so 64 KiB of pipelined `GET`s of a 512 KiB value cost a few hundred
+//! KiB, not 5 GB). A reply that is large on its own (`MGET` of thousands
+//! of large values) is handed to the reactor in pieces as it is built, so
+//! past the hard output limit the connection is closed as a slow consumer
+//! after at most that much, not after the whole reply was built.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -83,6 +92,9 @@ struct Kv {
     /// Past `used` this, commands that add data are refused.
     max_memory: usize,
     out: Vec<u8>,
+    /// The reactor's output high-water mark: past it, no more commands are
+    /// taken from the connection until its output drains.
+    high_water: usize,
     /// Where the check of each connection's partial command stopped (only
     /// connections holding one are here; see [`Progress`]).
     partial: HashMap<ConnId, Progress>,
@@ -93,7 +105,15 @@ struct Kv {
 enum Next {
     Continue,
     Close,
+    /// The connection closed while its reply was handed over (past the
+    /// hard output limit): nothing more to do for it.
+    Gone,
 }
+
+/// A reply being built is handed to the reactor each time it reaches this
+/// much: one socket buffer's worth, so a huge reply never sits whole in
+/// `Kv::out`, and the reactor's output limits see it grow.
+const SPILL_AT: usize = 64 * 1024;
 
 impl Kv {
     fn forget_expiry(&mut self, cx: &mut Context<'_>, expiry: Option<Expiry>) {
@@ -168,8 +188,16 @@ impl Kv {
         }
     }
 
+    /// Hands the reply built so far to the reactor; `false` if the
+    /// connection closed for it (past the hard output limit).
+    fn spill(&mut self, cx: &mut Context<'_>, conn: ConnId) -> bool {
+        let sent = cx.write(conn, &self.out).is_ok();
+        self.out.clear();
+        sent
+    }
+
     /// Runs one command, appending its reply.
-    fn run(&mut self, cx: &mut Context<'_>, args: &[&[u8]]) -> Next {
+    fn run(&mut self, cx: &mut Context<'_>, conn: ConnId, args: &[&[u8]]) -> Next {
         let Some((name, rest)) = args.split_first() else {
             return Next::Continue; // an empty inline line: Redis ignores it
         };
@@ -249,6 +277,9 @@ impl Kv {
                 reply::array_len(&mut self.out, n);
                 for key in rest {
                     self.reply_value(cx, key);
+                    if self.out.len() >= SPILL_AT && !self.spill(cx, conn) {
+                        return Next::Gone;
+                    }
                 }
             }
             (b"MSET", n) if n >= 2 && n % 2 == 0 => {
@@ -380,12 +411,25 @@ impl Handler for Kv {
         } else {
             self.partial.remove(&conn).unwrap_or_default()
         };
+        // Output already waiting, plus what this call adds: past the
+        // high-water mark no more commands are taken (the rest is offered
+        // again once the output drains).
+        let mut waiting = cx.output_len(conn).unwrap_or(0);
         while next == Next::Continue {
+            if waiting + self.out.len() > self.high_water {
+                break;
+            }
             match resp::check(&input[used..], &mut progress) {
                 Check::Frame(n) => {
                     resp::decode(&input[used..used + n], &mut args);
                     used += n;
-                    next = self.run(cx, &args);
+                    next = self.run(cx, conn, &args);
+                    if self.out.len() >= SPILL_AT && next == Next::Continue {
+                        waiting += self.out.len();
+                        if !self.spill(cx, conn) {
+                            next = Next::Gone;
+                        }
+                    }
                 }
                 Check::Incomplete => {
                     if progress != Progress::default() {
@@ -400,9 +444,15 @@ impl Handler for Kv {
                 }
             }
         }
-        let _ = cx.write(conn, &self.out);
-        if next == Next::Close {
-            cx.close(conn);
+        match next {
+            Next::Gone => return input.len(),
+            Next::Close => {
+                let _ = cx.write(conn, &self.out);
+                cx.close(conn);
+            }
+            Next::Continue => {
+                let _ = cx.write(conn, &self.out);
+            }
         }
         used
     }
@@ -434,7 +484,9 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     // A partial command is refused with -ERR before it passes
     // MAX_COMMAND; the slack holds the header that says so.
     config.max_input = resp::MAX_COMMAND + 64;
+    let high_water = config.high_water;
     let kv = Kv {
+        high_water,
         store: HashMap::new(),
         expiring: HashMap::new(),
         next_token: 0,

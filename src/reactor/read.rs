@@ -291,8 +291,9 @@ impl<H: Handler> Reactor<H> {
     /// A paused connection's event reported the peer's FIN or an error.
     /// Reading would take bytes the handler is not ready for, so peek at
     /// one: `0` means the FIN is all that is left, and the handler hears
-    /// it now (with the input it left); an error is the peer's RST; a byte
-    /// means input waits before the FIN, read once reading resumes.
+    /// it now (with the input it left), unless only backpressure holds
+    /// that input back; an error is the peer's RST; a byte means input
+    /// waits before the FIN, read once reading resumes.
     pub(super) fn peek_paused(&mut self, id: ConnId) {
         let Some(conn) = self.core.conn_mut(id) else {
             return;
@@ -305,6 +306,11 @@ impl<H: Handler> Reactor<H> {
             }
         };
         match result {
+            // Paused by backpressure alone with input left: the handler
+            // stopped taking frames because its output is full, and will
+            // go on once it drains (or the write timeout or the output
+            // limits close it): the FIN waits its turn behind that input.
+            Ok(0) if conn.backpressured && !conn.read_paused && conn.input.is_some() => {}
             Ok(0) => self.peer_closed(id),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
