@@ -9,8 +9,11 @@
 //! What it teaches beyond echo: **pipelining** (every complete request in
 //! the input is answered, and all the answers go out in one write),
 //! **limits answered in the protocol** (431 for oversized headers, 413 for
-//! an oversized body, 400 for garbage, 501 for Transfer-Encoding, 408 for a
-//! client too slow to send its headers: the slowloris defence), and
+//! an oversized body, 400 for garbage and for a Content-Length that is not
+//! plain digits, 400 for Transfer-Encoding beside Content-Length and 501
+//! for Transfer-Encoding alone: the request-smuggling defences; 408 for a
+//! client too slow to send a request's headers, or whose body stops
+//! coming: the slowloris defence), and
 //! **work done once a second instead of once a request** (the Date header,
 //! and the whole `GET /` response built around it).
 
@@ -27,9 +30,14 @@ use evloop::{ConnId, Context, Handler, Reactor};
 struct Cli {
     #[command(flatten)]
     server: common::ServerArgs,
-    /// Seconds a client may take to send a request's headers.
+    /// Seconds a client may take to send a request's headers (each
+    /// request's own: pipelined requests each get the whole time).
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    /// Seconds a request body may go without a byte arriving (a slow but
+    /// steady upload is never cut; a stalled one is).
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_body: usize,
@@ -41,17 +49,33 @@ const MAX_HEAD: usize = 8 * 1024;
 /// Headers per request httparse will parse; more is a 431.
 const MAX_HEADERS: usize = 64;
 /// The timer token of the once-a-second Date refresh; every other token
-/// is a connection's header deadline.
+/// is a connection's request deadline.
 const DATE_TICK: u64 = u64::MAX;
 
-/// Per connection: the header deadline, while a request head is arriving.
+/// What a connection's request is waiting for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Waiting {
+    /// Nothing: the last request was whole.
+    Nothing,
+    /// The rest of a request's head.
+    Head,
+    /// The rest of a request's body.
+    Body,
+}
+
+/// Per connection: the request deadline, while a request is arriving.
 struct Slot {
     id: ConnId,
-    head_timer: Option<TimerId>,
+    /// The head deadline (set once per request: the whole head must come
+    /// within `header_timeout`), or the body deadline (moved on by every
+    /// byte: the body must not stall for `body_timeout`).
+    timer: Option<TimerId>,
+    waiting: Waiting,
 }
 
 struct Http {
     header_timeout: Duration,
+    body_timeout: Duration,
     max_body: usize,
     /// `Date: ...\r\n`, refreshed once a second.
     date: Vec<u8>,
@@ -81,9 +105,9 @@ impl Http {
 
     /// A request the server will not serve: answer why, then close. The
     /// rest of the input is dropped with it.
-    fn refuse(&mut self, status: &str, why: &[u8], input_len: usize) -> (usize, After, bool) {
+    fn refuse(&mut self, status: &str, why: &[u8], input_len: usize) -> (usize, After, Waiting) {
         self.respond(status, why, false, &After::Close);
-        (input_len, After::Close, false)
+        (input_len, After::Close, Waiting::Nothing)
     }
 
     /// Appends a response with `body` (or only its headers, for HEAD).
@@ -113,18 +137,34 @@ impl Http {
             .filter(|s| s.id == conn)
     }
 
-    /// A request head has begun arriving: start its deadline, once.
-    fn arm_head_timer(&mut self, cx: &mut Context<'_>, conn: ConnId) {
-        let timeout = self.header_timeout;
-        if let Some(slot) = self.slot(conn) {
-            if slot.head_timer.is_none() {
-                slot.head_timer = Some(cx.set_timer(timeout, conn.as_u64()));
-            }
+    /// Sets the connection's deadline for what its request waits for now.
+    /// `completed`: a request was answered in this dispatch, so a head
+    /// still arriving is a new request's, with a deadline of its own.
+    fn track(&mut self, cx: &mut Context<'_>, conn: ConnId, waiting: Waiting, completed: bool) {
+        let (header_timeout, body_timeout) = (self.header_timeout, self.body_timeout);
+        let Some(slot) = self.slot(conn) else {
+            return;
+        };
+        let timeout = match waiting {
+            // The same head, still arriving: its deadline stands.
+            Waiting::Head if slot.waiting == Waiting::Head && !completed => return,
+            Waiting::Head => Some(header_timeout),
+            // Body bytes came: the stall deadline moves on.
+            Waiting::Body => Some(body_timeout),
+            Waiting::Nothing => None,
+        };
+        slot.waiting = waiting;
+        let old = slot.timer.take();
+        if let Some(timeout) = timeout {
+            slot.timer = Some(cx.set_timer(timeout, conn.as_u64()));
+        }
+        if let Some(old) = old {
+            cx.cancel_timer(old);
         }
     }
 
-    fn disarm_head_timer(&mut self, cx: &mut Context<'_>, conn: ConnId) {
-        if let Some(timer) = self.slot(conn).and_then(|s| s.head_timer.take()) {
+    fn disarm(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        if let Some(timer) = self.slot(conn).and_then(|s| s.timer.take()) {
             cx.cancel_timer(timer);
         }
     }
@@ -162,13 +202,14 @@ impl Http {
 }
 
 /// Parses as many complete requests as `input` holds; returns the bytes
-/// they used, what to do after, and whether a request is still arriving.
-fn serve(http: &mut Http, input: &[u8]) -> (usize, After, bool) {
+/// they used, what to do after, and what a request still arriving waits
+/// for.
+fn serve(http: &mut Http, input: &[u8]) -> (usize, After, Waiting) {
     let mut used = 0;
     loop {
         let buf = &input[used..];
         if buf.is_empty() {
-            return (used, After::KeepAlive, false);
+            return (used, After::KeepAlive, Waiting::Nothing);
         }
         // Header slots left uninitialised: httparse fills what it uses, and
         // zeroing 64 slots (2 KiB) per request is work for nothing.
@@ -178,7 +219,7 @@ fn serve(http: &mut Http, input: &[u8]) -> (usize, After, bool) {
             Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
             Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {
                 // An incomplete head: wait for more, under the deadline.
-                return (used, After::KeepAlive, true);
+                return (used, After::KeepAlive, Waiting::Head);
             }
             Ok(_) | Err(httparse::Error::TooManyHeaders) => {
                 return http.refuse(
@@ -189,11 +230,21 @@ fn serve(http: &mut Http, input: &[u8]) -> (usize, After, bool) {
             }
             Err(_) => return http.refuse("400 Bad Request", b"malformed request\n", input.len()),
         };
-        if req
-            .headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-        {
+        let has = |name: &str| {
+            req.headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name))
+        };
+        if has("transfer-encoding") {
+            // Both framings at once is how requests are smuggled past a
+            // proxy that reads the other one (RFC 9112 6.3): refused.
+            if has("content-length") {
+                return http.refuse(
+                    "400 Bad Request",
+                    b"Transfer-Encoding with Content-Length\n",
+                    input.len(),
+                );
+            }
             return http.refuse(
                 "501 Not Implemented",
                 b"Transfer-Encoding is not supported\n",
@@ -207,18 +258,21 @@ fn serve(http: &mut Http, input: &[u8]) -> (usize, After, bool) {
             return http.refuse("413 Content Too Large", b"body too large\n", input.len());
         }
         if buf.len() < head + length {
-            return (used, After::KeepAlive, true); // the body is on its way
+            return (used, After::KeepAlive, Waiting::Body);
         }
         let after = http.answer(&req, &buf[head..head + length]);
         used += head + length;
         if after == After::Close {
-            return (used, After::Close, false);
+            return (used, After::Close, Waiting::Nothing);
         }
     }
 }
 
-/// The Content-Length, 0 if absent; `Err` if present but not one number
-/// (or given twice, differently: a request smuggling vector).
+/// The Content-Length, 0 if absent; `Err` if present but not plain
+/// digits (RFC 9110 8.6: `1*DIGIT`; no sign, no inner spaces, no list, no
+/// Unicode digits or spaces), or given twice, differently: each is a way
+/// to make two parsers disagree on where a request ends (request
+/// smuggling; hyper's CVE-2021-32715 was a `+` sign).
 fn content_length(req: &httparse::Request<'_, '_>) -> Result<usize, ()> {
     let mut length = None;
     for h in req
@@ -226,11 +280,15 @@ fn content_length(req: &httparse::Request<'_, '_>) -> Result<usize, ()> {
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
     {
-        let n: usize = std::str::from_utf8(h.value)
-            .map_err(|_| ())?
-            .trim()
-            .parse()
-            .map_err(|_| ())?;
+        // Only optional whitespace (space, tab) may surround the value.
+        let value = h.value.trim_ascii();
+        if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+            return Err(());
+        }
+        let n = value.iter().try_fold(0usize, |n, &d| {
+            n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
+        });
+        let n = n.ok_or(())?;
         if length.is_some_and(|l| l != n) {
             return Err(());
         }
@@ -248,21 +306,19 @@ impl Handler for Http {
         }
         self.slots[conn.index()] = Some(Slot {
             id: conn,
-            head_timer: None,
+            timer: None,
+            waiting: Waiting::Nothing,
         });
     }
 
     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
         self.out.clear();
         let (used, after, waiting) = serve(self, input);
-        if !self.out.is_empty() {
+        let completed = !self.out.is_empty();
+        if completed {
             let _ = cx.write(conn, &self.out);
         }
-        if waiting {
-            self.arm_head_timer(cx, conn);
-        } else {
-            self.disarm_head_timer(cx, conn);
-        }
+        self.track(cx, conn, waiting, completed);
         if after == After::Close {
             cx.close(conn);
         }
@@ -275,9 +331,10 @@ impl Handler for Http {
             cx.set_timer(Duration::from_secs(1), DATE_TICK);
             return;
         }
-        // A header deadline: the request head is still incomplete.
+        // A request deadline: its head is still incomplete, or its body
+        // stalled.
         let conn = ConnId::from_u64(token);
-        if self.slot(conn).and_then(|s| s.head_timer.take()).is_some() {
+        if self.slot(conn).and_then(|s| s.timer.take()).is_some() {
             self.out.clear();
             self.respond(
                 "408 Request Timeout",
@@ -296,7 +353,7 @@ impl Handler for Http {
     }
 
     fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, _reason: evloop::CloseReason) {
-        self.disarm_head_timer(cx, conn);
+        self.disarm(cx, conn);
         if let Some(slot) = self.slots.get_mut(conn.index()) {
             *slot = None;
         }
@@ -311,6 +368,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     config.max_input = MAX_HEAD + cli.max_body + 1;
     let mut http = Http {
         header_timeout: Duration::from_secs(cli.header_timeout),
+        body_timeout: Duration::from_secs(cli.body_timeout),
         max_body: cli.max_body,
         date: Vec::new(),
         hello: Vec::new(),

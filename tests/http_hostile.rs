@@ -1,0 +1,152 @@
+//! The http example against clients that bend the protocol: a
+//! Content-Length that is not plain digits, both framings at once (the
+//! request-smuggling shapes), requests split across packets over longer
+//! than the header timeout, a slow but steady upload, and a stalled one.
+//! The server as a real process, raw sockets.
+
+mod process;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use process::Proc;
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Sends `request` and reads until the server closes.
+fn exchange(port: u16, request: &[u8]) -> String {
+    let mut s = connect(port);
+    s.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn status(answer: &str) -> &str {
+    answer.lines().next().unwrap_or("")
+}
+
+fn post(length_headers: &str, body: &str) -> Vec<u8> {
+    format!("POST /echo HTTP/1.1\r\nHost: x\r\n{length_headers}Connection: close\r\n\r\n{body}")
+        .into_bytes()
+}
+
+#[test]
+fn a_content_length_that_is_not_plain_digits_is_refused() {
+    let http = Proc::start(&[], "http", &[]);
+    for bad in [
+        "Content-Length: +5\r\n",
+        "Content-Length: -5\r\n",
+        "Content-Length: 5 5\r\n",
+        "Content-Length: 5,5\r\n",
+        "Content-Length: 0x5\r\n",
+        "Content-Length: \r\n",
+        "Content-Length: 5\u{a0}\r\n",
+        "Content-Length: \u{0665}\r\n", // an Arabic-Indic digit five
+        "Content-Length: 99999999999999999999999\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+    ] {
+        let answer = exchange(http.port, &post(bad, "hello"));
+        assert_eq!(
+            status(&answer),
+            "HTTP/1.1 400 Bad Request",
+            "{bad:?} got: {answer}"
+        );
+    }
+    // Plain digits, surrounding spaces, and a repeated equal value are fine.
+    for good in [
+        "Content-Length: 5\r\n",
+        "Content-Length:   5  \r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n",
+        "Content-Length: 005\r\n",
+    ] {
+        let answer = exchange(http.port, &post(good, "hello"));
+        assert_eq!(status(&answer), "HTTP/1.1 200 OK", "{good:?} got: {answer}");
+        assert!(answer.ends_with("hello"), "{good:?} got: {answer}");
+    }
+}
+
+#[test]
+fn transfer_encoding_beside_content_length_is_refused() {
+    let http = Proc::start(&[], "http", &[]);
+    let both = post(
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        "0\r\n\r\n",
+    );
+    assert_eq!(
+        status(&exchange(http.port, &both)),
+        "HTTP/1.1 400 Bad Request"
+    );
+    let chunked = post("Transfer-Encoding: chunked\r\n", "0\r\n\r\n");
+    assert_eq!(
+        status(&exchange(http.port, &chunked)),
+        "HTTP/1.1 501 Not Implemented"
+    );
+    // The refusal closes only that connection.
+    let ok = exchange(http.port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(status(&ok), "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn pipelined_requests_split_across_packets_each_get_their_own_header_deadline() {
+    let http = Proc::start(&[], "http", &["--header-timeout", "1"]);
+    let mut s = connect(http.port);
+    // Five requests over 2.4 s, each packet ending inside the next
+    // request's head: no head takes longer than 0.4 s, but the first head
+    // began 2.4 s before the last request completes.
+    let request = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let stream = request.repeat(5);
+    let cut = request.len() / 2;
+    let mut sent = 0;
+    for i in 0..6 {
+        let end = (cut + i * request.len()).min(stream.len());
+        s.write_all(&stream.as_bytes()[sent..end]).unwrap();
+        sent = end;
+        thread::sleep(Duration::from_millis(400));
+    }
+    s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 6, "{answer}");
+    assert!(!answer.contains("408"), "{answer}");
+}
+
+#[test]
+fn a_slow_but_steady_upload_is_not_cut_and_a_stalled_one_is() {
+    let http = Proc::start(
+        &[],
+        "http",
+        &["--header-timeout", "1", "--body-timeout", "1"],
+    );
+    let mut s = connect(http.port);
+    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 6\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // One byte every 0.4 s: 2.4 s in all, longer than either timeout.
+    for b in b"steady" {
+        thread::sleep(Duration::from_millis(400));
+        s.write_all(&[*b]).unwrap();
+    }
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("steady"), "{answer}");
+
+    // A body that stops coming is cut at the body timeout.
+    let mut stalled = connect(http.port);
+    stalled
+        .write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 6\r\n\r\nst")
+        .unwrap();
+    let mut answer = String::new();
+    stalled.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout"),
+        "{answer}"
+    );
+}
