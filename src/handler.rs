@@ -49,8 +49,10 @@ pub trait Handler {
     /// the new bytes. Return how many bytes were consumed (whole frames);
     /// the rest is kept and offered again:
     ///
-    /// - at once, while each call consumes something and the connection
-    ///   may still be read (so a handler may take one frame per call);
+    /// - after the other connections ready this turn (from the ready
+    ///   list), when the call consumed some of it: so a handler may take
+    ///   one frame per call, or bound the work it does per call and let
+    ///   the other connections in between;
     /// - without new bytes from the peer, after [`Context::resume_read`]
     ///   and after [`on_drain`](Self::on_drain), so a handler that stopped
     ///   taking frames because its output was full, or it waited on a

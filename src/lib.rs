@@ -78,8 +78,9 @@
 //! [`Handler::on_data`] returns how much it consumed. What it left (a
 //! partial frame, or whole frames it chose not to take yet because its
 //! output is full or it waits on a backend) is kept and offered again
-//! *without new bytes from the peer*: at once while each call consumes
-//! something, after [`Context::resume_read`], and after
+//! *without new bytes from the peer*: from the ready list, after the
+//! other connections, when the call consumed some of it; after
+//! [`Context::resume_read`]; and after
 //! [`Handler::on_drain`]. A call that consumes nothing waits for new
 //! bytes, so old input can never make the loop spin. When the peer's FIN
 //! comes, [`Handler::on_read_closed`] gets whatever is left, so "EOF ends

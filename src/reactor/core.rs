@@ -478,7 +478,8 @@ impl Core {
     /// Keeps input the handler did not consume (a partial frame, or frames
     /// it left for later) in the connection's own buffer. Input past
     /// `max_input` that the handler could take nothing of (`stuck`) closes
-    /// it; a handler that took some and paused keeps the rest.
+    /// it; a handler that took some keeps the rest, offered again on the
+    /// next turn.
     pub(crate) fn keep_input(&mut self, id: ConnId, rest: &[u8], stuck: bool) {
         let max_input = self.config.max_input;
         let Some(conn) = live(&mut self.conns, id) else {

@@ -28,10 +28,14 @@
 //! the connection's own. A connection that already holds a partial frame
 //! reads into the scratch buffer too, and what came is appended to it.
 //!
-//! Input the handler left is offered again without new bytes: at once
-//! while each call consumes something, and after `resume_read` or
-//! `on_drain` (the `reoffer` flag). A call that consumes nothing waits for
-//! new bytes, so a handler can never make the loop spin on old input.
+//! Input the handler left is offered again without new bytes (the
+//! `reoffer` flag, served from the ready list, after the other
+//! connections): when the call consumed some of it, and after
+//! `resume_read` or `on_drain`. The peer's FIN waits until the handler
+//! has taken what it wants of that input. A
+//! call that consumes nothing waits for new bytes, so a handler can never
+//! make the loop spin on old input, and one that bounds its work per call
+//! (a chat line flood) lets the other connections in between.
 
 use std::io::{self, Read};
 
@@ -67,6 +71,7 @@ impl<H: Handler> Reactor<H> {
     /// on the ready list).
     pub(super) fn read(&mut self, id: ConnId) {
         let mut budget = self.core.config.read_budget;
+        let mut first = true;
         loop {
             let Some(conn) = self.core.conn_mut(id) else {
                 return;
@@ -80,10 +85,19 @@ impl<H: Handler> Reactor<H> {
                 }
                 return;
             }
-            if conn.reoffer {
-                conn.reoffer = false;
+            // Input left for later is offered once per serve, first.
+            if std::mem::take(&mut first) && std::mem::take(&mut conn.reoffer) {
                 self.offer(id);
                 continue;
+            }
+            if conn.eof {
+                // The FIN is read. The handler hears it once it has taken
+                // what it wants of its input: not while it asked for the
+                // rest next turn (it took some), or the FIN would cut it.
+                if !conn.reoffer {
+                    self.peer_closed(id);
+                }
+                return;
             }
             if !conn.readable {
                 return;
@@ -101,7 +115,12 @@ impl<H: Handler> Reactor<H> {
             match outcome {
                 Outcome::Data(n) => budget = budget.saturating_sub(n),
                 Outcome::WouldBlock | Outcome::Closed => return,
-                Outcome::Eof => return self.peer_closed(id),
+                Outcome::Eof => {
+                    if let Some(conn) = self.core.conn_mut(id) {
+                        conn.eof = true;
+                        conn.readable = false;
+                    }
+                }
             }
         }
     }
@@ -118,8 +137,8 @@ impl<H: Handler> Reactor<H> {
         };
         let consumed = self.dispatch(id, Source::Scratch(n));
         if consumed < n {
-            let stuck = self.stuck(id);
-            self.core.keep_input(id, &self.scratch[consumed..n], stuck);
+            self.core
+                .keep_input(id, &self.scratch[consumed..n], consumed == 0);
         }
         Outcome::Data(n)
     }
@@ -191,7 +210,7 @@ impl<H: Handler> Reactor<H> {
         let max_input = self.core.config.max_input;
         match self.core.conn_mut(id) {
             Some(conn) if conn.state().may_read() && !input.is_empty() => {
-                if conn.can_read() && input.len() >= max_input {
+                if consumed == 0 && conn.can_read() && input.len() >= max_input {
                     self.core.pool.give(input);
                     self.core.kill(id, CloseReason::InputTooLarge);
                 } else {
@@ -205,14 +224,6 @@ impl<H: Handler> Reactor<H> {
                 self.core.count_input(id, 0);
             }
         }
-    }
-
-    /// After a dispatch that left input: the handler could take nothing
-    /// more of it (`dispatch` stops either there or because the connection
-    /// may no longer be read: paused, backpressured or closing, when the
-    /// rest is kept for later whatever its size).
-    fn stuck(&self, id: ConnId) -> bool {
-        self.core.conn(id).is_some_and(|c| c.can_read())
     }
 
     /// Books a read's result: bytes counted, readiness cached, errors
@@ -249,43 +260,41 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Hands input to the handler, and again with the rest for as long as
-    /// each call consumes something and the connection may still be read
-    /// (the handler may take one frame per call, or pause). Output it
-    /// queues for this connection is written after, in one call. Returns
-    /// bytes consumed; a handler claiming more than it got is held to what
-    /// it got.
+    /// Hands input to the handler. Output it queues for this connection
+    /// is written after, in one call. Returns bytes consumed; a handler
+    /// claiming more than it got is held to what it got.
     ///
-    /// The loop is bounded by the input: every call but the last consumes
-    /// at least one byte.
+    /// A handler that took some but not all (one frame per call, or as
+    /// much work as it allows itself per call) is offered the rest from
+    /// the ready list, after the other connections, so it cannot hold the
+    /// loop for them; one that took nothing waits for new bytes.
     fn dispatch(&mut self, id: ConnId, source: Source<'_>) -> usize {
         let input = match source {
             Source::Scratch(n) => &self.scratch[..n],
             Source::Held(held) => held,
         };
-        let mut done = 0;
-        loop {
-            let rest = &input[done..];
-            self.core.dispatching = Some(id);
-            let mut cx = Context {
-                core: &mut self.core,
-            };
-            let consumed = self.handler.on_data(&mut cx, id, rest);
-            self.core.dispatching = None;
-            if consumed > rest.len() {
-                log::warn!(
-                    "conn {id}: handler consumed {consumed} of {} bytes",
-                    rest.len()
-                );
-            }
-            done += consumed.min(rest.len());
-            let more = consumed > 0
-                && done < input.len()
-                && self.core.conn(id).is_some_and(|c| c.can_read());
-            if !more {
-                return done;
+        self.core.dispatching = Some(id);
+        let mut cx = Context {
+            core: &mut self.core,
+        };
+        let consumed = self.handler.on_data(&mut cx, id, input);
+        self.core.dispatching = None;
+        if consumed > input.len() {
+            log::warn!(
+                "conn {id}: handler consumed {consumed} of {} bytes",
+                input.len()
+            );
+        }
+        let consumed = consumed.min(input.len());
+        if 0 < consumed && consumed < input.len() {
+            if let Some(conn) = self.core.conn_mut(id) {
+                if conn.can_read() {
+                    conn.reoffer = true;
+                    self.core.push_ready(id);
+                }
             }
         }
+        consumed
     }
 
     /// A paused connection's event reported the peer's FIN or an error.
