@@ -14,6 +14,16 @@
 //! member who stops reading cannot make the server buffer without end,
 //! nor slow the room down. Past the soft output limit for the grace period,
 //! or past the hard limit at once, the reactor disconnects them.
+//!
+//! And what a room owes its members: one member's flood is taken a
+//! bounded amount of work per call (`WORK_PER_CALL`; the reactor offers
+//! the rest after the others have been served), departures are announced
+//! together once per tick instead of one broadcast each (a slow member's
+//! drop cannot set off a cascade of drops), the room's queued output is
+//! bounded by the reactor's buffer budget (`--max-buffered`), names are
+//! unique, and control characters (terminal escapes among them) are
+//! stripped before a line is relayed, so no member can rewrite another's
+//! screen or pass for someone else.
 
 mod common;
 
@@ -41,6 +51,15 @@ const SOFT_GRACE: Duration = Duration::from_secs(5);
 /// ... and at once past 1 MiB, so a room of 10,000 cannot hold 10 GiB of
 /// unread chat.
 const HARD_LIMIT: usize = 1024 * 1024;
+/// Writes one `on_data` call may cause: a relayed line costs one per
+/// member, `/who` one per member. 64 Ki writes is a few milliseconds; a
+/// member who sends more in one go is taken in pieces, the others served
+/// in between (at least one line per call, whatever the room's size).
+const WORK_PER_CALL: usize = 64 * 1024;
+/// Departures announced in one line; more are counted ("and 12 more").
+const DEPARTURES_NAMED: usize = 8;
+/// The timer token of the departures' announcement.
+const ANNOUNCE: u64 = u64::MAX;
 
 struct Member {
     id: ConnId,
@@ -52,6 +71,41 @@ struct Chat {
     members: Vec<Option<Member>>,
     names: HashSet<String>,
     guests: u64,
+    /// Members gone since the last announcement ("name left (why)").
+    departed: Vec<String>,
+    /// How many departed beyond those named.
+    departed_more: usize,
+    announce_pending: bool,
+}
+
+/// `line` with every control character removed: C0 controls (a tab
+/// becomes a space), DEL, C1 controls, and whole terminal escape
+/// sequences (`ESC [ ... final`), which could otherwise move the cursor,
+/// erase a line or recolour the screen of everyone in the room.
+fn clean(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                // CSI: `[` then parameters up to a final byte @..~; other
+                // escapes are ESC and one character.
+                if chars.next_if_eq(&'[').is_some() {
+                    while let Some(p) = chars.next() {
+                        if ('@'..='~').contains(&p) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Chat {
@@ -62,7 +116,7 @@ impl Chat {
             .filter(|m| m.id == conn)
     }
 
-    /// Sends `line` to everyone but `except`.
+    /// Sends `line` to everyone but `except`. Costs one write per member.
     fn broadcast(&self, cx: &mut Context<'_>, except: Option<ConnId>, line: &str) {
         for m in self.members.iter().flatten() {
             if Some(m.id) != except {
@@ -77,10 +131,12 @@ impl Chat {
         let _ = cx.write(conn, line.as_bytes());
     }
 
-    fn line(&mut self, cx: &mut Context<'_>, conn: ConnId, line: &str) {
+    /// Handles one line; returns the writes it cost (see `WORK_PER_CALL`).
+    fn line(&mut self, cx: &mut Context<'_>, conn: ConnId, line: &str) -> usize {
         let Some(name) = self.member(conn).map(|m| m.name.clone()) else {
-            return;
+            return 0;
         };
+        let cost = self.members.len();
         let (command, arg) = line.split_once(' ').unwrap_or((line, ""));
         match command {
             "/nick" => self.rename(cx, conn, &name, arg.trim()),
@@ -104,6 +160,7 @@ impl Chat {
             _ if line.is_empty() => {}
             _ => self.broadcast(cx, Some(conn), &format!("{name}: {line}\n")),
         }
+        cost
     }
 
     fn rename(&mut self, cx: &mut Context<'_>, conn: ConnId, old: &str, new: &str) {
@@ -135,8 +192,14 @@ impl Handler for Chat {
     type Message = ();
 
     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
-        self.guests += 1;
-        let name = format!("guest{}", self.guests);
+        // A member may have taken the next guest name with /nick.
+        let name = loop {
+            self.guests += 1;
+            let name = format!("guest{}", self.guests);
+            if !self.names.contains(&name) {
+                break name;
+            }
+        };
         Self::tell(
             cx,
             conn,
@@ -160,16 +223,37 @@ impl Handler for Chat {
             }
             return 0;
         };
+        let mut used = 0;
+        let mut work = 0;
         for raw in input[..end].split(|&b| b == b'\n') {
             if raw.len() > MAX_LINE {
                 Self::tell(cx, conn, "* line too long\n");
                 cx.close(conn);
                 return input.len();
             }
-            let line = String::from_utf8_lossy(raw);
-            self.line(cx, conn, line.trim_end_matches('\r'));
+            used += raw.len() + 1;
+            let line = clean(&String::from_utf8_lossy(raw));
+            work += self.line(cx, conn, &line);
+            if work >= WORK_PER_CALL {
+                break; // the rest is offered again after the others
+            }
         }
-        end + 1
+        used
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
+        if token != ANNOUNCE {
+            return;
+        }
+        self.announce_pending = false;
+        let mut line = format!("* {}", self.departed.join(", "));
+        if self.departed_more > 0 {
+            line += &format!(", and {} more left", self.departed_more);
+        }
+        line.push('\n');
+        self.departed.clear();
+        self.departed_more = 0;
+        self.broadcast(cx, None, &line);
     }
 
     fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
@@ -178,11 +262,22 @@ impl Handler for Chat {
         };
         self.names.remove(&m.name);
         let why = match reason {
-            CloseReason::SlowConsumer => " (too far behind)",
+            CloseReason::SlowConsumer | CloseReason::OverBudget => " (too far behind)",
             CloseReason::IdleTimeout => " (idle)",
             _ => "",
         };
-        self.broadcast(cx, None, &format!("* {} left{why}\n", m.name));
+        // Announced with the others that leave this tick, in one line: a
+        // broadcast per departure could push other slow members past their
+        // limit, whose departures would be broadcast in turn.
+        if self.departed.len() < DEPARTURES_NAMED {
+            self.departed.push(format!("{} left{why}", m.name));
+        } else {
+            self.departed_more += 1;
+        }
+        if !self.announce_pending {
+            self.announce_pending = true;
+            cx.set_timer(Duration::ZERO, ANNOUNCE);
+        }
     }
 }
 
