@@ -91,7 +91,7 @@ fn clean(line: &str) -> String {
                 // CSI: `[` then parameters up to a final byte @..~; other
                 // escapes are ESC and one character.
                 if chars.next_if_eq(&'[').is_some() {
-                    while let Some(p) = chars.next() {
+                    for p in chars.by_ref() {
                         if ('@'..='~').contains(&p) {
                             break;
                         }

@@ -89,11 +89,14 @@ fn sigterm_drains_large_responses_in_flight_and_exits_zero() {
         "sent {} MiB in all; server read {bytes_in}, wrote {bytes_out}; clients got {got}",
         (conns * size as u64) >> 20
     );
-    // bytes_in also counts what lingering read and dropped; what the
-    // server echoed is the measure of what was cut off.
+    // The signal came with every connection open and streaming: the
+    // drain went on serving them (what arrives during it is answered)
+    // until each went quiet.
     assert!(
-        bytes_out < conns * size as u64,
-        "SIGTERM came after everything was echoed: nothing was in flight"
+        server
+            .log()
+            .contains(&format!("shutting down: draining {conns} connections")),
+        "SIGTERM did not find every connection open"
     );
     assert_eq!(
         got, bytes_out,
