@@ -237,3 +237,49 @@ fn a_pipeline_behind_backpressure_is_answered_whole_even_after_the_clients_fin()
     assert_eq!(all.len(), n * reply.len(), "replies lost");
     assert!(all.chunks(reply.len()).all(|r| r == reply.as_bytes()));
 }
+
+/// `used_memory` from INFO.
+fn used_memory(s: &mut Session) -> u64 {
+    let header = s.say("INFO");
+    assert!(header.starts_with('$'), "{header}");
+    loop {
+        let line = s.reply("INFO");
+        if let Some(n) = line.strip_prefix("used_memory:") {
+            let n = n.parse().unwrap();
+            // Read the rest of the bulk, then its closing CRLF.
+            while !s.reply("INFO").starts_with("db0:") {}
+            assert_eq!(s.reply("INFO"), "");
+            return n;
+        }
+    }
+}
+
+#[test]
+fn the_memory_count_includes_the_expiry_index_and_comes_back_on_delete() {
+    let kv = Proc::start(&[], "kv", &[]);
+    let mut s = Session::open(kv.port);
+    // A first key makes the tables; the count is then compared with them.
+    assert_eq!(s.say("SET warm v"), "+OK");
+    let start = used_memory(&mut s);
+    assert_eq!(s.say("SET plain value"), "+OK");
+    let plain = used_memory(&mut s) - start;
+    assert_eq!(s.say("DEL plain"), ":1");
+    assert_eq!(
+        used_memory(&mut s),
+        start,
+        "a deleted key left its bytes counted"
+    );
+    assert_eq!(s.say("SET timed value EX 100"), "+OK");
+    let timed = used_memory(&mut s) - start;
+    assert!(
+        timed >= plain + 5 + 48,
+        "an expiry costs its index entry and its timer: {timed} vs {plain}"
+    );
+    assert_eq!(s.say("SET timed other"), "+OK"); // drops the expiry
+    assert_eq!(s.say("DEL timed"), ":1");
+    assert_eq!(
+        used_memory(&mut s),
+        start,
+        "the expiry's bytes stayed counted"
+    );
+}
