@@ -51,11 +51,14 @@ const SOFT_GRACE: Duration = Duration::from_secs(5);
 /// ... and at once past 1 MiB, so a room of 10,000 cannot hold 10 GiB of
 /// unread chat.
 const HARD_LIMIT: usize = 1024 * 1024;
-/// Writes one `on_data` call may cause: a relayed line costs one per
-/// member, `/who` one per member. 64 Ki writes is a few milliseconds; a
-/// member who sends more in one go is taken in pieces, the others served
-/// in between (at least one line per call, whatever the room's size).
-const WORK_PER_CALL: usize = 64 * 1024;
+/// Bytes one `on_data` call may queue across the room: a relayed line
+/// costs its length once per member, `/who` its list. A member who sends
+/// more in one go is taken in pieces, the others served and every output
+/// flushed in between (at least one line per call, whatever the room's
+/// size). 256 KiB is a few milliseconds of copying, and a quarter of a
+/// member's hard limit, so a fast reader is never dropped because
+/// someone else pasted a lot at once.
+const WORK_PER_CALL: usize = 256 * 1024;
 /// Departures announced in one line; more are counted ("and 12 more").
 const DEPARTURES_NAMED: usize = 8;
 /// The timer token of the departures' announcement.
@@ -82,6 +85,13 @@ struct Chat {
 /// becomes a space), DEL, C1 controls, and whole terminal escape
 /// sequences (`ESC [ ... final`), which could otherwise move the cursor,
 /// erase a line or recolour the screen of everyone in the room.
+/// Format characters that reorder or break a line on other members'
+/// screens: bidirectional marks, embeddings, overrides and isolates, and
+/// the Unicode line and paragraph separators.
+fn is_bidi_or_separator(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
+}
+
 fn clean(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars().peekable();
@@ -101,7 +111,7 @@ fn clean(line: &str) -> String {
                 }
             }
             '\t' => out.push(' '),
-            c if c.is_control() => {}
+            c if c.is_control() || is_bidi_or_separator(c) => {}
             c => out.push(c),
         }
     }
@@ -131,12 +141,13 @@ impl Chat {
         let _ = cx.write(conn, line.as_bytes());
     }
 
-    /// Handles one line; returns the writes it cost (see `WORK_PER_CALL`).
+    /// Handles one line; returns the bytes it queued across the room (see
+    /// `WORK_PER_CALL`), counting at least one per member it went through.
     fn line(&mut self, cx: &mut Context<'_>, conn: ConnId, line: &str) -> usize {
         let Some(name) = self.member(conn).map(|m| m.name.clone()) else {
             return 0;
         };
-        let cost = self.members.len();
+        let cost = self.members.len() * (name.len() + line.len() + 3);
         let (command, arg) = line.split_once(' ').unwrap_or((line, ""));
         match command {
             "/nick" => self.rename(cx, conn, &name, arg.trim()),

@@ -300,7 +300,7 @@ fn content_length(req: &httparse::Request<'_, '_>) -> Result<usize, ()> {
 impl Handler for Http {
     type Message = ();
 
-    fn on_open(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
+    fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         if self.slots.len() <= conn.index() {
             self.slots.resize_with(conn.index() + 1, || None);
         }
@@ -309,6 +309,10 @@ impl Handler for Http {
             timer: None,
             waiting: Waiting::Nothing,
         });
+        // The first request's head deadline runs from the connect: a
+        // client that connects and sends nothing is cut like a slow one,
+        // whatever the idle timeout.
+        self.track(cx, conn, Waiting::Head, true);
     }
 
     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {

@@ -116,3 +116,26 @@ fn a_flood_is_taken_in_pieces_with_every_line_relayed_in_order() {
         }
     }
 }
+
+#[test]
+fn one_members_burst_does_not_drop_a_member_who_reads_at_full_speed() {
+    // 64 KiB of short lines at once from a long-named member: relayed in
+    // one go, they are 1.2 MB for the other member, past its hard limit
+    // (1 MiB) before it could read a byte. Taken a bounded share per call,
+    // with the outputs flushed in between, a fast reader keeps up.
+    let chat = Proc::start(&[], "chat", &[]);
+    let mut flooder = Member::join(chat.port);
+    let long = "n".repeat(32);
+    flooder.say(format!("/nick {long}\n").as_bytes());
+    flooder.until("is now");
+    let mut reader = Member::join(chat.port);
+    flooder.until("joined");
+    let mut flood = Vec::new();
+    while flood.len() < 64 * 1024 {
+        flood.extend_from_slice(b"a\n");
+    }
+    flood.extend_from_slice(b"END\n");
+    flooder.say(&flood);
+    let end = reader.until("END");
+    assert_eq!(end, format!("{long}: END"));
+}

@@ -150,3 +150,21 @@ fn a_slow_but_steady_upload_is_not_cut_and_a_stalled_one_is() {
         "{answer}"
     );
 }
+
+#[test]
+fn a_client_that_connects_and_sends_nothing_gets_the_header_timeout() {
+    // Even with idle timeouts off: the first request's head deadline
+    // runs from the connect.
+    let http = Proc::start(
+        &[],
+        "http",
+        &["--header-timeout", "1", "--idle-timeout", "0"],
+    );
+    let mut s = connect(http.port);
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout"),
+        "{answer}"
+    );
+}

@@ -283,3 +283,26 @@ fn the_memory_count_includes_the_expiry_index_and_comes_back_on_delete() {
         "the expiry's bytes stayed counted"
     );
 }
+
+#[test]
+fn pipelined_mgets_are_held_back_by_the_high_water_mark_too() {
+    // Each MGET hands its reply to the reactor as it is built; the next
+    // command must still wait for the output to drain, or 40 of them
+    // (20 MiB) pass the hard limit and a well-behaved client is dropped.
+    let (kv, _) = with_big_value();
+    let mut c = Session::open(kv.port);
+    let n = 40;
+    c.writer
+        .write_all("MGET big\r\n".repeat(n).as_bytes())
+        .unwrap();
+    c.writer.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut all = Vec::new();
+    let _ = c.reader.read_to_end(&mut all);
+    let one = format!("*1\r\n${BIG}\r\n{}\r\n", "v".repeat(BIG)).len();
+    assert_eq!(
+        all.len(),
+        n * one,
+        "got {} of {n} MGET replies",
+        all.len() / one
+    );
+}

@@ -113,6 +113,8 @@ struct Kv {
     /// The reactor's output high-water mark: past it, no more commands are
     /// taken from the connection until its output drains.
     high_water: usize,
+    /// Bytes handed to the reactor by `spill` during this `on_data` call.
+    spilled: usize,
     /// Where the check of each connection's partial command stopped (only
     /// connections holding one are here; see [`Progress`]).
     partial: HashMap<ConnId, Progress>,
@@ -221,6 +223,7 @@ impl Kv {
     /// connection closed for it (past the hard output limit).
     fn spill(&mut self, cx: &mut Context<'_>, conn: ConnId) -> bool {
         let sent = cx.write(conn, &self.out).is_ok();
+        self.spilled += self.out.len();
         self.out.clear();
         sent
     }
@@ -468,9 +471,10 @@ impl Handler for Kv {
         // Output already waiting, plus what this call adds: past the
         // high-water mark no more commands are taken (the rest is offered
         // again once the output drains).
-        let mut waiting = cx.output_len(conn).unwrap_or(0);
+        let waiting = cx.output_len(conn).unwrap_or(0);
+        self.spilled = 0;
         while next == Next::Continue {
-            if waiting + self.out.len() > self.high_water {
+            if waiting + self.spilled + self.out.len() > self.high_water {
                 break;
             }
             match resp::check(&input[used..], &mut progress) {
@@ -478,11 +482,9 @@ impl Handler for Kv {
                     resp::decode(&input[used..used + n], &mut args);
                     used += n;
                     next = self.run(cx, conn, &args);
-                    if self.out.len() >= SPILL_AT && next == Next::Continue {
-                        waiting += self.out.len();
-                        if !self.spill(cx, conn) {
-                            next = Next::Gone;
-                        }
+                    if self.out.len() >= SPILL_AT && next == Next::Continue && !self.spill(cx, conn)
+                    {
+                        next = Next::Gone;
                     }
                 }
                 Check::Incomplete => {
@@ -542,6 +544,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let high_water = config.high_water;
     let kv = Kv {
         high_water,
+        spilled: 0,
         store: HashMap::new(),
         expiring: HashMap::new(),
         next_token: 0,

@@ -90,14 +90,17 @@ impl<H: Handler> Reactor<H> {
                 self.offer(id);
                 continue;
             }
-            if conn.eof {
-                // The FIN is read. The handler hears it once it has taken
-                // what it wants of its input: not while it asked for the
-                // rest next turn (it took some), or the FIN would cut it.
-                if !conn.reoffer {
-                    self.peer_closed(id);
-                }
+            if conn.reoffer {
+                // The handler took some and left the rest: its next share
+                // comes from the ready list, after the others. Reading on
+                // now would hand it more in this serve, and a per-call
+                // bound would bound nothing.
                 return;
+            }
+            if conn.eof {
+                // The FIN is read, and the handler has taken what it wants
+                // of its input (it did not ask for the rest): it hears it.
+                return self.peer_closed(id);
             }
             if !conn.readable {
                 return;
