@@ -45,6 +45,18 @@ impl Session {
         self.reply(&args.join(" "))
     }
 
+    /// Sends `command` `n` times in one write, then FIN, and reads every
+    /// reply to the server's close.
+    fn pipeline_with_fin(&mut self, command: &str, n: usize) -> Vec<u8> {
+        self.writer
+            .write_all(format!("{command}\r\n").repeat(n).as_bytes())
+            .unwrap();
+        self.writer.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut all = Vec::new();
+        let _ = self.reader.read_to_end(&mut all);
+        all
+    }
+
     fn reply(&mut self, command: &str) -> String {
         let mut line = String::new();
         self.reader
@@ -227,12 +239,7 @@ fn a_pipeline_behind_backpressure_is_answered_whole_even_after_the_clients_fin()
     // takes them a few at a time as the client reads; the client's FIN
     // comes long before the last is taken, and must not cut the rest.
     let n = 300;
-    c.writer
-        .write_all("GET big\r\n".repeat(n).as_bytes())
-        .unwrap();
-    c.writer.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut all = Vec::new();
-    c.reader.read_to_end(&mut all).unwrap();
+    let all = c.pipeline_with_fin("GET big", n);
     let reply = format!("${BIG}\r\n{}\r\n", "v".repeat(BIG));
     assert_eq!(all.len(), n * reply.len(), "replies lost");
     assert!(all.chunks(reply.len()).all(|r| r == reply.as_bytes()));
@@ -292,12 +299,7 @@ fn pipelined_mgets_are_held_back_by_the_high_water_mark_too() {
     let (kv, _) = with_big_value();
     let mut c = Session::open(kv.port);
     let n = 40;
-    c.writer
-        .write_all("MGET big\r\n".repeat(n).as_bytes())
-        .unwrap();
-    c.writer.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut all = Vec::new();
-    let _ = c.reader.read_to_end(&mut all);
+    let all = c.pipeline_with_fin("MGET big", n);
     let one = format!("*1\r\n${BIG}\r\n{}\r\n", "v".repeat(BIG)).len();
     assert_eq!(
         all.len(),

@@ -171,12 +171,7 @@ fn partial_frames_past_the_budget_close_the_largest_holders_and_spare_the_rest()
     };
     assert!(handle.shutdown());
     drop((small, big, good));
-    let end = Instant::now() + PATIENCE;
-    while !server.is_finished() {
-        assert!(Instant::now() < end, "the reactor did not stop");
-        thread::sleep(Duration::from_millis(5));
-    }
-    let final_stats = server.join().unwrap();
+    let final_stats = common::join_within(server);
     assert_eq!(
         final_stats.closed_for(CloseReason::OverBudget),
         stats as u64,
@@ -255,12 +250,7 @@ fn output_past_the_budget_closes_the_connection_that_does_not_read() {
     assert_eq!((whole, cut), (1, 1), "{totals:?}");
     assert!(handle.shutdown());
     drop((first, second));
-    let end = Instant::now() + PATIENCE;
-    while !server.is_finished() {
-        assert!(Instant::now() < end, "the reactor did not stop");
-        thread::sleep(Duration::from_millis(5));
-    }
-    let stats = server.join().unwrap();
+    let stats = common::join_within(server);
     assert_eq!(stats.closed_for(CloseReason::OverBudget), 1, "{stats}");
 }
 

@@ -138,12 +138,7 @@ impl Running {
     }
 
     fn join(self) -> Stats {
-        let end = Instant::now() + PATIENCE;
-        while !self.thread.is_finished() {
-            assert!(Instant::now() < end, "the reactor did not stop");
-            thread::sleep(Duration::from_millis(5));
-        }
-        self.thread.join().expect("reactor thread")
+        common::join_within(self.thread)
     }
 }
 

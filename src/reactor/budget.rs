@@ -34,22 +34,24 @@ impl Core {
     /// `id`'s input buffer now has `capacity` bytes (0: it has none); past
     /// the budget, the largest holders are closed.
     pub(crate) fn count_input(&mut self, id: ConnId, capacity: usize) {
-        self.count(id, capacity, Side::Input);
+        let _ = self.count(id, capacity, Side::Input);
     }
 
     /// `id`'s output buffer now has `capacity` bytes (0: it has none).
-    pub(crate) fn count_output(&mut self, id: ConnId, capacity: usize) {
-        self.count(id, capacity, Side::Output);
+    /// Returns whether that passed the budget (and closed the largest
+    /// holders, which may be `id` itself).
+    pub(crate) fn count_output(&mut self, id: ConnId, capacity: usize) -> bool {
+        self.count(id, capacity, Side::Output)
     }
 
     /// A closed connection counts nothing: `kill` returned its buffers and
-    /// its count at once.
-    fn count(&mut self, id: ConnId, capacity: usize, side: Side) {
+    /// its count at once. Returns whether the budget was passed.
+    fn count(&mut self, id: ConnId, capacity: usize, side: Side) -> bool {
         let Some(conn) = live(&mut self.conns, id) else {
-            return;
+            return false;
         };
         if conn.state().is_closed() {
-            return;
+            return false;
         }
         let counted = match side {
             Side::Input => &mut conn.held.input,
@@ -58,9 +60,11 @@ impl Core {
         let grew = capacity > *counted;
         self.buffered = self.buffered + capacity - *counted;
         *counted = capacity;
-        if grew && self.buffered > self.config.max_buffered {
+        let passed = grew && self.buffered > self.config.max_buffered;
+        if passed {
             self.shed();
         }
+        passed
     }
 
     /// The buffers passed `max_buffered`: close the connections holding

@@ -236,8 +236,9 @@ impl Core {
         if newly_soft {
             self.arm(id);
         }
-        self.count_output(id, capacity);
-        if self.conn(id).map(Conn::state) == Some(State::Closed(CloseReason::OverBudget)) {
+        // Only when the budget was passed can this write have closed it.
+        let shed = self.count_output(id, capacity);
+        if shed && self.conn(id).map(Conn::state) == Some(State::Closed(CloseReason::OverBudget)) {
             return Err(SendError::OverBudget);
         }
         Ok(())

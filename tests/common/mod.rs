@@ -202,13 +202,7 @@ impl Server {
     }
 
     pub fn join(&mut self) -> Reactor<Probe> {
-        let thread = self.thread.take().expect("joined twice");
-        let end = Instant::now() + PATIENCE;
-        while !thread.is_finished() {
-            assert!(Instant::now() < end, "reactor did not stop");
-            thread::sleep(Duration::from_millis(5));
-        }
-        thread.join().expect("reactor thread panicked")
+        join_within(self.thread.take().expect("joined twice"))
     }
 }
 
@@ -218,6 +212,17 @@ impl Drop for Server {
             self.handle.shutdown();
         }
     }
+}
+
+/// Waits for a reactor's thread to end (someone asked for shutdown), at
+/// most `PATIENCE`, and returns what it returned.
+pub fn join_within<T>(thread: JoinHandle<T>) -> T {
+    let end = Instant::now() + PATIENCE;
+    while !thread.is_finished() {
+        assert!(Instant::now() < end, "reactor did not stop");
+        thread::sleep(Duration::from_millis(2));
+    }
+    thread.join().expect("reactor thread panicked")
 }
 
 /// A blocking client with timeouts, so a broken server fails the test

@@ -86,13 +86,7 @@ impl<H: Handler> Running<H> {
 
     /// Waits for `run` to return (someone asked for shutdown).
     pub fn join(&mut self) -> Reactor<H> {
-        let thread = self.thread.take().expect("joined twice");
-        let end = Instant::now() + PATIENCE;
-        while !thread.is_finished() {
-            assert!(Instant::now() < end, "reactor did not stop");
-            thread::sleep(Duration::from_millis(2));
-        }
-        thread.join().expect("reactor thread panicked")
+        crate::common::join_within(self.thread.take().expect("joined twice"))
     }
 }
 
