@@ -14,40 +14,41 @@
 /// (`DEFAULT_POOL_MAX_CAPACITY`): a busy connection's buffer settles below
 /// it and is never shrunk and regrown, only a burst beyond it is. An
 /// emptied buffer goes back to the pool, which frees it if it is larger.
-pub(crate) const SHRINK_ABOVE: usize = crate::config::DEFAULT_POOL_MAX_CAPACITY;
+pub const SHRINK_ABOVE: usize = crate::config::DEFAULT_POOL_MAX_CAPACITY;
 
 /// Bytes waiting in one direction of one connection: `data[head..]` is the
 /// live part. Consuming moves `head`; when `head` passes half the live
 /// data's end the rest is moved to the front, so consumed bytes are not
 /// kept alive and a buffer that is read as fast as it is filled never grows.
 #[derive(Debug, Default)]
-pub(crate) struct Buffer {
+pub struct Buffer {
     data: Vec<u8>,
     head: usize,
 }
 
 impl Buffer {
     /// Bytes waiting.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.data.len() - self.head
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// True when no bytes wait.
+    pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Allocated bytes (what the pool bounds).
-    pub(crate) fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.data.capacity()
     }
 
     /// The waiting bytes.
-    pub(crate) fn as_slice(&self) -> &[u8] {
+    pub fn as_slice(&self) -> &[u8] {
         &self.data[self.head..]
     }
 
     /// Appends bytes at the end.
-    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+    pub fn extend(&mut self, bytes: &[u8]) {
         self.compact();
         self.data.extend_from_slice(bytes);
     }
@@ -55,7 +56,7 @@ impl Buffer {
     /// Drops `n` bytes from the front (all of them if `n` is larger).
     /// A buffer that grew for a burst and now holds little gives the
     /// capacity back (see [`SHRINK_ABOVE`]).
-    pub(crate) fn consume(&mut self, n: usize) {
+    pub fn consume(&mut self, n: usize) {
         self.head += n.min(self.len());
         if self.head == self.data.len() {
             self.data.clear();
@@ -110,7 +111,7 @@ impl Buffer {
 /// cost 16 bytes while idle, not 64: the pool keeps the boxes, so taking
 /// one allocates nothing once the pool is warm.
 #[derive(Debug)]
-pub(crate) struct BufferPool {
+pub struct BufferPool {
     // Boxed on purpose: the boxes move in and out of connections, which
     // keep `Option<Box<Buffer>>` (8 bytes) instead of `Option<Buffer>`.
     #[allow(clippy::vec_box)]
@@ -125,7 +126,9 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
-    pub(crate) fn new(max_buffers: usize, max_capacity: usize, max_bytes: usize) -> Self {
+    /// A pool keeping at most `max_buffers` buffers, none larger than
+    /// `max_capacity`, `max_bytes` of capacity in all.
+    pub fn new(max_buffers: usize, max_capacity: usize, max_bytes: usize) -> Self {
         BufferPool {
             free: Vec::new(),
             max_buffers,
@@ -138,7 +141,7 @@ impl BufferPool {
 
     /// An empty buffer: a pooled one if any, else a new one (which
     /// allocates on first use).
-    pub(crate) fn take(&mut self) -> Box<Buffer> {
+    pub fn take(&mut self) -> Box<Buffer> {
         self.in_use += 1;
         match self.free.pop() {
             Some(buffer) => {
@@ -151,7 +154,7 @@ impl BufferPool {
 
     /// Returns a buffer; it is kept if the pool has room and it is not too
     /// large, else freed.
-    pub(crate) fn give(&mut self, mut buffer: Box<Buffer>) {
+    pub fn give(&mut self, mut buffer: Box<Buffer>) {
         self.in_use = self.in_use.saturating_sub(1);
         let capacity = buffer.capacity();
         if self.free.len() < self.max_buffers
@@ -165,23 +168,23 @@ impl BufferPool {
     }
 
     /// Buffers waiting in the pool.
-    pub(crate) fn pooled(&self) -> usize {
+    pub fn pooled(&self) -> usize {
         self.free.len()
     }
 
     /// Capacity kept in the pool, in bytes.
-    pub(crate) fn pooled_bytes(&self) -> usize {
+    pub fn pooled_bytes(&self) -> usize {
         self.bytes
     }
 
     /// Buffers held by connections.
-    pub(crate) fn in_use(&self) -> usize {
+    pub fn in_use(&self) -> usize {
         self.in_use
     }
 
     /// After a handler panicked with a buffer in hand, the count of
     /// buffers held is set from what the connections really hold.
-    pub(crate) fn set_in_use(&mut self, n: usize) {
+    pub fn set_in_use(&mut self, n: usize) {
         self.in_use = n;
     }
 }

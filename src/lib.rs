@@ -128,6 +128,14 @@ mod stats;
 pub mod sys;
 pub mod timer;
 
+/// Internals the fuzz targets in `fuzz/` drive directly. Built only with
+/// `--cfg fuzzing`, which `cargo fuzz` sets: not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::buffer::{Buffer, BufferPool, SHRINK_ABOVE};
+}
+
 pub use admission::{Cidr, CidrError, RejectReason};
 pub use config::*;
 pub use conn::{CloseReason, ConnId, State};

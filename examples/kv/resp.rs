@@ -168,20 +168,41 @@ pub fn decode<'a>(frame: &'a [u8], args: &mut Vec<&'a [u8]>) {
 
 /// A decimal number from `start` up to CRLF: `(value, index after CRLF)`,
 /// `None` if the CRLF has not arrived, `Err` if it is not a number.
+///
+/// Only the canonical form is a number, as in Redis's `string2ll`: an
+/// optional `-`, then `0` or digits without a leading zero, at most 20
+/// characters in all. `i64::from_str` would also take `+5` and
+/// `0000000000000000000000005`; accepting those made the answer depend on
+/// how the bytes were split into reads (whole, the long zero-padded number
+/// parsed; split before its CRLF, it was already longer than any number
+/// and refused), which the `resp_split` fuzz target found.
 fn number(buf: &[u8], start: usize) -> Result<Option<(i64, usize)>, ()> {
     let Some(end) = find_crlf(buf, start) else {
-        // 20 digits and a sign is the longest i64: anything longer
-        // without CRLF is garbage, not a slow sender.
-        return if buf.len().saturating_sub(start) > 21 {
+        // The longest canonical i64 and the CR of its CRLF: anything
+        // longer without the LF is garbage, not a slow sender.
+        return if buf.len().saturating_sub(start) > MAX_NUMBER + 1 {
             Err(())
         } else {
             Ok(None)
         };
     };
-    let text = std::str::from_utf8(&buf[start..end]).map_err(|_| ())?;
+    let text = &buf[start..end];
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let canonical = match digits {
+        [] => false,
+        [b'0'] => text.len() == 1,
+        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
+    };
+    if !canonical || text.len() > MAX_NUMBER {
+        return Err(());
+    }
+    let text = std::str::from_utf8(text).map_err(|_| ())?;
     let value: i64 = text.parse().map_err(|_| ())?;
     Ok(Some((value, end + 2)))
 }
+
+/// Characters in the longest canonical i64, `-9223372036854775808`.
+const MAX_NUMBER: usize = 20;
 
 /// Index of the next `\r\n` at or after `start`.
 fn find_crlf(buf: &[u8], start: usize) -> Option<usize> {
@@ -382,5 +403,42 @@ mod tests {
         // One value of MAX_BULK fits, with its key and command name.
         let one = command(&[b"SET", b"a", &value]);
         assert_eq!(check_new(&one), Check::Frame(one.len()));
+    }
+
+    /// Found by the `resp_split` and `resp` fuzz targets: a zero-padded
+    /// length parsed whole but was refused when its CRLF came in a later
+    /// read. Only canonical numbers are lengths now, as in Redis.
+    #[test]
+    fn lengths_are_canonical_so_splitting_cannot_change_the_answer() {
+        for bad in [
+            &b"*1\r\n$01\r\na\r\n"[..],
+            b"*+1\r\n$1\r\na\r\n",
+            b"*-0\r\n",
+            b"*1\r\n$-\r\n",
+            b"*1\r\n$\r\n",
+            b"*000000000000000000000001\r\n$1\r\na\r\n",
+        ] {
+            assert!(matches!(check_new(bad), Check::Invalid(_)), "{bad:?}");
+        }
+        // Every prefix of a refused padded length is refused or incomplete,
+        // never a frame, and the whole is refused the same way.
+        let padded = b"*3\r\n$0000000000000000000000000000000000000000000000000000\r\n\r\n";
+        for cut in 1..=padded.len() {
+            assert_ne!(
+                std::mem::discriminant(&check_new(&padded[..cut])),
+                std::mem::discriminant(&Check::Frame(0)),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            check_new(padded),
+            Check::Invalid("Protocol error: invalid bulk length")
+        );
+        assert_eq!(check_new(b"*0\r\n"), Check::Frame(4));
+        assert_eq!(check_new(b"*-1\r\n"), Check::Frame(5));
+        assert_eq!(
+            check_new(b"*1\r\n$0\r\n\r\n"),
+            Check::Frame(b"*1\r\n$0\r\n\r\n".len())
+        );
     }
 }

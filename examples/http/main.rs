@@ -1,0 +1,202 @@
+//! An HTTP/1.1 server on the reactor, parsing with httparse.
+//!
+//! ```sh
+//! cargo run --release --example http -- --addr 127.0.0.1:8080
+//! curl -i http://127.0.0.1:8080/                 # Hello, World!
+//! curl -i -d 'some body' http://127.0.0.1:8080/echo
+//! ```
+//!
+//! What it teaches beyond echo: **pipelining** (every complete request in
+//! the input is answered, and all the answers go out in one write),
+//! **limits answered in the protocol** (431 for oversized headers, 413 for
+//! an oversized body, 400 for garbage and for a Content-Length that is not
+//! plain digits, 400 for Transfer-Encoding beside Content-Length and 501
+//! for Transfer-Encoding alone: the request-smuggling defences; 408 for a
+//! client too slow to send a request's headers, or whose body stops
+//! coming: the slowloris defence), and
+//! **work done once a second instead of once a request** (the Date header,
+//! and the whole `GET /` response built around it).
+
+#[path = "../common/mod.rs"]
+mod common;
+mod request;
+
+use std::time::{Duration, SystemTime};
+
+use clap::Parser;
+use evloop::timer::TimerId;
+use evloop::{ConnId, Context, Handler, Reactor};
+use request::{After, Requests, Waiting, MAX_HEAD};
+
+#[derive(Parser, Debug)]
+#[command(about = "HTTP/1.1 server on the evloop reactor")]
+struct Cli {
+    #[command(flatten)]
+    server: common::ServerArgs,
+    /// Seconds a client may take to send a request's headers (each
+    /// request's own: pipelined requests each get the whole time).
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+    /// Seconds a request body may go without a byte arriving (a slow but
+    /// steady upload is never cut; a stalled one is).
+    #[arg(long, default_value_t = 30)]
+    body_timeout: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body: usize,
+}
+
+/// The timer token of the once-a-second Date refresh; every other token
+/// is a connection's request deadline.
+const DATE_TICK: u64 = u64::MAX;
+
+/// Per connection: the request deadline, while a request is arriving.
+struct Slot {
+    id: ConnId,
+    /// The head deadline (set once per request: the whole head must come
+    /// within `header_timeout`), or the body deadline (moved on by every
+    /// byte: the body must not stall for `body_timeout`).
+    timer: Option<TimerId>,
+    waiting: Waiting,
+}
+
+struct Http {
+    header_timeout: Duration,
+    body_timeout: Duration,
+    /// The protocol: parsing, limits and answers (`request.rs`).
+    requests: Requests,
+    slots: Vec<Option<Slot>>,
+}
+
+impl Http {
+    fn refresh_date(&mut self) {
+        self.requests
+            .set_date(&httpdate::fmt_http_date(SystemTime::now()));
+    }
+
+    fn slot(&mut self, conn: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(conn.index())
+            .and_then(Option::as_mut)
+            .filter(|s| s.id == conn)
+    }
+
+    /// Sets the connection's deadline for what its request waits for now.
+    /// `completed`: a request was answered in this dispatch, so a head
+    /// still arriving is a new request's, with a deadline of its own.
+    fn track(&mut self, cx: &mut Context<'_>, conn: ConnId, waiting: Waiting, completed: bool) {
+        let (header_timeout, body_timeout) = (self.header_timeout, self.body_timeout);
+        let Some(slot) = self.slot(conn) else {
+            return;
+        };
+        let timeout = match waiting {
+            // The same head, still arriving: its deadline stands.
+            Waiting::Head if slot.waiting == Waiting::Head && !completed => return,
+            Waiting::Head => Some(header_timeout),
+            // Body bytes came: the stall deadline moves on.
+            Waiting::Body => Some(body_timeout),
+            Waiting::Nothing => None,
+        };
+        slot.waiting = waiting;
+        let old = slot.timer.take();
+        if let Some(timeout) = timeout {
+            slot.timer = Some(cx.set_timer(timeout, conn.as_u64()));
+        }
+        if let Some(old) = old {
+            cx.cancel_timer(old);
+        }
+    }
+
+    fn disarm(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        if let Some(timer) = self.slot(conn).and_then(|s| s.timer.take()) {
+            cx.cancel_timer(timer);
+        }
+    }
+}
+
+impl Handler for Http {
+    type Message = ();
+
+    fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        if self.slots.len() <= conn.index() {
+            self.slots.resize_with(conn.index() + 1, || None);
+        }
+        self.slots[conn.index()] = Some(Slot {
+            id: conn,
+            timer: None,
+            waiting: Waiting::Nothing,
+        });
+        // The first request's head deadline runs from the connect: a
+        // client that connects and sends nothing is cut like a slow one,
+        // whatever the idle timeout.
+        self.track(cx, conn, Waiting::Head, true);
+    }
+
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        self.requests.out.clear();
+        let served = self.requests.serve(input);
+        let completed = !self.requests.out.is_empty();
+        if completed {
+            let _ = cx.write(conn, &self.requests.out);
+        }
+        self.track(cx, conn, served.waiting, completed);
+        if served.after == After::Close {
+            cx.close(conn);
+        }
+        served.used
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
+        if token == DATE_TICK {
+            self.refresh_date();
+            cx.set_timer(Duration::from_secs(1), DATE_TICK);
+            return;
+        }
+        // A request deadline: its head is still incomplete, or its body
+        // stalled.
+        let conn = ConnId::from_u64(token);
+        if self.slot(conn).and_then(|s| s.timer.take()).is_some() {
+            self.requests.out.clear();
+            self.requests.respond(
+                "408 Request Timeout",
+                b"request timeout\n",
+                false,
+                After::Close,
+            );
+            let _ = cx.write(conn, &self.requests.out);
+            cx.close(conn);
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Context<'_>, _: ()) {
+        // Posted once at start: begin the Date refresh.
+        cx.set_timer(Duration::from_secs(1), DATE_TICK);
+    }
+
+    fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, _reason: evloop::CloseReason) {
+        self.disarm(cx, conn);
+        if let Some(slot) = self.slots.get_mut(conn.index()) {
+            *slot = None;
+        }
+    }
+}
+
+fn main() -> std::io::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    common::init();
+    let mut config = cli.server.config();
+    // A partial request is at most a head and a body.
+    config.max_input = MAX_HEAD + cli.max_body + 1;
+    let http = Http {
+        header_timeout: Duration::from_secs(cli.header_timeout),
+        body_timeout: Duration::from_secs(cli.body_timeout),
+        requests: Requests::new(cli.max_body, &httpdate::fmt_http_date(SystemTime::now())),
+        slots: Vec::new(),
+    };
+    let mut reactor = Reactor::new(http, config)?;
+    reactor.listen(cli.server.addr)?;
+    reactor.handle_signals()?;
+    let _ = reactor.handle().post(());
+    reactor.run()?;
+    Ok(common::exit_code(&reactor.stats()))
+}
