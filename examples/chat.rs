@@ -20,7 +20,9 @@
 //! the rest after the others have been served), departures are announced
 //! together once per tick instead of one broadcast each (a slow member's
 //! drop cannot set off a cascade of drops), the room's queued output is
-//! bounded by the reactor's buffer budget (`--max-buffered`), names are
+//! capped (`ROOM_BUFFERED`, or `--max-buffered`: past it the reactor drops
+//! the members furthest behind), `/who` costs one pass over the room and
+//! lists at most `WHO_NAMED` names, names are
 //! unique, and control characters (terminal escapes among them) are
 //! stripped before a line is relayed, so no member can rewrite another's
 //! screen or pass for someone else.
@@ -59,6 +61,16 @@ const HARD_LIMIT: usize = 1024 * 1024;
 /// member's hard limit, so a fast reader is never dropped because
 /// someone else pasted a lot at once.
 const WORK_PER_CALL: usize = 256 * 1024;
+/// What the whole room's queued output (every member's buffers together)
+/// may hold before the members furthest behind are dropped, unless
+/// `--max-buffered` says otherwise. The per-member limits alone allow
+/// 10,000 members x 1 MiB = 10 GiB; 256 MiB is a thousand members each at
+/// the soft limit, far more than a room that is being read ever queues
+/// (a line to 10,000 members is a few MB, flushed the same turn).
+const ROOM_BUFFERED: usize = 256 * 1024 * 1024;
+/// Names a `/who` lists (sorted); the rest of a big room is counted. A
+/// list of 10,000 names would be 100 KB and a sort for one command.
+const WHO_NAMED: usize = 100;
 /// Departures announced in one line; more are counted ("and 12 more").
 const DEPARTURES_NAMED: usize = 8;
 /// The timer token of the departures' announcement.
@@ -151,16 +163,7 @@ impl Chat {
         let (command, arg) = line.split_once(' ').unwrap_or((line, ""));
         match command {
             "/nick" => self.rename(cx, conn, &name, arg.trim()),
-            "/who" => {
-                let mut names: Vec<&str> = self
-                    .members
-                    .iter()
-                    .flatten()
-                    .map(|m| m.name.as_str())
-                    .collect();
-                names.sort_unstable();
-                Self::tell(cx, conn, &format!("* online: {}\n", names.join(", ")));
-            }
+            "/who" => Self::tell(cx, conn, &self.who()),
             "/quit" => {
                 Self::tell(cx, conn, "* bye\n");
                 cx.close(conn);
@@ -172,6 +175,29 @@ impl Chat {
             _ => self.broadcast(cx, Some(conn), &format!("{name}: {line}\n")),
         }
         cost
+    }
+
+    /// `* online (N): a, b, c` with the first `WHO_NAMED` names in order
+    /// and the rest counted: one pass over the room, whatever its size.
+    fn who(&self) -> String {
+        let mut names: Vec<&str> = self
+            .members
+            .iter()
+            .flatten()
+            .map(|m| m.name.as_str())
+            .collect();
+        let total = names.len();
+        if total > WHO_NAMED {
+            names.select_nth_unstable(WHO_NAMED);
+            names.truncate(WHO_NAMED);
+        }
+        names.sort_unstable();
+        let mut line = format!("* online ({total}): {}", names.join(", "));
+        if total > WHO_NAMED {
+            line += &format!(", and {} more", total - WHO_NAMED);
+        }
+        line.push('\n');
+        line
     }
 
     fn rename(&mut self, cx: &mut Context<'_>, conn: ConnId, old: &str, new: &str) {
@@ -273,7 +299,8 @@ impl Handler for Chat {
         };
         self.names.remove(&m.name);
         let why = match reason {
-            CloseReason::SlowConsumer | CloseReason::OverBudget => " (too far behind)",
+            CloseReason::SlowConsumer => " (too far behind)",
+            CloseReason::OverBudget => " (too far behind: the room's memory is full)",
             CloseReason::IdleTimeout => " (idle)",
             _ => "",
         };
@@ -295,7 +322,7 @@ impl Handler for Chat {
 fn main() -> std::io::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     common::init();
-    let mut config = cli.server.config();
+    let mut config = cli.server.config_buffered(ROOM_BUFFERED);
     config.soft_limit = SOFT_LIMIT;
     config.soft_grace = SOFT_GRACE;
     config.hard_limit = HARD_LIMIT;

@@ -56,6 +56,21 @@ impl Member {
     fn say(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).unwrap();
     }
+
+    /// Asks `/who` until the room has `n` members (a connect returns
+    /// before the server has accepted); returns the answer.
+    fn wait_for_room(&mut self, n: usize) -> String {
+        let want = format!("* online ({n})");
+        for _ in 0..500 {
+            self.say(b"/who\n");
+            let who = self.until("* online (");
+            if who.starts_with(&want) {
+                return who;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the room never had {n} members");
+    }
 }
 
 #[test]
@@ -138,4 +153,93 @@ fn one_members_burst_does_not_drop_a_member_who_reads_at_full_speed() {
     flooder.say(&flood);
     let end = reader.until("END");
     assert_eq!(end, format!("{long}: END"));
+}
+
+/// A member who never reads, with a receive window of a few KiB, so what
+/// the room sends them piles up in the server, not in the kernel.
+fn stalled(port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+#[test]
+fn past_the_rooms_memory_cap_the_members_furthest_behind_are_dropped() {
+    // A 2 MiB room with eight members who never read, and a 4.5 MB flood.
+    // The kernel takes up to about 3 MB for each (a loopback socket's send
+    // buffer grows to 4 MB), then the server's buffers fill: the room's
+    // cap is reached when each holds 256 KiB, a quarter of a member's own
+    // hard limit, and drops members well before that limit or the soft
+    // limit's 5 s grace would, while the member who reads gets every line.
+    let chat = Proc::start(&[], "chat", &["--max-buffered", "2M"]);
+    let mut flooder = Member::join(chat.port);
+    let mut reader = Member::join(chat.port);
+    let stalled: Vec<TcpStream> = (0..8).map(|_| stalled(chat.port)).collect();
+    flooder.wait_for_room(10);
+    let line = "x".repeat(3000);
+    let mut flood = String::new();
+    for i in 0..1500 {
+        flood += &format!("{i} {line}\n");
+    }
+    flooder.say(flood.as_bytes());
+    flooder.say(b"END\n");
+    let prefix = format!("{}: ", flooder.name);
+    let mut expect = 0;
+    let mut dropped = 0;
+    loop {
+        let got = reader.line();
+        if got.contains("the room's memory is full") {
+            dropped += got.matches(" left ").count();
+            continue;
+        }
+        let Some(text) = got.strip_prefix(&prefix) else {
+            continue;
+        };
+        if text == "END" {
+            break;
+        }
+        assert_eq!(
+            text.split(' ').next(),
+            Some(expect.to_string().as_str()),
+            "a line lost or out of order"
+        );
+        expect += 1;
+    }
+    assert_eq!(expect, 1500);
+    // Departures are announced a tick after they happen.
+    while dropped == 0 {
+        let got = reader.line();
+        dropped += got.matches("the room's memory is full").count();
+    }
+    flooder.say(b"/who\n");
+    let who = flooder.until("online");
+    eprintln!("{dropped} announced dropped for the room's cap; then {who}");
+    assert!(
+        !who.starts_with("* online (10)"),
+        "nobody was dropped: {who}"
+    );
+    drop(stalled);
+}
+
+#[test]
+fn who_in_a_big_room_lists_a_bounded_number_of_names_in_order() {
+    // 150 members: /who names the first 100 in order and counts the rest.
+    let chat = Proc::start(&[], "chat", &[]);
+    let mut asker = Member::join(chat.port);
+    let others: Vec<TcpStream> = (0..149)
+        .map(|_| TcpStream::connect(("127.0.0.1", chat.port)).unwrap())
+        .collect();
+    let who = asker.wait_for_room(150);
+    let (list, more) = who
+        .strip_prefix("* online (150): ")
+        .and_then(|rest| rest.rsplit_once(", and "))
+        .unwrap_or_else(|| panic!("{who}"));
+    assert_eq!(more, "50 more");
+    let names: Vec<&str> = list.split(", ").collect();
+    assert_eq!(names.len(), 100);
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "not sorted: {list}");
+    drop(others);
 }

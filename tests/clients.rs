@@ -433,7 +433,7 @@ fn two_nc_clients_see_each_others_lines() {
     assert_eq!(wait_line(&alice_out, "hello alice"), "bob: hello alice");
     alice_in.write_all(b"hi bob\n/who\n").unwrap();
     assert_eq!(wait_line(&bob_out, "hi bob"), "alice: hi bob");
-    assert_eq!(wait_line(&alice_out, "online"), "* online: alice, bob");
+    assert_eq!(wait_line(&alice_out, "online"), "* online (2): alice, bob");
     bob_in.write_all(b"/quit\n").unwrap();
     wait_line(&alice_out, "bob left");
     for mut nc in [alice, bob] {

@@ -123,7 +123,14 @@ fn a_slow_but_steady_upload_is_not_cut_and_a_stalled_one_is() {
     let http = Proc::start(
         &[],
         "http",
-        &["--header-timeout", "1", "--body-timeout", "1"],
+        &[
+            "--header-timeout",
+            "1",
+            "--body-timeout",
+            "1",
+            "--body-min-rate",
+            "1",
+        ],
     );
     let mut s = connect(http.port);
     s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 6\r\nConnection: close\r\n\r\n")
@@ -167,4 +174,60 @@ fn a_client_that_connects_and_sends_nothing_gets_the_header_timeout() {
         answer.starts_with("HTTP/1.1 408 Request Timeout"),
         "{answer}"
     );
+}
+
+#[test]
+fn a_body_that_trickles_below_the_minimum_rate_is_cut_though_it_never_stalls() {
+    // A byte every 0.3 s never stalls for the 1 s body timeout, but after
+    // that grace it must average 100 bytes a second: it is cut a little
+    // after 1 s, long before its 64 bytes could come.
+    let http = Proc::start(
+        &[],
+        "http",
+        &["--body-timeout", "1", "--body-min-rate", "100"],
+    );
+    let mut s = connect(http.port);
+    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 64\r\n\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let reader = s.try_clone().unwrap();
+    let answer = thread::spawn(move || {
+        let mut answer = String::new();
+        let _ = (&reader).read_to_string(&mut answer);
+        answer
+    });
+    for _ in 0..64 {
+        thread::sleep(Duration::from_millis(300));
+        if s.write_all(b"x").is_err() {
+            break;
+        }
+        if answer.is_finished() {
+            break;
+        }
+    }
+    let answer = answer.join().unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout"),
+        "{answer}"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "cut only after {took:?}");
+
+    // The same trickle with the rate check off (0) is served.
+    let http = Proc::start(
+        &[],
+        "http",
+        &["--body-timeout", "1", "--body-min-rate", "0"],
+    );
+    let mut s = connect(http.port);
+    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 8\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    for _ in 0..8 {
+        thread::sleep(Duration::from_millis(300));
+        s.write_all(b"x").unwrap();
+    }
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("xxxxxxxx"), "{answer}");
 }

@@ -59,9 +59,9 @@ pub struct ServerArgs {
     pub keepalive: Option<u64>,
     /// Bytes all connections' buffers may hold together before the largest
     /// holders are closed: a number with an optional K, M or G suffix
-    /// (powers of 1024), e.g. 512M.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "1G")]
-    pub max_buffered: usize,
+    /// (powers of 1024), e.g. 512M. Default 1G (chat: 256M for the room).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_buffered: Option<usize>,
 }
 
 /// A size such as `65536`, `64K`, `512M` or `1G` (powers of 1024).
@@ -83,12 +83,16 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 impl ServerArgs {
     /// The reactor configuration these flags describe.
     pub fn config(&self) -> Config {
-        log::info!(
-            "max buffered: {} bytes across all connections (--max-buffered)",
-            self.max_buffered
-        );
+        self.config_buffered(evloop::DEFAULT_MAX_BUFFERED)
+    }
+
+    /// The same, for a server whose own default for `--max-buffered` is
+    /// `default`.
+    pub fn config_buffered(&self, default: usize) -> Config {
+        let max_buffered = self.max_buffered.unwrap_or(default);
+        log::info!("max buffered: {max_buffered} bytes across all connections (--max-buffered)");
         Config {
-            max_buffered: self.max_buffered,
+            max_buffered,
             idle_timeout: (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout)),
             max_conns: self.max_conns,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),

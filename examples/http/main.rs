@@ -13,7 +13,8 @@
 //! plain digits, 400 for Transfer-Encoding beside Content-Length and 501
 //! for Transfer-Encoding alone: the request-smuggling defences; 408 for a
 //! client too slow to send a request's headers, or whose body stops
-//! coming: the slowloris defence), and
+//! coming or trickles in below a minimum rate: the slowloris defences),
+//! and
 //! **work done once a second instead of once a request** (the Date header,
 //! and the whole `GET /` response built around it).
 
@@ -21,7 +22,7 @@
 mod common;
 mod request;
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use evloop::timer::TimerId;
@@ -37,10 +38,17 @@ struct Cli {
     /// request's own: pipelined requests each get the whole time).
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
-    /// Seconds a request body may go without a byte arriving (a slow but
-    /// steady upload is never cut; a stalled one is).
+    /// Seconds a request body may go without a byte arriving (a stalled
+    /// upload is cut), and the grace before `--body-min-rate` applies.
     #[arg(long, default_value_t = 30)]
     body_timeout: u64,
+    /// Bytes a second a request body must average once its grace
+    /// (`--body-timeout`) is spent; 0 turns the check off. A slow but
+    /// steady upload above it is never cut; one that trickles a byte just
+    /// inside every stall timeout is (Apache's mod_reqtimeout
+    /// `MinRate=500` is the same defence).
+    #[arg(long, default_value_t = 500)]
+    body_min_rate: u64,
     /// Largest request body accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_body: usize,
@@ -54,15 +62,18 @@ const DATE_TICK: u64 = u64::MAX;
 struct Slot {
     id: ConnId,
     /// The head deadline (set once per request: the whole head must come
-    /// within `header_timeout`), or the body deadline (moved on by every
-    /// byte: the body must not stall for `body_timeout`).
+    /// within `header_timeout`), or the body deadline (see `Http::track`).
     timer: Option<TimerId>,
     waiting: Waiting,
+    /// When the body still arriving began.
+    body_started: Instant,
 }
 
 struct Http {
     header_timeout: Duration,
     body_timeout: Duration,
+    /// Bytes a second a body must average after `body_timeout`; 0: off.
+    body_min_rate: u64,
     /// The protocol: parsing, limits and answers (`request.rs`).
     requests: Requests,
     slots: Vec<Option<Slot>>,
@@ -84,8 +95,16 @@ impl Http {
     /// Sets the connection's deadline for what its request waits for now.
     /// `completed`: a request was answered in this dispatch, so a head
     /// still arriving is a new request's, with a deadline of its own.
+    ///
+    /// A body has two deadlines, and the earlier one is armed: no byte for
+    /// `body_timeout` (a stall), and, once `body_timeout` has passed since
+    /// the body began, an average below `body_min_rate` bytes a second
+    /// (a trickle: one byte every 29 s never stalls, and would hold the
+    /// connection for a year for a 1 MiB body).
     fn track(&mut self, cx: &mut Context<'_>, conn: ConnId, waiting: Waiting, completed: bool) {
         let (header_timeout, body_timeout) = (self.header_timeout, self.body_timeout);
+        let min_rate = self.body_min_rate;
+        let now = cx.now();
         let Some(slot) = self.slot(conn) else {
             return;
         };
@@ -93,8 +112,20 @@ impl Http {
             // The same head, still arriving: its deadline stands.
             Waiting::Head if slot.waiting == Waiting::Head && !completed => return,
             Waiting::Head => Some(header_timeout),
-            // Body bytes came: the stall deadline moves on.
-            Waiting::Body => Some(body_timeout),
+            Waiting::Body(have) => {
+                let same_body = matches!(slot.waiting, Waiting::Body(_)) && !completed;
+                if !same_body {
+                    slot.body_started = now;
+                }
+                // Body bytes came: the stall deadline moves on.
+                let mut timeout = body_timeout;
+                if min_rate > 0 {
+                    let earned = Duration::from_secs_f64(have as f64 / min_rate as f64);
+                    let by_rate = slot.body_started + body_timeout + earned;
+                    timeout = timeout.min(by_rate.saturating_duration_since(now));
+                }
+                Some(timeout)
+            }
             Waiting::Nothing => None,
         };
         slot.waiting = waiting;
@@ -125,6 +156,7 @@ impl Handler for Http {
             id: conn,
             timer: None,
             waiting: Waiting::Nothing,
+            body_started: cx.now(),
         });
         // The first request's head deadline runs from the connect: a
         // client that connects and sends nothing is cut like a slow one,
@@ -190,6 +222,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let http = Http {
         header_timeout: Duration::from_secs(cli.header_timeout),
         body_timeout: Duration::from_secs(cli.body_timeout),
+        body_min_rate: cli.body_min_rate,
         requests: Requests::new(cli.max_body, &httpdate::fmt_http_date(SystemTime::now())),
         slots: Vec::new(),
     };

@@ -17,8 +17,8 @@ pub enum Waiting {
     Nothing,
     /// The rest of a request's head.
     Head,
-    /// The rest of a request's body.
-    Body,
+    /// The rest of a request's body, of which this many bytes are here.
+    Body(usize),
 }
 
 /// What to do with the connection after answering.
@@ -153,7 +153,7 @@ impl Requests {
                 return Served {
                     used,
                     after: After::KeepAlive,
-                    waiting: Waiting::Body,
+                    waiting: Waiting::Body(buf.len() - head),
                 };
             }
             let after = self.answer(&req, &buf[head..head + length]);
