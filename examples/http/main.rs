@@ -120,9 +120,16 @@ impl Http {
                 // Body bytes came: the stall deadline moves on.
                 let mut timeout = body_timeout;
                 if min_rate > 0 {
-                    let earned = Duration::from_secs_f64(have as f64 / min_rate as f64);
-                    let by_rate = slot.body_started + body_timeout + earned;
-                    timeout = timeout.min(by_rate.saturating_duration_since(now));
+                    // Saturating throughout: a huge --body-timeout means
+                    // "no rate deadline", never an overflow.
+                    let earned = Duration::try_from_secs_f64(have as f64 / min_rate as f64)
+                        .unwrap_or(Duration::MAX);
+                    if let Some(by_rate) = slot
+                        .body_started
+                        .checked_add(body_timeout.saturating_add(earned))
+                    {
+                        timeout = timeout.min(by_rate.saturating_duration_since(now));
+                    }
                 }
                 Some(timeout)
             }

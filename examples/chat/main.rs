@@ -27,13 +27,16 @@
 //! stripped before a line is relayed, so no member can rewrite another's
 //! screen or pass for someone else.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod text;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use clap::Parser;
 use evloop::{CloseReason, ConnId, Context, Handler, Reactor};
+use text::{clean, valid_name, MAX_NAME};
 
 #[derive(Parser, Debug)]
 #[command(about = "Chat server on the evloop reactor")]
@@ -44,8 +47,6 @@ struct Cli {
 
 /// Longest line accepted: a chat line is a sentence, not a file.
 const MAX_LINE: usize = 4 * 1024;
-/// Longest name.
-const MAX_NAME: usize = 32;
 /// A member more than this far behind for `SOFT_GRACE` is dropped: 256 KiB
 /// is thousands of lines nobody is reading.
 const SOFT_LIMIT: usize = 256 * 1024;
@@ -91,43 +92,6 @@ struct Chat {
     /// How many departed beyond those named.
     departed_more: usize,
     announce_pending: bool,
-}
-
-/// `line` with every control character removed: C0 controls (a tab
-/// becomes a space), DEL, C1 controls, and whole terminal escape
-/// sequences (`ESC [ ... final`), which could otherwise move the cursor,
-/// erase a line or recolour the screen of everyone in the room.
-/// Format characters that reorder or break a line on other members'
-/// screens: bidirectional marks, embeddings, overrides and isolates, and
-/// the Unicode line and paragraph separators.
-fn is_bidi_or_separator(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
-}
-
-fn clean(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => {
-                // CSI: `[` then parameters up to a final byte @..~; other
-                // escapes are ESC and one character.
-                if chars.next_if_eq(&'[').is_some() {
-                    for p in chars.by_ref() {
-                        if ('@'..='~').contains(&p) {
-                            break;
-                        }
-                    }
-                } else {
-                    chars.next();
-                }
-            }
-            '\t' => out.push(' '),
-            c if c.is_control() || is_bidi_or_separator(c) => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 impl Chat {
@@ -201,12 +165,7 @@ impl Chat {
     }
 
     fn rename(&mut self, cx: &mut Context<'_>, conn: ConnId, old: &str, new: &str) {
-        let valid = !new.is_empty()
-            && new.len() <= MAX_NAME
-            && new
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !valid {
+        if !valid_name(new) {
             return Self::tell(
                 cx,
                 conn,
