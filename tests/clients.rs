@@ -125,8 +125,8 @@ fn http_limits_are_answered_and_others_still_served() {
     assert!(exchange(p, big_head.as_bytes()).starts_with("HTTP/1.1 431"));
     let big_body = b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n";
     assert!(exchange(p, big_body).starts_with("HTTP/1.1 413"));
-    let chunked = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-    assert!(exchange(p, chunked).starts_with("HTTP/1.1 501"));
+    let gzip = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+    assert!(exchange(p, gzip).starts_with("HTTP/1.1 501"));
     // Slowloris: half a head, then nothing. 408 after the header timeout.
     let started = Instant::now();
     let slow = exchange(p, b"GET / HTTP/1.1\r\nHost: x\r\n");
@@ -484,4 +484,132 @@ fn a_member_who_stops_reading_is_dropped_without_slowing_the_room() {
         started.elapsed()
     );
     drop(slow);
+}
+
+#[test]
+fn apachebench_with_and_without_keep_alive_completes_with_zero_errors() {
+    if !have("ab") {
+        return;
+    }
+    let server = Proc::start(&[], "http", &[]);
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    // `-k` is HTTP/1.0 with `Connection: Keep-Alive`: it waits for the
+    // server to say `keep-alive`, or for a close.
+    for (keep_alive, n) in [(true, 5000u64), (false, 1000)] {
+        let n_arg = n.to_string();
+        let mut argv = vec!["-n", &n_arg, "-c", "16"];
+        if keep_alive {
+            argv.insert(0, "-k");
+        }
+        argv.push(&url);
+        let (out, err, ok) = run("ab", &argv);
+        assert!(ok, "ab {argv:?}: {err}{out}");
+        let count = |key: &str| -> u64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map_or(u64::MAX, |v| v.trim().parse().unwrap_or(u64::MAX))
+        };
+        assert_eq!(count("Complete requests:"), n, "{out}");
+        assert_eq!(count("Failed requests:"), 0, "{out}");
+        if keep_alive {
+            assert_eq!(count("Keep-Alive requests:"), n, "{out}");
+        }
+        assert!(!out.contains("Non-2xx"), "{out}");
+    }
+}
+
+#[test]
+fn h2load_over_http1_completes_with_zero_errors() {
+    if !have("h2load") {
+        return;
+    }
+    let server = Proc::start(&[], "http", &[]);
+    let url = format!("http://127.0.0.1:{}/", server.port);
+    let (out, err, ok) = run(
+        "h2load",
+        &["--h1", "-n", "5000", "-c", "10", "-m", "8", &url],
+    );
+    assert!(ok, "{err}{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("5000 succeeded, 0 failed, 0 errored"),
+        "{line}"
+    );
+    let status = out
+        .lines()
+        .find(|l| l.starts_with("status codes:"))
+        .unwrap();
+    assert!(status.contains("5000 2xx"), "{status}");
+}
+
+#[test]
+fn curl_http10_and_a_chunked_upload_of_unknown_length() {
+    if !have("curl") {
+        return;
+    }
+    let server = Proc::start(&[], "http", &[]);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let (out, err, ok) = run("curl", &["-sS", "--http1.0", &format!("{base}/")]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "Hello, World!");
+    // `-T -` reads stdin and sends it chunked: the length is unknown.
+    let body: String = (0..20_000).map(|i| format!("{i}\n")).collect();
+    let mut child = Command::new("curl")
+        .args(["-sS", "-T", "-", "-X", "POST", &format!("{base}/echo")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let sent = body.clone();
+    let writer = thread::spawn(move || stdin.write_all(sent.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), body);
+    // A streamed response, read by curl.
+    let (out, err, ok) = run("curl", &["-sS", &format!("{base}/stream?n=100")]);
+    assert!(ok, "{err}");
+    assert_eq!(out.len(), 100 * 1024);
+}
+
+#[test]
+fn python_http_client_keeps_one_connection_for_every_kind_of_request() {
+    if !have("python3") {
+        return;
+    }
+    let server = Proc::start(&[], "http", &[]);
+    let script = format!(
+        r#"
+import http.client
+c = http.client.HTTPConnection("127.0.0.1", {port}, timeout=10)
+for _ in range(3):
+    c.request("GET", "/")
+    r = c.getresponse(); assert r.status == 200 and r.read() == b"Hello, World!"
+c.request("POST", "/echo", body=b"x" * 100000)
+r = c.getresponse(); assert r.status == 200 and r.read() == b"x" * 100000
+# A generator body has no length: http.client sends it chunked.
+c.request("POST", "/echo", body=(b"part%d," % i for i in range(1000)), encode_chunked=True)
+r = c.getresponse(); assert r.read() == b"".join(b"part%d," % i for i in range(1000))
+c.request("HEAD", "/")
+r = c.getresponse(); assert r.status == 200 and r.read() == b""
+c.request("GET", "/stream?n=50")
+r = c.getresponse(); assert r.status == 200 and len(r.read()) == 50 * 1024
+c.request("PUT", "/")
+r = c.getresponse(); assert r.status == 405 and r.getheader("Allow") == "GET, HEAD, OPTIONS"; r.read()
+print("ok", c.sock is not None)
+"#,
+        port = server.port
+    );
+    let (out, err, ok) = run("python3", &["-c", &script]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "ok True", "{out}{err}");
 }

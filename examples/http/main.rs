@@ -18,6 +18,7 @@
 //! **work done once a second instead of once a request** (the Date header,
 //! and the whole `GET /` response built around it).
 
+mod chunked;
 #[path = "../common/mod.rs"]
 mod common;
 mod request;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Parser;
 use evloop::timer::TimerId;
 use evloop::{ConnId, Context, Handler, Reactor};
-use request::{After, Requests, Waiting, MAX_HEAD};
+use request::{After, Progress, Requests, Stream, Waiting, STREAM_END};
 
 #[derive(Parser, Debug)]
 #[command(about = "HTTP/1.1 server on the evloop reactor")]
@@ -67,7 +68,25 @@ struct Slot {
     waiting: Waiting,
     /// When the body still arriving began.
     body_started: Instant,
+    /// How far the request at the front of the input has been looked at.
+    progress: Progress,
+    /// A `/stream` being sent: later requests wait until it is done.
+    stream: Option<Pump>,
 }
+
+/// A `/stream` response on its way: chunks are written while the
+/// connection's output is under the high-water mark, and again from
+/// `on_drain` once the client has read enough. That is backpressure on a
+/// real protocol: a client that reads slowly holds the stream, not the
+/// server's memory.
+struct Pump {
+    stream: Stream,
+    /// The next chunk to write.
+    next: u64,
+}
+
+/// Chunks built per write while pumping: 16 KiB per `Context::write`.
+const CHUNKS_PER_WRITE: u64 = 16;
 
 struct Http {
     header_timeout: Duration,
@@ -76,6 +95,10 @@ struct Http {
     body_min_rate: u64,
     /// The protocol: parsing, limits and answers (`request.rs`).
     requests: Requests,
+    /// The reactor's output high-water mark: a stream writes up to it.
+    high_water: usize,
+    /// Chunks of a stream, built before they are written.
+    chunks: Vec<u8>,
     slots: Vec<Option<Slot>>,
 }
 
@@ -145,6 +168,43 @@ impl Http {
         }
     }
 
+    /// Writes the connection's stream while its output is under the
+    /// high-water mark; ends it (and closes, if it must) once all is sent.
+    /// Returns whether the stream is still going.
+    fn pump(&mut self, cx: &mut Context<'_>, conn: ConnId) -> bool {
+        let high_water = self.high_water;
+        let Some(slot) = self.slots.get_mut(conn.index()).and_then(Option::as_mut) else {
+            return false;
+        };
+        let Some(pump) = slot.stream.as_mut().filter(|_| slot.id == conn) else {
+            return false;
+        };
+        while pump.next < pump.stream.chunks && cx.output_len(conn).is_some_and(|n| n < high_water)
+        {
+            self.chunks.clear();
+            let batch_end = (pump.next + CHUNKS_PER_WRITE).min(pump.stream.chunks);
+            for i in pump.next..batch_end {
+                request::stream_chunk(&mut self.chunks, i, pump.stream.chunked);
+            }
+            pump.next = batch_end;
+            if cx.write(conn, &self.chunks).is_err() {
+                slot.stream = None;
+                return false;
+            }
+        }
+        if pump.next < pump.stream.chunks {
+            return true;
+        }
+        if pump.stream.chunked {
+            let _ = cx.write(conn, STREAM_END);
+        }
+        if pump.stream.after == After::Close {
+            cx.close(conn);
+        }
+        slot.stream = None;
+        false
+    }
+
     fn disarm(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         if let Some(timer) = self.slot(conn).and_then(|s| s.timer.take()) {
             cx.cancel_timer(timer);
@@ -164,6 +224,8 @@ impl Handler for Http {
             timer: None,
             waiting: Waiting::Nothing,
             body_started: cx.now(),
+            progress: Progress::default(),
+            stream: None,
         });
         // The first request's head deadline runs from the connect: a
         // client that connects and sends nothing is cut like a slow one,
@@ -172,17 +234,55 @@ impl Handler for Http {
     }
 
     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
-        self.requests.out.clear();
-        let served = self.requests.serve(input);
-        let completed = !self.requests.out.is_empty();
-        if completed {
-            let _ = cx.write(conn, &self.requests.out);
+        let Some(slot) = self.slot(conn) else {
+            return 0;
+        };
+        if slot.stream.is_some() {
+            // Later requests wait for the stream; they are offered again
+            // after `on_drain` has sent the rest of it.
+            return 0;
         }
-        self.track(cx, conn, served.waiting, completed);
-        if served.after == After::Close {
-            cx.close(conn);
+        let mut progress = slot.progress;
+        let mut used = 0;
+        loop {
+            self.requests.out.clear();
+            let served = self.requests.serve(&input[used..], &mut progress);
+            used += served.used;
+            if !self.requests.out.is_empty() {
+                let _ = cx.write(conn, &self.requests.out);
+            }
+            if let Some(slot) = self.slot(conn) {
+                slot.progress = progress;
+            }
+            if let Some(stream) = served.stream {
+                self.track(cx, conn, Waiting::Nothing, true);
+                if let Some(slot) = self.slot(conn) {
+                    slot.stream = Some(Pump { stream, next: 0 });
+                }
+                if self.pump(cx, conn) || stream.after == After::Close {
+                    return used;
+                }
+                continue; // sent whole at once: serve what follows
+            }
+            self.track(cx, conn, served.waiting, served.answered > 0);
+            if served.after == After::Close {
+                cx.close(conn);
+            }
+            return used;
         }
-        served.used
+    }
+
+    fn on_drain(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        self.pump(cx, conn);
+    }
+
+    /// A connection with a stream on its way is not quiet: a graceful
+    /// shutdown lets the stream finish (up to the shutdown deadline).
+    fn is_busy(&self, conn: ConnId) -> bool {
+        self.slots
+            .get(conn.index())
+            .and_then(Option::as_ref)
+            .is_some_and(|s| s.id == conn && s.stream.is_some())
     }
 
     fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
@@ -201,6 +301,8 @@ impl Handler for Http {
                 b"request timeout\n",
                 false,
                 After::Close,
+                false,
+                &[],
             );
             let _ = cx.write(conn, &self.requests.out);
             cx.close(conn);
@@ -224,13 +326,17 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     common::init();
     let mut config = cli.server.config();
-    // A partial request is at most a head and a body.
-    config.max_input = MAX_HEAD + cli.max_body + 1;
+    let requests = Requests::new(cli.max_body, &httpdate::fmt_http_date(SystemTime::now()));
+    // A partial request is at most a head, a body with its framing, and
+    // trailers.
+    config.max_input = requests.max_request() + 1;
     let http = Http {
         header_timeout: Duration::from_secs(cli.header_timeout),
         body_timeout: Duration::from_secs(cli.body_timeout),
         body_min_rate: cli.body_min_rate,
-        requests: Requests::new(cli.max_body, &httpdate::fmt_http_date(SystemTime::now())),
+        requests,
+        high_water: config.high_water,
+        chunks: Vec::new(),
         slots: Vec::new(),
     };
     let mut reactor = Reactor::new(http, config)?;

@@ -1,14 +1,35 @@
 //! The request path of the http example: bytes in, responses out. No
 //! socket, no timer: [`Requests::serve`] is a function of the bytes it is
-//! given, which is what lets the fuzzer (`fuzz/fuzz_targets/http_request.rs`)
-//! drive it directly, and check that a stream split anywhere is answered
-//! exactly as the same stream sent whole.
+//! given and the connection's [`Progress`], which is what lets the fuzzer
+//! (`fuzz/fuzz_targets/http_request.rs`) drive it directly, and check
+//! that a stream split anywhere is answered exactly as the same stream
+//! sent whole.
+//!
+//! The routes, and what each method gets (RFC 9110):
+//!
+//! | path | methods | answer |
+//! | --- | --- | --- |
+//! | `/` | GET, HEAD | `Hello, World!` |
+//! | `/echo` | POST | the request body (Content-Length or chunked) |
+//! | `/stream?n=N` | GET, HEAD | N chunks of `STREAM_CHUNK` bytes, written as the client reads them (`main.rs`) |
+//! | any of them | OPTIONS | `Allow` |
+//! | `*` | OPTIONS | every method the server knows |
+//!
+//! A known path with another method is 405 with `Allow`; any other path
+//! is 404.
+
+use crate::chunked::{self, Body, Scan};
 
 /// Request heads past 8 KiB are refused with 431 (nginx's default
 /// `large_client_header_buffers` is 8 KiB too).
 pub const MAX_HEAD: usize = 8 * 1024;
 /// Headers per request httparse will parse; more is a 431.
 pub const MAX_HEADERS: usize = 64;
+/// Bytes in each chunk `/stream` sends: a line of its number, padded.
+pub const STREAM_CHUNK: usize = 1024;
+/// Most chunks one `/stream` may ask for: 1 GiB, enough to watch
+/// backpressure for a while, bounded so a URL cannot ask for forever.
+pub const MAX_STREAM_CHUNKS: u64 = 1 << 20;
 
 /// What a connection's request is waiting for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -30,6 +51,19 @@ pub enum After {
     Close,
 }
 
+/// A `/stream` response whose head is written; its chunks are the
+/// caller's to write, as the client reads them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stream {
+    /// Chunks to send.
+    pub chunks: u64,
+    /// Chunked framing (HTTP/1.1), or the body ends at the close
+    /// (HTTP/1.0, which has no chunks).
+    pub chunked: bool,
+    /// What to do once it is all sent.
+    pub after: After,
+}
+
 /// What one [`Requests::serve`] did with its input.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Served {
@@ -40,6 +74,23 @@ pub struct Served {
     pub after: After,
     /// What a request still arriving waits for.
     pub waiting: Waiting,
+    /// Whole requests answered (a `100 Continue` is not an answer).
+    pub answered: usize,
+    /// A `/stream` to send before any later request is served: `used`
+    /// ends with its request.
+    pub stream: Option<Stream>,
+}
+
+/// Per connection: how far the request at the front of its input has
+/// been looked at, so that a body trickling in is walked once and a
+/// `100 Continue` is sent once. Kept by the caller between calls, reset
+/// when a request completes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// How far a chunked body has been scanned.
+    chunked: Scan,
+    /// `100 Continue` was sent for this request.
+    continued: bool,
 }
 
 /// The server's side of the protocol, shared by every connection: the
@@ -51,9 +102,41 @@ pub struct Requests {
     date: Vec<u8>,
     /// The whole keep-alive response to `GET /`, rebuilt with the date.
     hello: Vec<u8>,
+    /// A chunked body, decoded.
+    body: Vec<u8>,
     /// Responses of one call, written in one go.
     pub out: Vec<u8>,
 }
+
+/// A request line and the headers this server acts on.
+struct Head<'a> {
+    method: &'a str,
+    path: &'a str,
+    http10: bool,
+    /// Bytes of the head, blank line included.
+    len: usize,
+    after: After,
+    framing: Framing,
+    expect_continue: bool,
+}
+
+/// How the request's body is delimited (RFC 9112 section 6.3).
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+impl Progress {
+    /// Whether `100 Continue` was sent for the request at the front (the
+    /// fuzz target's question; the server has no need to ask).
+    #[allow(dead_code)]
+    pub fn continued(&self) -> bool {
+        self.continued
+    }
+}
+
+/// A refusal: the status line's text and the body saying why.
+type Refusal = (&'static str, &'static [u8]);
 
 impl Requests {
     /// A server that accepts bodies up to `max_body` bytes, with `date`
@@ -64,6 +147,7 @@ impl Requests {
             max_body,
             date: Vec::new(),
             hello: Vec::new(),
+            body: Vec::new(),
             out: Vec::new(),
         };
         requests.set_date(date);
@@ -79,108 +163,129 @@ impl Requests {
         self.hello.extend_from_slice(b"\r\nHello, World!");
     }
 
+    /// The most bytes a request may take in a connection's input: a head,
+    /// and a chunked body's data with at most as much framing again, and
+    /// its trailers. The reactor's input limit is set from it.
+    pub fn max_request(&self) -> usize {
+        MAX_HEAD + self.max_chunked() + chunked::MAX_TRAILERS + 2
+    }
+
+    /// The most bytes a chunked body's chunks may take: the data, and as
+    /// much again of framing (a client that sends a megabyte as one-byte
+    /// chunks sends 6 MB; refused).
+    fn max_chunked(&self) -> usize {
+        self.max_body.saturating_mul(2).saturating_add(MAX_HEAD)
+    }
+
     /// Answers, into [`Requests::out`], as many complete requests as
-    /// `input` holds.
-    pub fn serve(&mut self, input: &[u8]) -> Served {
-        let mut used = 0;
+    /// `input` holds. `progress` is the connection's: how far the request
+    /// at the front of `input` was looked at by earlier calls.
+    pub fn serve(&mut self, input: &[u8], progress: &mut Progress) -> Served {
+        let mut served = Served {
+            used: 0,
+            after: After::KeepAlive,
+            waiting: Waiting::Nothing,
+            answered: 0,
+            stream: None,
+        };
         loop {
-            let buf = &input[used..];
+            let buf = &input[served.used..];
             if buf.is_empty() {
-                return Served {
-                    used,
-                    after: After::KeepAlive,
-                    waiting: Waiting::Nothing,
-                };
+                return served;
             }
-            // Only the first MAX_HEAD bytes can hold a head we accept, so
-            // only they are parsed: a head is refused for what its first
-            // 8 KiB say, whatever follows, and the answer to a stream never
-            // depends on how it was split into reads.
-            let window = &buf[..buf.len().min(MAX_HEAD)];
-            // Header slots left uninitialised: httparse fills what it uses,
-            // and zeroing 64 slots (2 KiB) per request is work for nothing.
-            let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut []);
-            let head = match req.parse_with_uninit_headers(window, &mut headers) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {
-                    // An incomplete head: wait for more, under the deadline.
-                    return Served {
-                        used,
-                        after: After::KeepAlive,
-                        waiting: Waiting::Head,
-                    };
+            let head = match parse_head(buf) {
+                Ok(Some(head)) => head,
+                Ok(None) => {
+                    served.waiting = Waiting::Head;
+                    return served;
                 }
-                Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                Err(refusal) => return self.refuse(refusal, input.len(), served),
+            };
+            if let Framing::Length(n) = head.framing {
+                if n > self.max_body {
                     return self.refuse(
-                        "431 Request Header Fields Too Large",
-                        b"headers too large\n",
+                        ("413 Content Too Large", b"body too large\n"),
                         input.len(),
+                        served,
                     );
                 }
-                Err(_) => {
-                    return self.refuse("400 Bad Request", b"malformed request\n", input.len())
+            }
+            let rest = &buf[head.len..];
+            let body = match head.framing {
+                Framing::Length(n) if rest.len() >= n => Some((n, &rest[..n])),
+                Framing::Length(_) => None,
+                Framing::Chunked => {
+                    let (max_body, max_len) = (self.max_body, self.max_chunked());
+                    match chunked::scan(rest, &mut progress.chunked, max_body, max_len) {
+                        Body::Complete { len, data } => {
+                            self.body.clear();
+                            self.body.reserve(data);
+                            chunked::decode(&rest[..len], &mut self.body);
+                            Some((len, &[][..]))
+                        }
+                        Body::Incomplete { .. } => None,
+                        Body::Invalid(status, why) => {
+                            return self.refuse((status, why), input.len(), served)
+                        }
+                    }
                 }
             };
-            let has = |name: &str| {
-                req.headers
-                    .iter()
-                    .any(|h| h.name.eq_ignore_ascii_case(name))
-            };
-            if has("transfer-encoding") {
-                // Both framings at once is how requests are smuggled past a
-                // proxy that reads the other one (RFC 9112 6.3): refused.
-                if has("content-length") {
-                    return self.refuse(
-                        "400 Bad Request",
-                        b"Transfer-Encoding with Content-Length\n",
-                        input.len(),
-                    );
+            let Some((body_len, body)) = body else {
+                // The body is still coming. A client that asked first is
+                // told to send it (RFC 9110 10.1.1), once.
+                if head.expect_continue && !progress.continued {
+                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    progress.continued = true;
                 }
-                return self.refuse(
-                    "501 Not Implemented",
-                    b"Transfer-Encoding is not supported\n",
-                    input.len(),
-                );
-            }
-            let Ok(length) = content_length(&req) else {
-                return self.refuse("400 Bad Request", b"bad Content-Length\n", input.len());
+                served.waiting = Waiting::Body(rest.len());
+                return served;
             };
-            if length > self.max_body {
-                return self.refuse("413 Content Too Large", b"body too large\n", input.len());
+            *progress = Progress::default();
+            served.used += head.len + body_len;
+            served.answered += 1;
+            let stream = if matches!(head.framing, Framing::Chunked) {
+                let body = std::mem::take(&mut self.body);
+                let stream = self.answer(&head, &body);
+                self.body = body;
+                stream
+            } else {
+                self.answer(&head, body)
+            };
+            if let Some(stream) = stream {
+                served.stream = Some(stream);
+                return served;
             }
-            if buf.len() - head < length {
-                return Served {
-                    used,
-                    after: After::KeepAlive,
-                    waiting: Waiting::Body(buf.len() - head),
-                };
-            }
-            let after = self.answer(&req, &buf[head..head + length]);
-            used += head + length;
-            if after == After::Close {
-                return Served {
-                    used,
-                    after,
-                    waiting: Waiting::Nothing,
-                };
+            if head.after == After::Close {
+                served.after = After::Close;
+                return served;
             }
         }
     }
 
     /// A request the server will not serve: answer why, then close. The
     /// rest of the input is dropped with it.
-    fn refuse(&mut self, status: &str, why: &[u8], input_len: usize) -> Served {
-        self.respond(status, why, false, After::Close);
+    fn refuse(&mut self, (status, why): Refusal, input_len: usize, served: Served) -> Served {
+        self.respond(status, why, false, After::Close, false, &[]);
         Served {
             used: input_len,
             after: After::Close,
             waiting: Waiting::Nothing,
+            ..served
         }
     }
 
-    /// Appends a response with `body` (or only its headers, for HEAD).
-    pub fn respond(&mut self, status: &str, body: &[u8], head_only: bool, after: After) {
+    /// Appends a response with `body` (or only its headers, for HEAD) and
+    /// `extra` header lines. `http10`: the request was HTTP/1.0, which
+    /// closes unless told otherwise, so keeping it open is said.
+    pub fn respond(
+        &mut self,
+        status: &str,
+        body: &[u8],
+        head_only: bool,
+        after: After,
+        http10: bool,
+        extra: &[&str],
+    ) {
         let out = &mut self.out;
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_bytes());
@@ -190,8 +295,10 @@ impl Requests {
         out.extend_from_slice(body.len().to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.date);
-        if after == After::Close {
-            out.extend_from_slice(b"Connection: close\r\n");
+        connection_header(out, after, http10);
+        for line in extra {
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
         if !head_only {
@@ -199,34 +306,234 @@ impl Requests {
         }
     }
 
-    /// Answers one complete request; returns whether to keep the
-    /// connection.
-    fn answer(&mut self, req: &httparse::Request<'_, '_>, body: &[u8]) -> After {
-        // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0
-        // closes it unless told `keep-alive`.
-        let connection = req
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("connection"))
-            .map(|h| h.value);
-        let after = match connection {
-            Some(v) if v.eq_ignore_ascii_case(b"close") => After::Close,
-            Some(v) if v.eq_ignore_ascii_case(b"keep-alive") => After::KeepAlive,
-            _ if req.version == Some(0) => After::Close,
-            _ => After::KeepAlive,
+    /// Answers one complete request; a `/stream` is returned for the
+    /// caller to send.
+    fn answer(&mut self, head: &Head<'_>, body: &[u8]) -> Option<Stream> {
+        let (after, http10) = (head.after, head.http10);
+        let (path, query) = head.path.split_once('?').unwrap_or((head.path, ""));
+        let allow = match path {
+            "/" => "Allow: GET, HEAD, OPTIONS",
+            "/echo" => "Allow: OPTIONS, POST",
+            "/stream" => "Allow: GET, HEAD, OPTIONS",
+            "*" if head.method == "OPTIONS" => "Allow: GET, HEAD, OPTIONS, POST",
+            _ => {
+                let head_only = head.method == "HEAD";
+                self.respond(
+                    "404 Not Found",
+                    b"Not Found\n",
+                    head_only,
+                    after,
+                    http10,
+                    &[],
+                );
+                return None;
+            }
         };
-        match (req.method, req.path) {
-            (Some("GET"), Some("/")) if after == After::KeepAlive => {
+        match (head.method, path) {
+            ("GET", "/") if after == After::KeepAlive && !http10 => {
                 self.out.extend_from_slice(&self.hello);
             }
-            (Some("GET"), Some("/")) => self.respond("200 OK", b"Hello, World!", false, after),
-            (Some("HEAD"), Some("/")) => self.respond("200 OK", b"Hello, World!", true, after),
-            (Some("POST"), Some("/echo")) => self.respond("200 OK", body, false, after),
-            (Some("HEAD"), _) => self.respond("404 Not Found", b"Not Found\n", true, after),
-            _ => self.respond("404 Not Found", b"Not Found\n", false, after),
+            ("GET" | "HEAD", "/") => {
+                let head_only = head.method == "HEAD";
+                self.respond("200 OK", b"Hello, World!", head_only, after, http10, &[]);
+            }
+            ("POST", "/echo") => self.respond("200 OK", body, false, after, http10, &[]),
+            ("GET" | "HEAD", "/stream") => return self.stream(head, query),
+            ("OPTIONS", _) => self.respond("200 OK", b"", false, after, http10, &[allow]),
+            _ => {
+                let head_only = head.method == "HEAD";
+                self.respond(
+                    "405 Method Not Allowed",
+                    b"Method Not Allowed\n",
+                    head_only,
+                    after,
+                    http10,
+                    &[allow],
+                );
+            }
         }
-        after
+        None
     }
+
+    /// `/stream?n=N`: the head now, the chunks as the client reads them.
+    fn stream(&mut self, head: &Head<'_>, query: &str) -> Option<Stream> {
+        let (after, http10) = (head.after, head.http10);
+        let chunks = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("n="))
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| (1..=MAX_STREAM_CHUNKS).contains(n));
+        let Some(chunks) = chunks else {
+            let why = format!("/stream wants ?n=N, N from 1 to {MAX_STREAM_CHUNKS}\n");
+            self.respond("400 Bad Request", why.as_bytes(), false, after, http10, &[]);
+            return None;
+        };
+        // HTTP/1.0 has no chunked framing: the body ends when the
+        // connection closes, the way every HTTP/1.0 body of unknown length
+        // did. (A HEAD has no body to end.)
+        let head_only = head.method == "HEAD";
+        let chunked = !http10;
+        let after = if http10 && !head_only {
+            After::Close
+        } else {
+            after
+        };
+        let out = &mut self.out;
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nServer: evloop\r\nContent-Type: text/plain\r\n");
+        out.extend_from_slice(&self.date);
+        if chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        connection_header(out, after, http10);
+        out.extend_from_slice(b"\r\n");
+        if head_only {
+            return None;
+        }
+        Some(Stream {
+            chunks,
+            chunked,
+            after,
+        })
+    }
+}
+
+/// Appends chunk number `i` of a `/stream` to `out`: `STREAM_CHUNK` bytes
+/// of data (its number, dots, a newline), framed as a chunk if `chunked`.
+pub fn stream_chunk(out: &mut Vec<u8>, i: u64, chunked: bool) {
+    if chunked {
+        out.extend_from_slice(format!("{STREAM_CHUNK:x}\r\n").as_bytes());
+    }
+    let start = out.len();
+    out.extend_from_slice(i.to_string().as_bytes());
+    out.resize(start + STREAM_CHUNK - 1, b'.');
+    out.push(b'\n');
+    if chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The end of a chunked `/stream`: the last chunk, no trailers.
+pub const STREAM_END: &[u8] = b"0\r\n\r\n";
+
+/// `Connection: close` when closing; `Connection: keep-alive` when an
+/// HTTP/1.0 client's connection stays (it would wait for a close
+/// otherwise: ApacheBench's `-k` does exactly that).
+fn connection_header(out: &mut Vec<u8>, after: After, http10: bool) {
+    match after {
+        After::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        After::KeepAlive if http10 => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        After::KeepAlive => {}
+    }
+}
+
+/// Parses the head at the front of `buf`: `Ok(None)` if it has not all
+/// arrived.
+///
+/// Only the first MAX_HEAD bytes can hold a head we accept, so only they
+/// are parsed: a head is refused for what its first 8 KiB say, whatever
+/// follows, and the answer to a stream never depends on how it was split
+/// into reads.
+fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
+    let window = &buf[..buf.len().min(MAX_HEAD)];
+    // Header slots left uninitialised: httparse fills what it uses, and
+    // zeroing 64 slots (2 KiB) per request is work for nothing.
+    let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(window, &mut headers) {
+        Ok(httparse::Status::Complete(n)) => n,
+        // An incomplete head: wait for more, under the deadline.
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            return Err((
+                "431 Request Header Fields Too Large",
+                b"headers too large\n",
+            ))
+        }
+        Err(_) => return Err(("400 Bad Request", b"malformed request\n")),
+    };
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(("400 Bad Request", b"malformed request\n"));
+    };
+    let http10 = version == 0;
+    let header = |name: &'static str| {
+        req.headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes
+    // it unless told `keep-alive` (RFC 9112 9.3).
+    let connection = header("connection").next();
+    let after = match connection {
+        Some(v) if has_token(v, "close") => After::Close,
+        Some(v) if has_token(v, "keep-alive") => After::KeepAlive,
+        _ if http10 => After::Close,
+        _ => After::KeepAlive,
+    };
+    let framing = match (
+        header("transfer-encoding").next(),
+        header("content-length").next(),
+    ) {
+        // Both framings at once is how requests are smuggled past a proxy
+        // that reads the other one (RFC 9112 6.3): refused.
+        (Some(_), Some(_)) => {
+            return Err((
+                "400 Bad Request",
+                b"Transfer-Encoding with Content-Length\n",
+            ))
+        }
+        (Some(_), None) if http10 => {
+            // RFC 9112 6.1: a server must treat Transfer-Encoding in an
+            // HTTP/1.0 message as faulty framing.
+            return Err(("400 Bad Request", b"Transfer-Encoding in HTTP/1.0\n"));
+        }
+        (Some(_), None) => {
+            // Only `chunked`, exactly once: other codings (gzip, ...) are
+            // not understood here, and "chunked, chunked" is a smuggling
+            // trick.
+            let mut codings = header("transfer-encoding")
+                .flat_map(|v| v.split(|&b| b == b','))
+                .map(<[u8]>::trim_ascii);
+            match (codings.next(), codings.next()) {
+                (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") => Framing::Chunked,
+                _ => {
+                    return Err((
+                        "501 Not Implemented",
+                        b"only Transfer-Encoding: chunked is understood\n",
+                    ))
+                }
+            }
+        }
+        (None, _) => Framing::Length(
+            content_length(header("content-length"))
+                .map_err(|()| ("400 Bad Request", &b"bad Content-Length\n"[..]))?,
+        ),
+    };
+    // RFC 9110 10.1.1: `100-continue` is the one expectation; an HTTP/1.0
+    // client cannot have sent it knowingly, so it is ignored there.
+    let expect = header("expect").next();
+    let expect_continue = match expect {
+        None => false,
+        Some(_) if http10 => false,
+        Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => true,
+        Some(_) => return Err(("417 Expectation Failed", b"unknown expectation\n")),
+    };
+    Ok(Some(Head {
+        method,
+        path,
+        http10,
+        len,
+        after,
+        framing,
+        expect_continue,
+    }))
+}
+
+/// Whether a comma-separated header value holds `token`.
+fn has_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// The Content-Length, 0 if absent; `Err` if present but not plain
@@ -234,15 +541,11 @@ impl Requests {
 /// Unicode digits or spaces), or given twice, differently: each is a way
 /// to make two parsers disagree on where a request ends (request
 /// smuggling; hyper's CVE-2021-32715 was a `+` sign).
-fn content_length(req: &httparse::Request<'_, '_>) -> Result<usize, ()> {
+fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<usize, ()> {
     let mut length = None;
-    for h in req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-    {
+    for value in values {
         // Only optional whitespace (space, tab) may surround the value.
-        let value = h.value.trim_ascii();
+        let value = value.trim_ascii();
         if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
             return Err(());
         }
