@@ -4,17 +4,28 @@
 //! cargo run --release --example http -- --addr 127.0.0.1:8080
 //! curl -i http://127.0.0.1:8080/                 # Hello, World!
 //! curl -i -d 'some body' http://127.0.0.1:8080/echo
+//! seq 100000 | curl -T - -X POST http://127.0.0.1:8080/echo   # chunked upload
+//! curl http://127.0.0.1:8080/stream?n=100000 | pv > /dev/null  # streamed
+//! ab -k -n 100000 -c 50 http://127.0.0.1:8080/   # HTTP/1.0 keep-alive
 //! ```
+//!
+//! The protocol, with no sockets in it, is `request.rs` (routes, limits,
+//! answers) and `chunked.rs` (chunked bodies); this file is the part that
+//! meets the reactor: deadlines on the timer wheel, and a streamed
+//! response paced by the client.
 //!
 //! What it teaches beyond echo: **pipelining** (every complete request in
 //! the input is answered, and all the answers go out in one write),
-//! **limits answered in the protocol** (431 for oversized headers, 413 for
-//! an oversized body, 400 for garbage and for a Content-Length that is not
-//! plain digits, 400 for Transfer-Encoding beside Content-Length and 501
-//! for Transfer-Encoding alone: the request-smuggling defences; 408 for a
-//! client too slow to send a request's headers, or whose body stops
-//! coming or trickles in below a minimum rate: the slowloris defences),
-//! and
+//! **framing a body two ways** (Content-Length, and chunked for a body of
+//! unknown length: both strict, because a server and a proxy that disagree
+//! on where a request ends can be made to smuggle one), **limits answered
+//! in the protocol** (431 for oversized headers, 413 for an oversized body
+//! before it is read, also after `Expect: 100-continue`; 400 for garbage;
+//! 501 for a transfer coding other than chunked; 408 for a client too slow
+//! to send a request's headers, or whose body stops coming or trickles in
+//! below a minimum rate: the slowloris defences), **backpressure on a real
+//! protocol** (`GET /stream?n=N` writes chunks only while the client's
+//! output is under the high-water mark, and the rest from `on_drain`), and
 //! **work done once a second instead of once a request** (the Date header,
 //! and the whole `GET /` response built around it).
 
