@@ -87,6 +87,11 @@ pub struct Served {
 /// when a request completes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
+    /// The length and framing of a head already parsed whose body is
+    /// still arriving: the head is not parsed again until the body is
+    /// whole, so a body trickling in a byte at a time costs a look at the
+    /// new byte, not a parse of up to 8 KiB of head per byte.
+    head: Option<(usize, Framing)>,
     /// How far a chunked body has been scanned.
     chunked: Scan,
     /// `100 Continue` was sent for this request.
@@ -121,6 +126,7 @@ struct Head<'a> {
 }
 
 /// How the request's body is delimited (RFC 9112 section 6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Framing {
     Length(usize),
     Chunked,
@@ -193,15 +199,21 @@ impl Requests {
             if buf.is_empty() {
                 return served;
             }
-            let head = match parse_head(buf) {
-                Ok(Some(head)) => head,
-                Ok(None) => {
-                    served.waiting = Waiting::Head;
-                    return served;
-                }
-                Err(refusal) => return self.refuse(refusal, input.len(), served),
+            let (parsed, (head_len, framing)) = match progress.head {
+                Some(known) => (None, known),
+                None => match parse_head(buf) {
+                    Ok(Some(head)) => {
+                        let known = (head.len, head.framing);
+                        (Some(head), known)
+                    }
+                    Ok(None) => {
+                        served.waiting = Waiting::Head;
+                        return served;
+                    }
+                    Err(refusal) => return self.refuse(refusal, input.len(), served),
+                },
             };
-            if let Framing::Length(n) = head.framing {
+            if let Framing::Length(n) = framing {
                 if n > self.max_body {
                     return self.refuse(
                         ("413 Content Too Large", b"body too large\n"),
@@ -210,8 +222,8 @@ impl Requests {
                     );
                 }
             }
-            let rest = &buf[head.len..];
-            let body = match head.framing {
+            let rest = &buf[head_len..];
+            let body = match framing {
                 Framing::Length(n) if rest.len() >= n => Some((n, &rest[..n])),
                 Framing::Length(_) => None,
                 Framing::Chunked => {
@@ -233,17 +245,34 @@ impl Requests {
             let Some((body_len, body)) = body else {
                 // The body is still coming. A client that asked first is
                 // told to send it (RFC 9110 10.1.1), once.
-                if head.expect_continue && !progress.continued {
+                if parsed.as_ref().is_some_and(|h| h.expect_continue) && !progress.continued {
                     self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     progress.continued = true;
                 }
+                progress.head = Some((head_len, framing));
                 served.waiting = Waiting::Body(rest.len());
                 return served;
+            };
+            // The request is whole: its head, parsed now or (once more)
+            // now that its body has come, answers it.
+            let head = match parsed {
+                Some(head) => head,
+                None => match parse_head(buf) {
+                    Ok(Some(head)) => head,
+                    // The same bytes parsed before; if they no longer do,
+                    // the input is not what the progress was for: refuse
+                    // rather than guess.
+                    _ => {
+                        *progress = Progress::default();
+                        let refusal = ("400 Bad Request", &b"malformed request\n"[..]);
+                        return self.refuse(refusal, input.len(), served);
+                    }
+                },
             };
             *progress = Progress::default();
             served.used += head.len + body_len;
             served.answered += 1;
-            let stream = if matches!(head.framing, Framing::Chunked) {
+            let stream = if framing == Framing::Chunked {
                 let body = std::mem::take(&mut self.body);
                 let stream = self.answer(&head, &body);
                 self.body = body;
