@@ -121,11 +121,14 @@ fn http_limits_are_answered_and_others_still_served() {
     );
     let p = server.port;
     assert!(exchange(p, b"this is not http\r\n\r\n").starts_with("HTTP/1.1 400"));
-    let big_head = format!("GET / HTTP/1.1\r\nX-Fill: {}\r\n\r\n", "a".repeat(9000));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Fill: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
     assert!(exchange(p, big_head.as_bytes()).starts_with("HTTP/1.1 431"));
-    let big_body = b"POST /echo HTTP/1.1\r\nContent-Length: 5000\r\n\r\n";
+    let big_body = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n";
     assert!(exchange(p, big_body).starts_with("HTTP/1.1 413"));
-    let gzip = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+    let gzip = b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n";
     assert!(exchange(p, gzip).starts_with("HTTP/1.1 501"));
     // Slowloris: half a head, then nothing. 408 after the header timeout.
     let started = Instant::now();
@@ -135,7 +138,7 @@ fn http_limits_are_answered_and_others_still_served() {
     // Pipelined: three requests in one write, three answers.
     let mut s = raw(p);
     s.write_all(
-        b"GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     )
     .unwrap();
     let mut all = String::new();

@@ -94,7 +94,10 @@ fn transfer_encoding_beside_content_length_is_refused() {
         );
     }
     // The refusal closes only that connection.
-    let ok = exchange(http.port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    let ok = exchange(
+        http.port,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(status(&ok), "HTTP/1.1 200 OK");
 }
 
@@ -115,7 +118,7 @@ fn pipelined_requests_split_across_packets_each_get_their_own_header_deadline() 
         sent = end;
         thread::sleep(Duration::from_millis(400));
     }
-    s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
@@ -138,8 +141,10 @@ fn a_slow_but_steady_upload_is_not_cut_and_a_stalled_one_is() {
         ],
     );
     let mut s = connect(http.port);
-    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 6\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     // One byte every 0.4 s: 2.4 s in all, longer than either timeout.
     for b in b"steady" {
         thread::sleep(Duration::from_millis(400));
@@ -153,7 +158,7 @@ fn a_slow_but_steady_upload_is_not_cut_and_a_stalled_one_is() {
     // A body that stops coming is cut at the body timeout.
     let mut stalled = connect(http.port);
     stalled
-        .write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 6\r\n\r\nst")
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nst")
         .unwrap();
     let mut answer = String::new();
     stalled.read_to_string(&mut answer).unwrap();
@@ -192,7 +197,7 @@ fn a_body_that_trickles_below_the_minimum_rate_is_cut_though_it_never_stalls() {
         &["--body-timeout", "1", "--body-min-rate", "100"],
     );
     let mut s = connect(http.port);
-    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 64\r\n\r\n")
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 64\r\n\r\n")
         .unwrap();
     let started = std::time::Instant::now();
     let reader = s.try_clone().unwrap();
@@ -225,8 +230,10 @@ fn a_body_that_trickles_below_the_minimum_rate_is_cut_though_it_never_stalls() {
         &["--body-timeout", "1", "--body-min-rate", "0"],
     );
     let mut s = connect(http.port);
-    s.write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 8\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
     for _ in 0..8 {
         thread::sleep(Duration::from_millis(300));
         s.write_all(b"x").unwrap();

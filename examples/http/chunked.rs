@@ -109,11 +109,20 @@ pub fn scan(buf: &[u8], scan: &mut Scan, max_data: usize, max_len: usize) -> Bod
             return Body::Invalid("413 Content Too Large", b"body too large\n");
         }
         let size = size as usize;
-        let data_end = end + 2 + size;
+        // Refused before the data comes if it would carry the body past
+        // its limit (and the input past the reactor's).
+        let data_end = match (end + 2).checked_add(size) {
+            Some(data_end) if data_end.saturating_add(2) <= max_len => data_end,
+            _ => return Body::Invalid("400 Bad Request", b"chunked framing too large\n"),
+        };
         if buf.len() < data_end + 2 {
             // Wait for the data and its CRLF: the size line is walked
-            // again then, nothing else.
-            return Body::Incomplete { data: scan.data };
+            // again then, nothing else. The data already here counts (a
+            // body's rate is its data's, not its framing's).
+            let arrived = buf.len().saturating_sub(end + 2).min(size);
+            return Body::Incomplete {
+                data: scan.data + arrived,
+            };
         }
         if &buf[data_end..data_end + 2] != b"\r\n" {
             return Body::Invalid("400 Bad Request", b"chunk data not followed by CRLF\n");

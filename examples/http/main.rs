@@ -190,7 +190,9 @@ impl Http {
         let Some(pump) = slot.stream.as_mut().filter(|_| slot.id == conn) else {
             return false;
         };
-        while pump.next < pump.stream.chunks && cx.output_len(conn).is_some_and(|n| n < high_water)
+        // Up to and past the mark, never exactly on it: the reactor calls
+        // `on_drain` only for output that went above it.
+        while pump.next < pump.stream.chunks && cx.output_len(conn).is_some_and(|n| n <= high_water)
         {
             self.chunks.clear();
             let batch_end = (pump.next + CHUNKS_PER_WRITE).min(pump.stream.chunks);
@@ -340,7 +342,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let requests = Requests::new(cli.max_body, &httpdate::fmt_http_date(SystemTime::now()));
     // A partial request is at most a head, a body with its framing, and
     // trailers.
-    config.max_input = requests.max_request() + 1;
+    config.max_input = requests.max_request().saturating_add(1);
     let http = Http {
         header_timeout: Duration::from_secs(cli.header_timeout),
         body_timeout: Duration::from_secs(cli.body_timeout),

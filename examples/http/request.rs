@@ -171,9 +171,13 @@ impl Requests {
 
     /// The most bytes a request may take in a connection's input: a head,
     /// and a chunked body's data with at most as much framing again, and
-    /// its trailers. The reactor's input limit is set from it.
+    /// its trailers. The reactor's input limit is set from it, so a
+    /// request within every limit here is never cut by the reactor's.
     pub fn max_request(&self) -> usize {
-        MAX_HEAD + self.max_chunked() + chunked::MAX_TRAILERS + 2
+        // The framing limit is checked before each size line, which may
+        // then run to its own limit; the trailers follow.
+        (MAX_HEAD + chunked::MAX_SIZE_LINE + chunked::MAX_TRAILERS + 4)
+            .saturating_add(self.max_chunked())
     }
 
     /// The most bytes a chunked body's chunks may take: the data, and as
@@ -187,6 +191,15 @@ impl Requests {
     /// `input` holds. `progress` is the connection's: how far the request
     /// at the front of `input` was looked at by earlier calls.
     pub fn serve(&mut self, input: &[u8], progress: &mut Progress) -> Served {
+        let served = self.serve_requests(input, progress);
+        if served.after == After::Close {
+            // Nothing more is read from this connection.
+            *progress = Progress::default();
+        }
+        served
+    }
+
+    fn serve_requests(&mut self, input: &[u8], progress: &mut Progress) -> Served {
         let mut served = Served {
             used: 0,
             after: After::KeepAlive,
@@ -199,6 +212,13 @@ impl Requests {
             if buf.is_empty() {
                 return served;
             }
+            // RFC 9112 2.2: empty lines before a request are ignored (a
+            // client may end a body with an extra CRLF); they are not the
+            // start of a head, so they start no header deadline.
+            if progress.head.is_none() && buf.starts_with(b"\r\n") {
+                served.used += 2;
+                continue;
+            }
             let (parsed, (head_len, framing)) = match progress.head {
                 Some(known) => (None, known),
                 None => match parse_head(buf) {
@@ -210,13 +230,14 @@ impl Requests {
                         served.waiting = Waiting::Head;
                         return served;
                     }
-                    Err(refusal) => return self.refuse(refusal, input.len(), served),
+                    Err(refusal) => return self.refuse(refusal, buf, input.len(), served),
                 },
             };
             if let Framing::Length(n) = framing {
                 if n > self.max_body {
                     return self.refuse(
                         ("413 Content Too Large", b"body too large\n"),
+                        buf,
                         input.len(),
                         served,
                     );
@@ -224,8 +245,8 @@ impl Requests {
             }
             let rest = &buf[head_len..];
             let body = match framing {
-                Framing::Length(n) if rest.len() >= n => Some((n, &rest[..n])),
-                Framing::Length(_) => None,
+                Framing::Length(n) if rest.len() >= n => Ok((n, &rest[..n])),
+                Framing::Length(_) => Err(rest.len()),
                 Framing::Chunked => {
                     let (max_body, max_len) = (self.max_body, self.max_chunked());
                     match chunked::scan(rest, &mut progress.chunked, max_body, max_len) {
@@ -233,25 +254,29 @@ impl Requests {
                             self.body.clear();
                             self.body.reserve(data);
                             chunked::decode(&rest[..len], &mut self.body);
-                            Some((len, &[][..]))
+                            Ok((len, &[][..]))
                         }
-                        Body::Incomplete { .. } => None,
+                        Body::Incomplete { data } => Err(data),
                         Body::Invalid(status, why) => {
-                            return self.refuse((status, why), input.len(), served)
+                            return self.refuse((status, why), buf, input.len(), served)
                         }
                     }
                 }
             };
-            let Some((body_len, body)) = body else {
-                // The body is still coming. A client that asked first is
-                // told to send it (RFC 9110 10.1.1), once.
-                if parsed.as_ref().is_some_and(|h| h.expect_continue) && !progress.continued {
-                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                    progress.continued = true;
+            // `have`: the body's data so far (its framing not counted).
+            let (body_len, body) = match body {
+                Ok(whole) => whole,
+                Err(have) => {
+                    // The body is still coming. A client that asked first is
+                    // told to send it (RFC 9110 10.1.1), once.
+                    if parsed.as_ref().is_some_and(|h| h.expect_continue) && !progress.continued {
+                        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        progress.continued = true;
+                    }
+                    progress.head = Some((head_len, framing));
+                    served.waiting = Waiting::Body(have);
+                    return served;
                 }
-                progress.head = Some((head_len, framing));
-                served.waiting = Waiting::Body(rest.len());
-                return served;
             };
             // The request is whole: its head, parsed now or (once more)
             // now that its body has come, answers it.
@@ -265,7 +290,7 @@ impl Requests {
                     _ => {
                         *progress = Progress::default();
                         let refusal = ("400 Bad Request", &b"malformed request\n"[..]);
-                        return self.refuse(refusal, input.len(), served);
+                        return self.refuse(refusal, buf, input.len(), served);
                     }
                 },
             };
@@ -292,9 +317,17 @@ impl Requests {
     }
 
     /// A request the server will not serve: answer why, then close. The
-    /// rest of the input is dropped with it.
-    fn refuse(&mut self, (status, why): Refusal, input_len: usize, served: Served) -> Served {
-        self.respond(status, why, false, After::Close, false, &[]);
+    /// rest of the input is dropped with it. `request`: the refused
+    /// request's bytes (a HEAD's refusal has no body either).
+    fn refuse(
+        &mut self,
+        (status, why): Refusal,
+        request: &[u8],
+        input_len: usize,
+        served: Served,
+    ) -> Served {
+        let head_only = request.starts_with(b"HEAD ");
+        self.respond(status, why, head_only, After::Close, false, &[]);
         Served {
             used: input_len,
             after: After::Close,
@@ -339,7 +372,15 @@ impl Requests {
     /// caller to send.
     fn answer(&mut self, head: &Head<'_>, body: &[u8]) -> Option<Stream> {
         let (after, http10) = (head.after, head.http10);
-        let (path, query) = head.path.split_once('?').unwrap_or((head.path, ""));
+        let head_only = head.method == "HEAD";
+        // RFC 9110 9.1: a method the server does not know is 501; one it
+        // knows but a path does not take is 405.
+        if !KNOWN_METHODS.contains(&head.method) {
+            let why = b"Not Implemented\n";
+            self.respond("501 Not Implemented", why, false, after, http10, &[]);
+            return None;
+        }
+        let (path, query) = split_target(head.path);
         let allow = match path {
             "/" => "Allow: GET, HEAD, OPTIONS",
             "/echo" => "Allow: OPTIONS, POST",
@@ -363,14 +404,12 @@ impl Requests {
                 self.out.extend_from_slice(&self.hello);
             }
             ("GET" | "HEAD", "/") => {
-                let head_only = head.method == "HEAD";
                 self.respond("200 OK", b"Hello, World!", head_only, after, http10, &[]);
             }
             ("POST", "/echo") => self.respond("200 OK", body, false, after, http10, &[]),
             ("GET" | "HEAD", "/stream") => return self.stream(head, query),
             ("OPTIONS", _) => self.respond("200 OK", b"", false, after, http10, &[allow]),
             _ => {
-                let head_only = head.method == "HEAD";
                 self.respond(
                     "405 Method Not Allowed",
                     b"Method Not Allowed\n",
@@ -392,15 +431,22 @@ impl Requests {
             .find_map(|kv| kv.strip_prefix("n="))
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|n| (1..=MAX_STREAM_CHUNKS).contains(n));
+        let head_only = head.method == "HEAD";
         let Some(chunks) = chunks else {
             let why = format!("/stream wants ?n=N, N from 1 to {MAX_STREAM_CHUNKS}\n");
-            self.respond("400 Bad Request", why.as_bytes(), false, after, http10, &[]);
+            self.respond(
+                "400 Bad Request",
+                why.as_bytes(),
+                head_only,
+                after,
+                http10,
+                &[],
+            );
             return None;
         };
         // HTTP/1.0 has no chunked framing: the body ends when the
         // connection closes, the way every HTTP/1.0 body of unknown length
         // did. (A HEAD has no body to end.)
-        let head_only = head.method == "HEAD";
         let chunked = !http10;
         let after = if http10 && !head_only {
             After::Close
@@ -441,6 +487,27 @@ pub fn stream_chunk(out: &mut Vec<u8>, i: u64, chunked: bool) {
     }
 }
 
+/// Methods RFC 9110 defines, and PATCH (RFC 5789): known, so a path
+/// that does not take one answers 405, not 501.
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// A request target's path and query. An absolute-form target
+/// (`http://host/path?q`, which RFC 9112 3.2.2 says a server must accept)
+/// loses its scheme and authority; an empty path is `/`.
+fn split_target(target: &str) -> (&str, &str) {
+    let target = match target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        Some(rest) => rest.find(['/', '?']).map_or("", |i| &rest[i..]),
+        None => target,
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    (if path.is_empty() { "/" } else { path }, query)
+}
+
 /// The end of a chunked `/stream`: the last chunk, no trailers.
 pub const STREAM_END: &[u8] = b"0\r\n\r\n";
 
@@ -468,8 +535,26 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
     // zeroing 64 slots (2 KiB) per request is work for nothing.
     let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(window, &mut headers) {
+    // httparse takes a bare LF as a line end (RFC 9112 2.2 allows it);
+    // a proxy in front that splits only on CRLF would see a different
+    // set of headers (`X: a\nContent-Length: 35` is one header to it, two
+    // here): refused, as chunked bodies refuse it. The verdict must not
+    // depend on how the head was split into reads, so unless the head is
+    // whole and clean (the common case, checked first), only the bytes
+    // before the first bare LF are parsed.
+    let mut parsed = req.parse_with_uninit_headers(window, &mut headers);
+    let clean =
+        matches!(parsed, Ok(httparse::Status::Complete(n)) if bare_lf(&window[..n]).is_none());
+    let bare = if clean { None } else { bare_lf(window) };
+    if let Some(at) = bare {
+        req = httparse::Request::new(&mut []);
+        parsed = req.parse_with_uninit_headers(&window[..at], &mut headers);
+    }
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if bare.is_some() => {
+            return Err(("400 Bad Request", b"bare LF in request head\n"))
+        }
         // An incomplete head: wait for more, under the deadline.
         Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
         Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
@@ -490,14 +575,22 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
+    // RFC 9112 3.2: an HTTP/1.1 request carries exactly one Host; an
+    // HTTP/1.0 one at most one. Two, or none, is a 400.
+    let hosts = header("host").count();
+    if hosts > 1 || (hosts == 0 && !http10) {
+        return Err(("400 Bad Request", b"a request needs one Host header\n"));
+    }
     // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes
-    // it unless told `keep-alive` (RFC 9112 9.3).
-    let connection = header("connection").next();
-    let after = match connection {
-        Some(v) if has_token(v, "close") => After::Close,
-        Some(v) if has_token(v, "keep-alive") => After::KeepAlive,
-        _ if http10 => After::Close,
-        _ => After::KeepAlive,
+    // it unless told `keep-alive` (RFC 9112 9.3). Connection is a list,
+    // and its lines add up (RFC 9110 5.3): `close` in any of them wins.
+    let connection = |token| header("connection").any(|v| has_token(v, token));
+    let after = if connection("close") {
+        After::Close
+    } else if connection("keep-alive") || !http10 {
+        After::KeepAlive
+    } else {
+        After::Close
     };
     let framing = match (
         header("transfer-encoding").next(),
@@ -556,6 +649,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
         framing,
         expect_continue,
     }))
+}
+
+/// Where the first LF that is not the end of a CRLF is.
+fn bare_lf(bytes: &[u8]) -> Option<usize> {
+    (0..bytes.len()).find(|&i| bytes[i] == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
 }
 
 /// Whether a comma-separated header value holds `token`.
