@@ -47,7 +47,7 @@ fuzz_target!(|ops: Vec<Op>| {
             })
             .collect()
     };
-    for op in ops {
+    for (step, op) in ops.into_iter().enumerate() {
         match op {
             Op::Extend { len, shift } => {
                 let len = usize::from(len) << (shift % 8);
@@ -86,9 +86,17 @@ fuzz_target!(|ops: Vec<Op>| {
         }
         assert_eq!(buffer.len(), model.len());
         assert_eq!(buffer.is_empty(), model.is_empty());
-        assert!(buffer.as_slice().iter().eq(model.iter()), "bytes differ");
+        assert_eq!(buffer.as_slice().first(), model.front());
+        assert_eq!(buffer.as_slice().last(), model.back());
+        // Every byte, every 16th operation and at the end: a wrong byte
+        // stays wrong, and comparing a megabyte per operation would make
+        // the target a hundred times slower.
+        if step % 16 == 0 {
+            assert!(buffer.as_slice().iter().eq(model.iter()), "bytes differ");
+        }
         assert!(pool.pooled() <= POOL_BUFFERS);
         assert!(pool.pooled_bytes() <= POOL_BYTES);
         assert_eq!(pool.in_use(), out.len());
     }
+    assert!(buffer.as_slice().iter().eq(model.iter()), "bytes differ");
 });
