@@ -138,10 +138,9 @@ struct Expiry {
     token: u64,
 }
 
-/// What an expiry costs beyond its slot in the index: its box, and its
+/// What an expiry costs beyond its slot in the index: its box and its
 /// timer.
-const EXPIRY_COST: usize = ALLOC_BOX + TIMER_COST;
-const ALLOC_BOX: usize = std::mem::size_of::<Expiry>() + crate::value::ALLOC_OVERHEAD;
+const EXPIRY_COST: usize = heap(std::mem::size_of::<Expiry>()) + TIMER_COST;
 
 impl Entry {
     /// When the key expires (Unix milliseconds), if it does.

@@ -59,11 +59,12 @@
 //! `--max-memory` counts what the data really costs (`Db::memory`): keys
 //! and values with the allocator's overhead, the hash tables and scan
 //! order whole (empty slots included), each expiry's box, index entry and
-//! timer on the wheel. Measured against the server's RSS on 2026-11-28
-//! (`INFO`'s `used_memory` after pipelined `SET`s of 16-byte keys and
-//! values, RSS over the empty server's): 500,000 keys 1.00 of RSS (234
-//! bytes a key), 900,000 keys 1.00 (158: the same table, fuller), 500,000
-//! keys with `EX` 1.02 (383), 100,000 keys with `EX` 1.03 (293).
+//! timer on the wheel. Measured against the server's RSS on 2026-11-28,
+//! with the sixteen databases (`INFO`'s `used_memory` after pipelined
+//! `SET`s of 16-byte keys and values, RSS over the empty server's):
+//! 500,000 keys 1.00 of RSS (233 bytes a key), 900,000 keys 1.01 (174:
+//! the same table, fuller), 500,000 keys with `EX` 1.00 (374), 100,000
+//! keys with `EX` 1.05 (307).
 //!
 //! Replies are bounded too. While a connection's waiting output is above
 //! the reactor's high-water mark, no more of its commands are taken: the
@@ -139,9 +140,10 @@ impl Kv {
         }
         let entry = &mut clients[slot];
         if entry.as_ref().is_none_or(|c| c.conn != conn) {
-            *entry = Some(Client::new(conn, server.next_client_id));
             server.next_client_id += 1;
+            return entry.insert(Client::new(conn, server.next_client_id));
         }
+        // The slot holds this connection's state: no insert happens here.
         entry.get_or_insert_with(|| Client::new(conn, 0))
     }
 }

@@ -58,6 +58,7 @@ pub struct Server {
     pub connected: usize,
     pub connections_received: u64,
     pub commands: u64,
+    /// The last CLIENT ID given (they count up from 1).
     pub next_client_id: u64,
     pub rng: Rng,
 }
@@ -75,7 +76,7 @@ impl Server {
             connected: 0,
             connections_received: 0,
             commands: 0,
-            next_client_id: 1,
+            next_client_id: 0,
             rng: Rng::new(seed),
         }
     }
@@ -170,27 +171,25 @@ pub fn flushall(c: &mut Call<'_, '_>, args: &[&[u8]]) {
 /// CLIENT ID, GETNAME, SETNAME.
 pub fn client(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     let sub = args[1].to_ascii_uppercase();
-    let arity = |n: usize, name: &str, c: &mut Call<'_, '_>| {
-        let fits = args.len() == n;
-        if !fits {
-            arity_error(&mut c.out.buf, name);
-        }
-        fits
+    let (name, words) = match sub.as_slice() {
+        b"ID" => ("client|id", 2),
+        b"GETNAME" => ("client|getname", 2),
+        b"SETNAME" => ("client|setname", 3),
+        _ => return unknown_subcommand(c, args),
     };
+    if args.len() != words {
+        return arity_error(&mut c.out.buf, name);
+    }
     match sub.as_slice() {
-        b"ID" if arity(2, "client|id", c) => reply::integer(&mut c.out.buf, c.client.id as i64),
-        b"GETNAME" if arity(2, "client|getname", c) => match &c.client.name {
+        b"ID" => reply::integer(&mut c.out.buf, c.client.id as i64),
+        b"GETNAME" => match &c.client.name {
             Some(name) => reply::bulk(&mut c.out.buf, name),
             None => reply::null(&mut c.out.buf),
         },
-        b"SETNAME" if arity(3, "client|setname", c) => {
-            if let Err(message) = set_name(c, args[2]) {
-                return c.error(message);
-            }
-            reply::simple(&mut c.out.buf, "OK");
-        }
-        b"ID" | b"GETNAME" | b"SETNAME" => {}
-        _ => unknown_subcommand(c, args),
+        _ => match set_name(c, args[2]) {
+            Ok(()) => reply::simple(&mut c.out.buf, "OK"),
+            Err(message) => c.error(message),
+        },
     }
 }
 

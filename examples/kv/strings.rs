@@ -197,8 +197,12 @@ fn set_generic(
             Err(WrongType) => return c.out.buf.extend_from_slice(WRONGTYPE),
         }
     }
-    let found = db.contains(c.now, key);
-    if (o.nx && found) || (o.xx && !found) {
+    // A plain SET does not look first: it stores in one lookup.
+    let refused = (o.nx || o.xx) && {
+        let found = db.contains(c.now, key);
+        (o.nx && found) || (o.xx && !found)
+    };
+    if refused {
         if !o.get {
             match answer {
                 SetReply::Ok => reply::null(&mut c.out.buf),

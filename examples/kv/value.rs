@@ -118,7 +118,7 @@ impl Value {
 }
 
 /// A heap block of `n` bytes as the allocator sees it (none for nothing).
-pub fn heap(n: usize) -> usize {
+pub const fn heap(n: usize) -> usize {
     if n == 0 {
         0
     } else {
