@@ -29,6 +29,10 @@ pub const SYNTAX: &str = "syntax error";
 /// see it grow.
 pub const SPILL_AT: usize = 64 * 1024;
 
+/// Most bytes of a client's word an error message quotes (Redis's
+/// `%.128s`): an unknown 8 MiB command name is not echoed back whole.
+pub const QUOTED: usize = 128;
+
 /// Longest command name in the table ("INCRBYFLOAT", "PEXPIRETIME"), with
 /// room: a name is upper-cased on the stack in this many bytes.
 const MAX_NAME: usize = 16;
@@ -262,22 +266,22 @@ pub fn arity_error(out: &mut Vec<u8>, name: &str) {
 fn unknown_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     let mut listed = String::new();
     for arg in &args[1..] {
-        if listed.len() >= 128 {
+        if listed.len() >= QUOTED {
             break;
         }
-        listed += &format!("'{}' ", clip(arg, 128 - listed.len()));
+        listed += &format!("'{}' ", clip(arg, QUOTED - listed.len()));
     }
     reply::error(
         out,
         &format!(
             "unknown command '{}', with args beginning with: {listed}",
-            clip(args[0], 128)
+            clip(args[0], QUOTED)
         ),
     );
 }
 
 /// The first `n` bytes of a client's word, for an error message (which
-/// `reply::error` keeps on one line).
+/// `reply::error` keeps on one line; see [`QUOTED`]).
 pub fn clip(word: &[u8], n: usize) -> String {
     String::from_utf8_lossy(&word[..word.len().min(n)]).into_owned()
 }
@@ -286,7 +290,7 @@ pub fn clip(word: &[u8], n: usize) -> String {
 pub fn unknown_subcommand(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     let message = format!(
         "unknown subcommand '{}'. Try {} HELP.",
-        clip(args[1], 128),
+        clip(args[1], QUOTED),
         String::from_utf8_lossy(args[0]).to_uppercase()
     );
     c.error(&message);

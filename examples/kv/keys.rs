@@ -7,7 +7,7 @@
 //! first and then write them, since a RESP array says its length first
 //! (two passes over the keys cost less than a list of the matches).
 
-use crate::command::{arity_error, unknown_subcommand, Call, Next, SYNTAX};
+use crate::command::{arity_error, clip, unknown_subcommand, Call, Next, QUOTED, SYNTAX};
 use crate::db::{Db, Entry, Key};
 use crate::glob::Glob;
 use crate::number::{redis_int, scan_cursor, NOT_AN_INTEGER};
@@ -235,12 +235,7 @@ impl Conditions {
                 b"XX" => f.xx = true,
                 b"GT" => f.gt = true,
                 b"LT" => f.lt = true,
-                _ => {
-                    return Err(format!(
-                        "Unsupported option {}",
-                        String::from_utf8_lossy(word)
-                    ))
-                }
+                _ => return Err(format!("Unsupported option {}", clip(word, QUOTED))),
             }
         }
         if f.nx && (f.xx || f.gt || f.lt) {

@@ -238,7 +238,7 @@ pub fn hello(c: &mut Call<'_, '_>, args: &[&[u8]]) {
             name = Some(args[i + 1]);
             i += 2;
         } else {
-            let option = crate::command::clip(args[i], 128);
+            let option = crate::command::clip(args[i], crate::command::QUOTED);
             return c.error(&format!("Syntax error in HELLO option '{option}'"));
         }
     }
