@@ -93,7 +93,9 @@ fn listed(glob: Option<&Glob>, kind: Option<&[u8]>, key: &Key, entry: &Entry) ->
 }
 
 /// KEYS pattern: every live key that matches, in one reply. `O(keys)`,
-/// as in Redis: SCAN is the way to walk a large keyspace.
+/// as in Redis, and built in one call: a reply past the reactor's hard
+/// output limit (16 MiB) closes the connection. SCAN is the way to walk a
+/// large keyspace.
 pub fn keys(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     let glob = pattern(args[1]);
     let db = c.ks.db(c.client.db);

@@ -247,26 +247,21 @@ pub fn hello(c: &mut Call<'_, '_>, args: &[&[u8]]) {
             return c.error(message);
         }
     }
+    // A map, which RESP2 sends as a flat array of fields and values.
     let out = &mut c.out.buf;
     reply::array_len(out, 14);
-    for (field, value) in [
-        ("server", "redis"),
-        ("version", REDIS_VERSION),
-        ("proto", "2"),
-    ] {
-        reply::bulk(out, field.as_bytes());
-        if field == "proto" {
-            reply::integer(out, 2);
-        } else {
-            reply::bulk(out, value.as_bytes());
-        }
-    }
+    let field = |out: &mut Vec<u8>, name: &str, value: &str| {
+        reply::bulk(out, name.as_bytes());
+        reply::bulk(out, value.as_bytes());
+    };
+    field(out, "server", "redis");
+    field(out, "version", REDIS_VERSION);
+    reply::bulk(out, b"proto");
+    reply::integer(out, 2);
     reply::bulk(out, b"id");
     reply::integer(out, c.client.id as i64);
-    for (field, value) in [("mode", "standalone"), ("role", "master")] {
-        reply::bulk(out, field.as_bytes());
-        reply::bulk(out, value.as_bytes());
-    }
+    field(out, "mode", "standalone");
+    field(out, "role", "master");
     reply::bulk(out, b"modules");
     reply::array_len(out, 0);
 }
