@@ -14,7 +14,7 @@ use evloop::{ConnId, Context};
 use crate::db::Keyspace;
 use crate::resp::reply;
 use crate::server::{Client, Server};
-use crate::{collections, keys, server, strings};
+use crate::{bitmaps, collections, keys, lcs, server, strings};
 
 /// Redis's answer to a command on a key of another type.
 pub const WRONGTYPE: &[u8] =
@@ -168,9 +168,10 @@ table! {
     b"INCRBY" "incrby" 3 adds strings::incrby;
     b"DECRBY" "decrby" 3 adds strings::decrby;
     b"INCRBYFLOAT" "incrbyfloat" 3 adds strings::incrbyfloat;
-    b"SETBIT" "setbit" 4 adds strings::setbit;
-    b"GETBIT" "getbit" 3 keeps strings::getbit;
-    b"LCS" "lcs" -3 keeps strings::lcs;
+    b"LCS" "lcs" -3 keeps lcs::lcs;
+    // Bitmaps (bitmaps.rs).
+    b"SETBIT" "setbit" 4 adds bitmaps::setbit;
+    b"GETBIT" "getbit" 3 keeps bitmaps::getbit;
     // Keys and expiry (keys.rs).
     b"DEL" "del" -2 keeps keys::del;
     b"UNLINK" "unlink" -2 keeps keys::del;

@@ -26,7 +26,8 @@
 //! | `command.rs` | the command table (name, arity, adds data) and what a command is given |
 //! | `db.rs` | the keyspace: 16 databases, expiry, the SCAN order, the memory count |
 //! | `value.rs` | strings, lists and sets, what each costs, OBJECT ENCODING |
-//! | `strings.rs`, `keys.rs`, `collections.rs`, `server.rs` | the commands, grouped as Redis's docs group them |
+//! | `strings.rs`, `bitmaps.rs`, `keys.rs`, `collections.rs`, `server.rs` | the commands, grouped as Redis's docs group them |
+//! | `lcs.rs` | LCS: a dynamic-programming table, bounded before it is built |
 //! | `glob.rs` | KEYS and SCAN patterns, matched without backtracking |
 //! | `number.rs` | numbers read and written as Redis reads and writes them |
 //!
@@ -76,6 +77,7 @@
 //! limit the connection is closed as a slow consumer after at most that
 //! much, not after the whole reply was built.
 
+mod bitmaps;
 mod collections;
 mod command;
 #[path = "../common/mod.rs"]
@@ -83,6 +85,7 @@ mod common;
 mod db;
 mod glob;
 mod keys;
+mod lcs;
 mod number;
 mod resp;
 mod server;
