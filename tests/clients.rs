@@ -274,24 +274,21 @@ fn expect_reply(s: &mut TcpStream, expected: &[u8]) {
 }
 
 #[test]
-fn a_megabyte_mset_is_served_and_a_larger_command_refused_with_err() {
+fn an_mset_past_one_bulks_limit_is_served_and_one_past_the_command_limit_refused() {
     let server = Proc::start(&[], "kv", &[]);
-    // 900 KiB in one command: more than one bulk string's limit, less
-    // than the command limit (examples/kv/resp.rs, MAX_COMMAND).
-    let value = vec![b'v'; 300 * 1024];
+    // 12 MiB in one command: more than one bulk string's limit (8 MiB),
+    // less than the command limit (16 MiB; examples/kv/resp.rs,
+    // MAX_BULK and MAX_COMMAND).
+    let value = vec![b'v'; 6 << 20];
     let mut s = raw(server.port);
-    s.write_all(&resp_command(&[
-        b"MSET", b"a", &value, b"b", &value, b"c", &value,
-    ]))
-    .unwrap();
+    s.write_all(&resp_command(&[b"MSET", b"a", &value, b"b", &value]))
+        .unwrap();
     expect_reply(&mut s, b"+OK\r\n");
     s.write_all(&resp_command(&[b"DBSIZE"])).unwrap();
-    expect_reply(&mut s, b":3\r\n");
-    // Four such values pass MAX_COMMAND: refused when the fourth value's
+    expect_reply(&mut s, b":2\r\n");
+    // Three such values pass MAX_COMMAND: refused when the third value's
     // header arrives, answered in the protocol, then closed.
-    let too_big = resp_command(&[
-        b"MSET", b"a", &value, b"b", &value, b"c", &value, b"d", &value,
-    ]);
+    let too_big = resp_command(&[b"MSET", b"a", &value, b"b", &value, b"c", &value]);
     let answer = exchange(server.port, &too_big);
     assert!(
         answer.starts_with("-ERR Protocol error: command too large"),
