@@ -1132,3 +1132,75 @@ fn random_commands_with_edge_arguments_each_get_one_reply() {
     }
     assert_eq!(s.c("PING"), "+PONG");
 }
+
+/// Found by a review that attacked the server: each cost seconds of the
+/// loop, or lost data, before.
+#[test]
+fn randomkey_deletes_the_past_due_keys_it_meets_and_finds_the_live_one() {
+    let (_kv, mut s) = kv();
+    // 20,000 keys past due in one pipeline, their timers not yet fired,
+    // and one live key: RANDOMKEY deletes what it meets (as Redis's does)
+    // instead of walking all of them on every call.
+    let mut pipeline = Vec::new();
+    for i in 0..20_000 {
+        let key = format!("gone{i}");
+        let mut frame = format!(
+            "*5\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\nv\r\n$4\r\nPXAT\r\n$1\r\n1\r\n",
+            key.len()
+        )
+        .into_bytes();
+        pipeline.append(&mut frame);
+    }
+    pipeline.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$4\r\nlive\r\n$1\r\nv\r\n");
+    for _ in 0..200 {
+        pipeline.extend_from_slice(b"*1\r\n$9\r\nRANDOMKEY\r\n");
+    }
+    s.writer.write_all(&pipeline).unwrap();
+    for _ in 0..20_001 {
+        assert_eq!(s.reply().text(), "+OK");
+    }
+    for _ in 0..200 {
+        assert_eq!(s.reply().text(), "live");
+    }
+    assert_eq!(s.c("DBSIZE"), ":1");
+}
+
+#[test]
+fn incr_on_a_long_string_of_digits_is_refused_without_reading_it() {
+    let (_kv, mut s) = kv();
+    let digits = "1".repeat(1 << 20);
+    assert_eq!(s.words(&["SET", "n", &digits]), "+OK");
+    assert_eq!(
+        s.c("INCR n"),
+        "-ERR value is not an integer or out of range"
+    );
+    assert_eq!(s.c("STRLEN n"), format!(":{}", 1 << 20));
+}
+
+#[test]
+fn a_pop_whose_reply_would_pass_the_output_limit_is_refused_and_nothing_is_lost() {
+    let (_kv, mut s) = kv();
+    let item = "i".repeat(1 << 20);
+    for _ in 0..12 {
+        s.words(&["RPUSH", "big", &item]);
+    }
+    let refused = s.c("LPOP big 12");
+    assert!(refused.starts_with("-ERR the reply would be"), "{refused}");
+    assert_eq!(s.c("LLEN big"), ":12");
+    // Fewer fit, and arrive whole.
+    let popped = s.c("RPOP big 4");
+    assert_eq!(popped.len(), 4 * (1 << 20) + 2 + 3 * 2, "{}", &popped[..40]);
+    assert_eq!(s.c("LLEN big"), ":8");
+}
+
+#[test]
+fn a_glob_pattern_past_its_limit_is_refused() {
+    let (_kv, mut s) = kv();
+    s.c("SET a 1");
+    let long = "a*".repeat(4 * 1024);
+    let keys = s.words(&["KEYS", &long]);
+    assert!(keys.starts_with("-ERR pattern longer than"), "{keys}");
+    let scan = s.words(&["SCAN", "0", "MATCH", &long]);
+    assert!(scan.starts_with("-ERR pattern longer than"), "{scan}");
+    assert_eq!(s.c("KEYS a*"), "[a]");
+}

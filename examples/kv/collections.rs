@@ -45,6 +45,10 @@ pub fn rpop(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     pop(c, args, false);
 }
 
+/// Largest reply LPOP or RPOP with a count may build: half the reactor's
+/// hard output limit (16 MiB), so it fits with room for what the
+/// connection has queued already.
+const MAX_POP_REPLY: usize = 8 * 1024 * 1024;
 /// LPOP and RPOP key [count]: one element (or nil), or with a count an
 /// array of up to that many (or a nil array).
 fn pop(c: &mut Call<'_, '_>, args: &[&[u8]], front: bool) {
@@ -78,6 +82,21 @@ fn pop(c: &mut Call<'_, '_>, args: &[&[u8]], front: bool) {
             }
             Some(n) => {
                 let n = n.min(list.len());
+                // Items taken out must reach the client: a reply past the
+                // hard output limit would close the connection with them
+                // already gone from the list. Such a pop is refused whole.
+                let size: usize = if front {
+                    list.iter().take(n).map(|i| i.len() + 16).sum()
+                } else {
+                    list.iter().rev().take(n).map(|i| i.len() + 16).sum()
+                };
+                if size > MAX_POP_REPLY {
+                    let why = format!(
+                        "the reply would be {size} bytes, more than {MAX_POP_REPLY}: pop fewer"
+                    );
+                    reply::error(&mut c.out.buf, &why);
+                    return;
+                }
                 reply::array_len(&mut c.out.buf, n);
                 for _ in 0..n {
                     if let Some(item) = list.pop(front) {

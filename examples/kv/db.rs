@@ -71,11 +71,6 @@ const RC_COUNTS: usize = 2 * std::mem::size_of::<usize>();
 /// record in a slot.
 const TIMER_COST: usize = 48;
 
-/// Random picks RANDOMKEY makes before it walks the order for a key whose
-/// time has not come: a database of keys almost all past due (their
-/// timers about to fire) must not cost a loop without end.
-const RANDOM_TRIES: usize = 16;
-
 /// Where timers are set and cancelled: the reactor's `Context`, or a
 /// plain wheel in unit tests.
 pub trait Timers {
@@ -419,23 +414,24 @@ impl Db {
         bottom as u64
     }
 
-    /// A key picked at random from the live ones.
-    pub fn random(&self, now: i64, rng: &mut Rng) -> Option<&Key> {
-        let len = self.order.len();
-        if len == 0 {
-            return None;
-        }
-        for _ in 0..RANDOM_TRIES {
-            let key = &self.order[rng.below(len)];
-            if self.contains(now, key) {
-                return Some(key);
+    /// A key picked at random from the live ones. A key picked whose time
+    /// has passed (its timer not yet fired) is deleted on the spot, as
+    /// Redis's RANDOMKEY does, and another is picked: each such key is
+    /// deleted once, so the picks cost what its timer would have, however
+    /// many are past due at once.
+    pub fn random(&mut self, t: &mut impl Timers, now: i64, rng: &mut Rng) -> Option<&Key> {
+        loop {
+            let len = self.order.len();
+            if len == 0 {
+                return None;
             }
+            let i = rng.below(len);
+            if self.contains(now, &self.order[i]) {
+                return self.order.get(i);
+            }
+            let key = self.order[i].clone();
+            self.remove(t, &key);
         }
-        let start = rng.below(len);
-        (start..len)
-            .chain(0..start)
-            .map(|i| &self.order[i])
-            .find(|key| self.contains(now, key))
     }
 }
 
@@ -760,8 +756,13 @@ mod tests {
         }
         let mut rng = Rng::new(1);
         for _ in 0..20 {
-            assert_eq!(db.random(10, &mut rng).map(|k| &k[..]), Some(&b"k42"[..]));
+            assert_eq!(
+                db.random(&mut t, 10, &mut rng).map(|k| &k[..]),
+                Some(&b"k42"[..])
+            );
         }
-        assert_eq!(Keyspace::new().db(0).random(0, &mut rng), None);
+        // The keys past due it met were deleted, not walked again.
+        assert_eq!(db.len(), 1);
+        assert_eq!(Keyspace::new().db(0).random(&mut t, 0, &mut rng), None);
     }
 }

@@ -80,10 +80,20 @@ fn rename_generic(c: &mut Call<'_, '_>, from: &[u8], to: &[u8], nx: bool) {
     done(c, true);
 }
 
+/// Longest KEYS or SCAN MATCH pattern. Redis has no limit, but a pattern
+/// is compiled to 40 bytes a byte here (an 8 MiB one took 320 MB), and
+/// matching costs up to its length times a key's: 4 KiB is far longer
+/// than any real pattern.
+const MAX_PATTERN: usize = 4 * 1024;
+
 /// A MATCH pattern; `*` alone matches every key without a look (so an
-/// empty key is listed too, as Redis lists it).
-fn pattern(word: &[u8]) -> Option<Glob> {
-    (word != b"*").then(|| Glob::new(word))
+/// empty key is listed too, as Redis lists it). `Err` if it is longer
+/// than `MAX_PATTERN`.
+fn pattern(word: &[u8]) -> Result<Option<Glob>, String> {
+    if word.len() > MAX_PATTERN {
+        return Err(format!("pattern longer than {MAX_PATTERN} bytes"));
+    }
+    Ok((word != b"*").then(|| Glob::new(word)))
 }
 
 /// Whether SCAN and KEYS list this key.
@@ -97,7 +107,10 @@ fn listed(glob: Option<&Glob>, kind: Option<&[u8]>, key: &Key, entry: &Entry) ->
 /// output limit (16 MiB) closes the connection. SCAN is the way to walk a
 /// large keyspace.
 pub fn keys(c: &mut Call<'_, '_>, args: &[&[u8]]) {
-    let glob = pattern(args[1]);
+    let glob = match pattern(args[1]) {
+        Ok(glob) => glob,
+        Err(why) => return c.error(&why),
+    };
     let db = c.ks.db(c.client.db);
     let matching = |(key, entry): &(&Key, &Entry)| listed(glob.as_ref(), None, key, entry);
     let n = db.iter(c.now).filter(matching).count();
@@ -122,7 +135,10 @@ pub fn scan(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     while i < args.len() {
         let (word, value) = (args[i], args.get(i + 1).copied());
         match value {
-            Some(p) if word.eq_ignore_ascii_case(b"MATCH") => glob = pattern(p),
+            Some(p) if word.eq_ignore_ascii_case(b"MATCH") => match pattern(p) {
+                Ok(g) => glob = g,
+                Err(why) => return c.error(&why),
+            },
             Some(n) if word.eq_ignore_ascii_case(b"COUNT") => match redis_int(n) {
                 None => return c.error(NOT_AN_INTEGER),
                 Some(n) if n < 1 => return c.error(SYNTAX),
@@ -158,7 +174,7 @@ pub fn scan(c: &mut Call<'_, '_>, args: &[&[u8]]) {
 
 pub fn randomkey(c: &mut Call<'_, '_>, _args: &[&[u8]]) {
     let db = c.ks.db(c.client.db);
-    match db.random(c.now, &mut c.server.rng) {
+    match db.random(c.cx, c.now, &mut c.server.rng) {
         Some(key) => reply::bulk(&mut c.out.buf, key),
         None => reply::null(&mut c.out.buf),
     }

@@ -221,6 +221,11 @@ impl Handler for Kv {
                 let _ = cx.write(conn, &out.buf);
             }
         }
+        // A big reply grew the shared buffer (one 8 MiB value is enough);
+        // it is not kept for the next call, whose reply is likely small.
+        if out.buf.capacity() > 4 * SPILL_AT {
+            out.buf = Vec::with_capacity(SPILL_AT);
+        }
         used
     }
 

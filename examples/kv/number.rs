@@ -16,6 +16,11 @@ const MAX_FLOAT_TEXT: usize = 5 * 1024;
 /// optional `-`, then digits with no leading zero; no `+`, no spaces, no
 /// overflow.
 pub fn redis_int(s: &[u8]) -> Option<i64> {
+    // The longest i64 is 20 characters: a longer value (INCR on an 8 MiB
+    // string of digits) is refused without being read.
+    if s.len() > 20 {
+        return None;
+    }
     let digits = s.strip_prefix(b"-").unwrap_or(s);
     let canonical = match digits {
         [] => false,

@@ -174,7 +174,7 @@ impl List {
         Some(item)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Vec<u8>> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Vec<u8>> {
         self.items.iter()
     }
 }
