@@ -1204,3 +1204,12 @@ fn a_glob_pattern_past_its_limit_is_refused() {
     assert!(scan.starts_with("-ERR pattern longer than"), "{scan}");
     assert_eq!(s.c("KEYS a*"), "[a]");
 }
+
+#[test]
+fn an_inline_command_may_end_in_a_bare_lf_as_nc_sends_it() {
+    let (_kv, mut s) = kv();
+    s.writer.write_all(b"PING\nSET a 1\r\nGET a\n").unwrap();
+    assert_eq!(s.reply().text(), "+PONG");
+    assert_eq!(s.reply().text(), "+OK");
+    assert_eq!(s.reply().text(), "1");
+}

@@ -8,7 +8,8 @@
 //!
 //! Two request forms: arrays of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`,
 //! what clients send) and inline commands (`PING\r\n`, what a person types
-//! in telnet, and redis-benchmark's PING_INLINE). Every length is checked
+//! in telnet, or `PING\n` from nc, and redis-benchmark's PING_INLINE).
+//! Every length is checked
 //! against a limit before anything is trusted, and a violation is a
 //! protocol error answered with `-ERR` before the connection closes.
 
@@ -29,7 +30,8 @@ pub const MAX_BULK: usize = 8 * 1024 * 1024;
 /// `-ERR` as soon as its header says so, before its bytes are stored; the
 /// reactor's `--max-buffered` bounds all connections' buffers together.
 pub const MAX_COMMAND: usize = 2 * MAX_BULK;
-/// Longest inline command line (Redis's PROTO_INLINE_MAX_SIZE is 64 KiB).
+/// Longest inline command line, its CRLF not counted (Redis's
+/// PROTO_INLINE_MAX_SIZE is 64 KiB).
 pub const MAX_INLINE: usize = 64 * 1024;
 
 /// What the check phase found at the front of the input.
@@ -86,11 +88,19 @@ pub fn check(buf: &[u8], progress: &mut Progress) -> Check {
 
 /// A command line ending in CRLF.
 fn check_inline(buf: &[u8], progress: &mut Progress) -> Check {
-    // The CR of a CRLF may be the last byte scanned before.
-    match find_crlf(buf, progress.at.saturating_sub(1)) {
-        Some(end) if end > MAX_INLINE => Check::Invalid("Protocol error: too big inline request"),
-        Some(end) => Check::Frame(end + 2),
-        None if buf.len() > MAX_INLINE => Check::Invalid("Protocol error: too big inline request"),
+    // A line ends at LF, with or without CR (Redis takes `nc`'s bare LF
+    // too). Only the first `MAX_INLINE + 2` bytes can hold the end of a
+    // line we accept, so only they are looked at: the verdict is the same
+    // however the line was split into reads.
+    let window = &buf[..buf.len().min(MAX_INLINE + 2)];
+    match window[progress.at.min(window.len())..]
+        .iter()
+        .position(|&b| b == b'\n')
+    {
+        Some(i) => Check::Frame(progress.at + i + 1),
+        None if window.len() == MAX_INLINE + 2 => {
+            Check::Invalid("Protocol error: too big inline request")
+        }
         None => {
             progress.at = buf.len();
             Check::Incomplete
@@ -150,7 +160,8 @@ fn check_array(buf: &[u8], progress: &mut Progress) -> Check {
 pub fn decode<'a>(frame: &'a [u8], args: &mut Vec<&'a [u8]>) {
     args.clear();
     if frame[0] != b'*' {
-        let line = &frame[..frame.len() - 2];
+        // The LF goes; a CR before it is whitespace like any other.
+        let line = &frame[..frame.len() - 1];
         args.extend(
             line.split(|b| b.is_ascii_whitespace())
                 .filter(|a| !a.is_empty()),

@@ -49,7 +49,8 @@ fuzz_target!(|data: &[u8]| {
                     assert!(args.iter().all(|a| a.len() <= MAX_BULK));
                     assert!(n <= MAX_COMMAND);
                 } else {
-                    assert!(n - 2 <= MAX_INLINE);
+                    assert!(n <= MAX_INLINE + 2);
+                    assert_eq!(frame[n - 1], b'\n');
                     assert!(args
                         .iter()
                         .all(|a| !a.is_empty() && !a.iter().any(u8::is_ascii_whitespace)));
