@@ -1213,3 +1213,18 @@ fn an_inline_command_may_end_in_a_bare_lf_as_nc_sends_it() {
     assert_eq!(s.reply().text(), "+OK");
     assert_eq!(s.reply().text(), "1");
 }
+
+#[test]
+fn config_get_lists_only_the_parameters_the_server_has_matching_globs() {
+    let (_kv, mut s) = kv();
+    assert_eq!(s.c("CONFIG GET foo"), "[]");
+    assert_eq!(s.c("CONFIG GET databases"), "[databases, 16]");
+    assert_eq!(
+        s.c("CONFIG GET save appendonly"),
+        "[appendonly, no, save, ]"
+    );
+    assert_eq!(
+        s.c("CONFIG GET maxmemory*"),
+        format!("[maxmemory, {}, maxmemory-policy, noeviction]", 1u64 << 30)
+    );
+}

@@ -84,7 +84,7 @@ fn rename_generic(c: &mut Call<'_, '_>, from: &[u8], to: &[u8], nx: bool) {
 /// is compiled to 40 bytes a byte here (an 8 MiB one took 320 MB), and
 /// matching costs up to its length times a key's: 4 KiB is far longer
 /// than any real pattern.
-const MAX_PATTERN: usize = 4 * 1024;
+pub const MAX_PATTERN: usize = 4 * 1024;
 
 /// A MATCH pattern; `*` alone matches every key without a look (so an
 /// empty key is listed too, as Redis lists it). `Err` if it is longer

@@ -9,6 +9,8 @@ use evloop::ConnId;
 
 use crate::command::{arity_error, unknown_subcommand, Call, Next, SYNTAX};
 use crate::db::{Clock, Rng, DBS};
+use crate::glob::Glob;
+use crate::keys::MAX_PATTERN;
 use crate::number::{redis_i32, redis_int};
 use crate::resp::{reply, Progress};
 
@@ -278,9 +280,10 @@ pub fn time(c: &mut Call<'_, '_>, _args: &[&[u8]]) {
     }
 }
 
-/// CONFIG GET name...: enough for redis-benchmark, which reads `save`
-/// and `appendonly`: this server persists nothing, so both are off, and
-/// anything else is empty.
+/// CONFIG GET pattern...: the parameters this server has, matched as
+/// Redis matches them (globs; each listed once), with their values here:
+/// it persists nothing, so `save` is empty and `appendonly` is no (what
+/// redis-benchmark reads). A name it does not have is not listed.
 pub fn config(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     if !args[1].eq_ignore_ascii_case(b"GET") {
         return unknown_subcommand(c, args);
@@ -288,16 +291,31 @@ pub fn config(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     if args.len() < 3 {
         return arity_error(&mut c.out.buf, "config|get");
     }
+    let max_memory = c.server.max_memory.to_string();
+    let databases = DBS.to_string();
+    let params: [(&str, &str); 5] = [
+        ("appendonly", "no"),
+        ("databases", &databases),
+        ("maxmemory", &max_memory),
+        ("maxmemory-policy", "noeviction"),
+        ("save", ""),
+    ];
+    if args[2..].iter().any(|p| p.len() > MAX_PATTERN) {
+        return c.error(&format!("pattern longer than {MAX_PATTERN} bytes"));
+    }
+    let patterns: Vec<Glob> = args[2..]
+        .iter()
+        .map(|p| Glob::new(&p.to_ascii_lowercase()))
+        .collect();
+    let listed: Vec<&(&str, &str)> = params
+        .iter()
+        .filter(|(name, _)| patterns.iter().any(|g| g.matches(name.as_bytes())))
+        .collect();
     let out = &mut c.out.buf;
-    reply::array_len(out, 2 * (args.len() - 2));
-    for param in &args[2..] {
-        reply::bulk(out, param);
-        let off: &[u8] = if param.eq_ignore_ascii_case(b"appendonly") {
-            b"no"
-        } else {
-            b""
-        };
-        reply::bulk(out, off);
+    reply::array_len(out, 2 * listed.len());
+    for (name, value) in listed {
+        reply::bulk(out, name.as_bytes());
+        reply::bulk(out, value.as_bytes());
     }
 }
 
