@@ -326,6 +326,8 @@ fn heads_that_a_strict_reader_would_frame_differently_are_refused() {
         // take, 405.
         (b"BREW / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "HTTP/1.1 501 Not Implemented"),
         (b"PATCH / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "HTTP/1.1 405 Method Not Allowed"),
+        // A version the server does not speak is 505.
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", "HTTP/1.1 505 HTTP Version Not Supported"),
         // An absolute-form target is its path.
         (
             b"GET http://a/?x=1 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",

@@ -565,6 +565,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
                 b"headers too large\n",
             ))
         }
+        // RFC 9110 15.6.6: a major version the server does not speak.
+        Err(httparse::Error::Version) => {
+            return Err((
+                "505 HTTP Version Not Supported",
+                b"HTTP/1.0 and HTTP/1.1 only\n",
+            ))
+        }
         Err(_) => return Err(("400 Bad Request", b"malformed request\n")),
     };
     let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
