@@ -565,8 +565,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
                 b"headers too large\n",
             ))
         }
-        // RFC 9110 15.6.6: a major version the server does not speak.
-        Err(httparse::Error::Version) => {
+        // RFC 9110 15.6.6: `HTTP/` and a digit, but not 1.0 or 1.1, is a
+        // version the server does not speak; anything else is garbage.
+        Err(httparse::Error::Version) if names_a_version(window) => {
             return Err((
                 "505 HTTP Version Not Supported",
                 b"HTTP/1.0 and HTTP/1.1 only\n",
@@ -672,6 +673,17 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
         framing,
         expect_continue,
     }))
+}
+
+/// Whether the request line's third word (the version: httparse took the
+/// method and the target before it) starts `HTTP/` and a digit. Only
+/// those bytes are looked at, which httparse read before it stopped, so
+/// the verdict is the same however the line was split.
+fn names_a_version(window: &[u8]) -> bool {
+    let word = window.splitn(3, |&b| b == b' ').nth(2).unwrap_or_default();
+    word.strip_prefix(b"HTTP/")
+        .and_then(|rest| rest.first())
+        .is_some_and(u8::is_ascii_digit)
 }
 
 /// Where the first LF that is not the end of a CRLF is.
