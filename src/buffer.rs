@@ -8,6 +8,9 @@
 //! keeps an idle connection at a couple of hundred bytes (nginx does the
 //! same with its per-request pools; a goroutine-per-connection server pays
 //! for a stack and a read buffer per connection).
+//!
+//! The module is private; its items are `pub` only so that `cargo fuzz`
+//! builds can reach them through `evloop::fuzzing` (`fuzz/`).
 
 /// Buffers larger than this give capacity back once three quarters of it
 /// is unused. It is the largest buffer the pool keeps

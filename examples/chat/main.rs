@@ -22,10 +22,10 @@
 //! drop cannot set off a cascade of drops), the room's queued output is
 //! capped (`ROOM_BUFFERED`, or `--max-buffered`: past it the reactor drops
 //! the members furthest behind), `/who` costs one pass over the room and
-//! lists at most `WHO_NAMED` names, names are
-//! unique, and control characters (terminal escapes among them) are
-//! stripped before a line is relayed, so no member can rewrite another's
-//! screen or pass for someone else.
+//! lists at most `WHO_NAMED` names, names are unique, and control
+//! characters (terminal escapes among them) are stripped before a line is
+//! relayed, so no member can rewrite another's screen or pass for someone
+//! else.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -63,9 +63,9 @@ const HARD_LIMIT: usize = 1024 * 1024;
 /// someone else pasted a lot at once.
 ///
 /// What it costs and buys, measured 2026-11-28 with
-/// `benches/chat_flood.py` (a room of 1,000 members
-/// who read everything, one of them sending 64 KiB of `a\n` at once,
-/// another sending a line every 5 ms that a third times): the probe's
+/// `benches/chat_flood.py` (a room of 1,000 members who read everything,
+/// one of them sending 64 KiB of `a\n` at once, another sending a line
+/// every 5 ms that a third times): the probe's
 /// latency during the flood was 4 ms median, 11 ms at most, where taking
 /// the whole flood in one call held every other member for 1.1 s. The
 /// flood itself took 8.4 s to reach everyone instead of 1.1 s: each turn
