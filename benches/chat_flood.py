@@ -56,9 +56,13 @@ def lines(deadline, until=None):
             yield line
             if until and until in line:
                 return
-lastjoin = f"guest{n + 3} joined".encode()
-for _ in lines(time.time() + 120, lastjoin):
-    pass
+# Wait until the whole room is in: ask /who until it says so.
+want = f"* online ({n + 3})".encode()
+deadline = time.time() + 300
+while time.time() < deadline:
+    b.sendall(b"/who\n")
+    if any(line.startswith(want) for line in lines(time.time() + 0.5)):
+        break
 a.sendall(b"/nick probeA\n"); f.sendall(b"/nick flooder\n")
 for _ in lines(time.time() + 10, b"is now flooder"):
     pass

@@ -17,9 +17,11 @@
 //!
 //! And what a room owes its members: one member's flood is taken a
 //! bounded amount of work per call (`WORK_PER_CALL`; the reactor offers
-//! the rest after the others have been served), departures are announced
-//! together once per tick instead of one broadcast each (a slow member's
-//! drop cannot set off a cascade of drops), the room's queued output is
+//! the rest after the others have been served), joins and departures are
+//! announced together once per tick instead of one broadcast each (a room
+//! that fills up does not cost the square of its size, and a slow
+//! member's drop cannot set off a cascade of drops), the room's queued
+//! output is
 //! capped (`ROOM_BUFFERED`, or `--max-buffered`: past it the reactor drops
 //! the members furthest behind), `/who` costs one pass over the room and
 //! lists at most `WHO_NAMED` names, names are unique, and control
@@ -62,16 +64,21 @@ const HARD_LIMIT: usize = 1024 * 1024;
 /// member's hard limit, so a fast reader is never dropped because
 /// someone else pasted a lot at once.
 ///
-/// What it costs and buys, measured 2026-11-28 with
-/// `benches/chat_flood.py` (a room of 1,000 members who read everything,
-/// one of them sending 64 KiB of `a\n` at once, another sending a line
-/// every 5 ms that a third times): the probe's
-/// latency during the flood was 4 ms median, 11 ms at most, where taking
-/// the whole flood in one call held every other member for 1.1 s. The
-/// flood itself took 8.4 s to reach everyone instead of 1.1 s: each turn
-/// now writes 256 KiB spread over 1,000 sockets, so the system calls are
-/// many and small. A larger bound would deliver a flood faster and hold
-/// the others longer.
+/// What it costs and buys, measured 2026-11-29 with
+/// `benches/chat_flood.py` (every member reads everything; one sends
+/// 64 KiB of `a\n` at once; a probe line every 5 ms is timed between two
+/// others; the clients share one core, so the latencies are upper
+/// bounds):
+///
+/// | members | probe latency during the flood (p50 / max) | flood delivered in |
+/// | --- | --- | --- |
+/// | 1,000, whole flood in one call (before) | 2.4 ms / 1,108 ms | 1.1 s |
+/// | 1,000, bounded (`WORK_PER_MEMBER` applies) | 5.4 ms / 26 ms | 5.1 s |
+/// | 10,000, whole flood in one call (before) | 25,226 ms / 26,400 ms | 26 s |
+/// | 10,000, bounded | 69 ms / 160 ms | 58 s |
+///
+/// A flood takes longer to reach everyone because each turn writes a
+/// slice of it to every socket: more, smaller system calls.
 const WORK_PER_CALL: usize = 256 * 1024;
 /// What the whole room's queued output (every member's buffers together)
 /// may hold before the members furthest behind are dropped, unless
@@ -83,14 +90,25 @@ const ROOM_BUFFERED: usize = 256 * 1024 * 1024;
 /// Names a `/who` lists (sorted); the rest of a big room is counted. A
 /// list of 10,000 names would be 100 KB and a sort for one command.
 const WHO_NAMED: usize = 100;
-/// Departures announced in one line; more are counted ("and 12 more").
-const DEPARTURES_NAMED: usize = 8;
+/// In a big room, what one call may queue per member on average, when
+/// that is more than `WORK_PER_CALL`. Each turn the reactor writes to
+/// every member's socket once; a call that queued a few bytes per member
+/// would spend its turn on those system calls, not on the flood (10,000
+/// members and 256 KiB a call is 26 bytes each: a 64 KiB paste would
+/// take 18,000 turns). 512 bytes each keeps a turn's copying within the
+/// same order as its system calls: tens of milliseconds at 10,000.
+const WORK_PER_MEMBER: usize = 512;
+/// Joins or departures announced in one line; more are counted ("and 12
+/// more").
+const ANNOUNCED_NAMED: usize = 8;
 /// The timer token of the departures' announcement.
 const ANNOUNCE: u64 = u64::MAX;
 
 struct Member {
     id: ConnId,
     name: String,
+    /// Joined since the last announcement (and so is not told of it).
+    new: bool,
 }
 
 #[derive(Default)]
@@ -102,6 +120,9 @@ struct Chat {
     departed: Vec<String>,
     /// How many departed beyond those named.
     departed_more: usize,
+    /// Members joined since the last announcement, and how many more.
+    arrived: Vec<String>,
+    arrived_more: usize,
     announce_pending: bool,
 }
 
@@ -122,6 +143,20 @@ impl Chat {
                 let _ = cx.write(m.id, line.as_bytes());
             }
         }
+    }
+
+    /// Arms the announcement of joins and departures for the next tick.
+    fn announce_soon(&mut self, cx: &mut Context<'_>) {
+        if !self.announce_pending {
+            self.announce_pending = true;
+            cx.set_timer(Duration::ZERO, ANNOUNCE);
+        }
+    }
+
+    /// What one `on_data` call may queue across the room (see
+    /// `WORK_PER_CALL` and `WORK_PER_MEMBER`).
+    fn work_per_call(&self) -> usize {
+        WORK_PER_CALL.max(self.names.len() * WORK_PER_MEMBER)
     }
 
     fn tell(cx: &mut Context<'_>, conn: ConnId, line: &str) {
@@ -212,12 +247,24 @@ impl Handler for Chat {
             conn,
             &format!("* welcome, {name}. Commands: /nick NAME, /who, /quit\n"),
         );
-        self.broadcast(cx, None, &format!("* {name} joined\n"));
+        // Announced with the others who join this tick, in one line: a
+        // broadcast per join would make a room of 10,000 that fills up
+        // cost 50 million writes (1.7 GB of "joined" lines).
+        if self.arrived.len() < ANNOUNCED_NAMED {
+            self.arrived.push(format!("{name} joined"));
+        } else {
+            self.arrived_more += 1;
+        }
+        self.announce_soon(cx);
         if self.members.len() <= conn.index() {
             self.members.resize_with(conn.index() + 1, || None);
         }
         self.names.insert(name.clone());
-        self.members[conn.index()] = Some(Member { id: conn, name });
+        self.members[conn.index()] = Some(Member {
+            id: conn,
+            name,
+            new: true,
+        });
     }
 
     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
@@ -241,7 +288,7 @@ impl Handler for Chat {
             used += raw.len() + 1;
             let line = clean(&String::from_utf8_lossy(raw));
             work += self.line(cx, conn, &line);
-            if work >= WORK_PER_CALL {
+            if work >= self.work_per_call() {
                 break; // the rest is offered again after the others
             }
         }
@@ -253,14 +300,30 @@ impl Handler for Chat {
             return;
         }
         self.announce_pending = false;
-        let mut line = format!("* {}", self.departed.join(", "));
-        if self.departed_more > 0 {
-            line += &format!(", and {} more left", self.departed_more);
+        if !self.arrived.is_empty() {
+            let mut line = format!("* {}", self.arrived.join(", "));
+            if self.arrived_more > 0 {
+                line += &format!(", and {} more joined", self.arrived_more);
+            }
+            line.push('\n');
+            self.arrived.clear();
+            self.arrived_more = 0;
+            for m in self.members.iter_mut().flatten() {
+                if !std::mem::take(&mut m.new) {
+                    let _ = cx.write(m.id, line.as_bytes());
+                }
+            }
         }
-        line.push('\n');
-        self.departed.clear();
-        self.departed_more = 0;
-        self.broadcast(cx, None, &line);
+        if !self.departed.is_empty() {
+            let mut line = format!("* {}", self.departed.join(", "));
+            if self.departed_more > 0 {
+                line += &format!(", and {} more left", self.departed_more);
+            }
+            line.push('\n');
+            self.departed.clear();
+            self.departed_more = 0;
+            self.broadcast(cx, None, &line);
+        }
     }
 
     fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
@@ -277,15 +340,12 @@ impl Handler for Chat {
         // Announced with the others that leave this tick, in one line: a
         // broadcast per departure could push other slow members past their
         // limit, whose departures would be broadcast in turn.
-        if self.departed.len() < DEPARTURES_NAMED {
+        if self.departed.len() < ANNOUNCED_NAMED {
             self.departed.push(format!("{} left{why}", m.name));
         } else {
             self.departed_more += 1;
         }
-        if !self.announce_pending {
-            self.announce_pending = true;
-            cx.set_timer(Duration::ZERO, ANNOUNCE);
-        }
+        self.announce_soon(cx);
     }
 }
 
