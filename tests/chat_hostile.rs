@@ -243,3 +243,34 @@ fn who_in_a_big_room_lists_a_bounded_number_of_names_in_order() {
     assert!(names.windows(2).all(|w| w[0] < w[1]), "not sorted: {list}");
     drop(others);
 }
+
+#[test]
+fn joins_are_announced_together_and_every_one_is_counted() {
+    // 40 members connect at once: the first member hears of every one,
+    // at most 8 named per line and the rest counted, never one line each
+    // (a room that fills up would otherwise cost the square of its size).
+    let chat = Proc::start(&[], "chat", &[]);
+    let mut first = Member::join(chat.port);
+    let others: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(("127.0.0.1", chat.port)).unwrap())
+        .collect();
+    let mut heard = 0;
+    while heard < 40 {
+        let line = first.line();
+        if !line.contains("joined") {
+            continue;
+        }
+        let parts: Vec<&str> = line.trim_start_matches("* ").split(", ").collect();
+        let named = parts.iter().filter(|p| !p.starts_with("and ")).count();
+        assert!(named <= 8, "{line}");
+        let more: usize = parts
+            .iter()
+            .filter_map(|p| p.strip_prefix("and ")?.strip_suffix(" more joined"))
+            .map(|n| n.parse::<usize>().unwrap())
+            .sum();
+        heard += named + more;
+    }
+    assert_eq!(heard, 40);
+    assert!(first.wait_for_room(41).starts_with("* online (41)"));
+    drop(others);
+}
