@@ -531,6 +531,7 @@ fn connection_header(out: &mut Vec<u8>, after: After, http10: bool) {
 /// are parsed: a head is refused for what its first 8 KiB say, whatever
 /// follows, and the answer to a stream never depends on how it was split
 /// into reads.
+#[inline(always)] // once per request: the head is built in place, not moved
 fn parse_head(buf: &[u8]) -> Result<Option<Head<'_>>, Refusal> {
     let window = &buf[..buf.len().min(MAX_HEAD)];
     // Header slots left uninitialised: httparse fills what it uses, and
@@ -688,15 +689,8 @@ fn names_a_version(window: &[u8]) -> bool {
 
 /// Where the first LF that is not the end of a CRLF is.
 fn bare_lf(bytes: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = bytes[from..].iter().position(|&b| b == b'\n') {
-        let at = from + i;
-        if at == 0 || bytes[at - 1] != b'\r' {
-            return Some(at);
-        }
-        from = at + 1;
-    }
-    None
+    // memchr's SIMD search: this runs on every request head.
+    memchr::memchr_iter(b'\n', bytes).find(|&at| at == 0 || bytes[at - 1] != b'\r')
 }
 
 /// Whether a comma-separated header value holds `token`.
