@@ -243,7 +243,13 @@ impl Requests {
                     );
                 }
             }
-            let rest = &buf[head_len..];
+            let Some(rest) = buf.get(head_len..) else {
+                // A progress for a longer input than this: not the request
+                // it was for. Refused rather than guessed at.
+                *progress = Progress::default();
+                let refusal = ("400 Bad Request", &b"malformed request\n"[..]);
+                return self.refuse(refusal, buf, input.len(), served);
+            };
             let body = match framing {
                 Framing::Length(n) if rest.len() >= n => Ok((n, &rest[..n])),
                 Framing::Length(_) => Err(rest.len()),
