@@ -12,7 +12,7 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use process::Proc;
+use process::{connect, Proc};
 
 /// xorshift64*: a seeded generator, so a failure can be replayed.
 struct Rng(u64);
@@ -104,12 +104,6 @@ fn write_split(s: &mut TcpStream, bytes: &[u8], rng: &mut Rng) {
     }
 }
 
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
-}
-
 /// One client's life: a few connections, each one of the behaviours.
 fn client(kind: Kind, port: u16, seed: u64) {
     let mut rng = Rng(seed | 1);
@@ -156,28 +150,6 @@ fn client(kind: Kind, port: u16, seed: u64) {
     }
 }
 
-fn cpu_ticks(p: &Proc) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.child.id())).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn rss_mib(p: &Proc) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap()
-        >> 10
-}
-
 #[test]
 fn chaos_against_echo_http_and_kv_keeps_every_promise() {
     let servers = [
@@ -205,15 +177,19 @@ fn chaos_against_echo_http_and_kv_keeps_every_promise() {
         let mut r = BufReader::new(s.try_clone().unwrap());
         assert_eq!(answer(*kind, &mut r, &ans), ans);
         drop((s, r));
-        assert!(rss_mib(server) < 200, "RSS {} MiB", rss_mib(server));
+        assert!(
+            (server.rss() >> 20) < 200,
+            "RSS {} MiB",
+            (server.rss() >> 20)
+        );
     }
     // The clients are gone: the loops sleep. Past the linger timeout (2 s),
     // nothing is left to do; a spinning loop would burn 100 ticks a second.
     thread::sleep(Duration::from_millis(2500));
     for (_, server) in &servers {
-        let before = cpu_ticks(server);
+        let before = server.cpu_ticks();
         thread::sleep(Duration::from_millis(500));
-        let spent = cpu_ticks(server) - before;
+        let spent = server.cpu_ticks() - before;
         assert!(spent <= 5, "{spent} ticks of CPU in 500 ms with no clients");
     }
 }

@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use process::Proc;
+use process::{connect, exchange, Proc};
 
 fn have(tool: &str) -> bool {
     let found = Command::new("sh")
@@ -41,21 +41,6 @@ fn run(cmd: &str, args: &[&str]) -> (String, String, bool) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
         out.status.success(),
     )
-}
-
-fn raw(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Sends `request` and reads until the server closes.
-fn exchange(port: u16, request: &[u8]) -> String {
-    let mut s = raw(port);
-    let _ = s.write_all(request);
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 // ---- http -----------------------------------------------------------
@@ -136,7 +121,7 @@ fn http_limits_are_answered_and_others_still_served() {
     assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
     assert!(started.elapsed() >= Duration::from_millis(900));
     // Pipelined: three requests in one write, three answers.
-    let mut s = raw(p);
+    let mut s = connect(p);
     s.write_all(
         b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     )
@@ -245,7 +230,7 @@ fn malformed_resp_is_answered_with_err_and_others_still_served() {
     assert!(answer.starts_with("-ERR Protocol error"), "{answer}");
     let answer = exchange(server.port, b"*2\r\n$3\r\nGET\r\n:1\r\n");
     assert!(answer.starts_with("-ERR Protocol error"), "{answer}");
-    let mut ok = raw(server.port);
+    let mut ok = connect(server.port);
     ok.write_all(b"*1\r\n$4\r\nPING\r\nPING\r\n").unwrap();
     let mut buf = [0; 14];
     ok.read_exact(&mut buf).unwrap();
@@ -280,7 +265,7 @@ fn an_mset_past_one_bulks_limit_is_served_and_one_past_the_command_limit_refused
     // less than the command limit (16 MiB; examples/kv/resp.rs,
     // MAX_BULK and MAX_COMMAND).
     let value = vec![b'v'; 6 << 20];
-    let mut s = raw(server.port);
+    let mut s = connect(server.port);
     s.write_all(&resp_command(&[b"MSET", b"a", &value, b"b", &value]))
         .unwrap();
     expect_reply(&mut s, b"+OK\r\n");
@@ -303,7 +288,7 @@ fn commands_trickling_in_on_two_connections_are_each_assembled() {
     // Each connection's partial command has its own resume point
     // (resp::Progress): interleaved trickles must not mix.
     let server = Proc::start(&[], "kv", &[]);
-    let mut conns = [raw(server.port), raw(server.port)];
+    let mut conns = [connect(server.port), connect(server.port)];
     let mut commands = Vec::new();
     for (c, conn) in conns.iter_mut().enumerate() {
         conn.set_nodelay(true).unwrap();
@@ -345,7 +330,7 @@ fn commands_trickling_in_on_two_connections_are_each_assembled() {
 #[test]
 fn past_max_memory_writes_get_oom_and_reads_and_deletes_still_work() {
     let server = Proc::start(&[], "kv", &["--max-memory", "100000"]);
-    let mut s = raw(server.port);
+    let mut s = connect(server.port);
     let value = vec![b'x'; 10_000];
     let mut stored = 0;
     loop {
@@ -449,7 +434,7 @@ fn a_member_who_stops_reading_is_dropped_without_slowing_the_room() {
     // The talker floods the room and watches it: a member never receives
     // its own lines, so the talker only hears announcements and can never
     // fall behind itself, however loaded the machine is.
-    let mut talker = raw(p);
+    let mut talker = connect(p);
     let heard = lines_of(talker.try_clone().unwrap());
     wait_line(&heard, "welcome");
     // The slow member: a tiny receive buffer, and it never reads.

@@ -7,26 +7,10 @@
 mod process;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use process::Proc;
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
-}
-
-/// Sends `request` and reads until the server closes.
-fn exchange(port: u16, request: &[u8]) -> String {
-    let mut s = connect(port);
-    s.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
-}
+use process::{connect, exchange, Proc};
 
 fn status(answer: &str) -> &str {
     answer.lines().next().unwrap_or("")

@@ -846,18 +846,6 @@ fn a_pathological_pattern_over_long_keys_returns_quickly() {
     assert_eq!(s.c("PING"), "+PONG");
 }
 
-/// The server's resident memory, in bytes.
-fn rss(kv: &Proc) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", kv.child.id())).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kb * 1024
-}
-
 /// One reply may not pass the reactor's hard output limit (16 MiB): it is
 /// built in one call, so the socket cannot drain it meanwhile. A KEYS or
 /// SCAN past it closes the connection, after at most that much, and the
@@ -875,7 +863,7 @@ fn keys_and_scan_replies_are_spilled_and_cut_at_the_output_limit() {
         let mset: Vec<&str> = mset.iter().map(String::as_str).collect();
         assert_eq!(s.words(&mset), "+OK");
     }
-    let before = rss(&kv);
+    let before = kv.rss();
     for command in [
         &[&b"KEYS"[..], b"*"][..],
         &[b"SCAN", b"0", b"COUNT", b"1000000"],
@@ -884,10 +872,10 @@ fn keys_and_scan_replies_are_spilled_and_cut_at_the_output_limit() {
         sloth.send(command);
         thread::sleep(Duration::from_millis(300));
         assert!(
-            rss(&kv) < before + (64 << 20),
+            kv.rss() < before + (64 << 20),
             "RSS went from {} MiB to {} MiB",
             before >> 20,
-            rss(&kv) >> 20
+            kv.rss() >> 20
         );
         let mut got = 0usize;
         let mut buf = vec![0; 1 << 16];

@@ -137,18 +137,6 @@ fn increments_that_overflow_are_refused_and_the_value_kept() {
     assert_eq!(s.say("PING"), "+PONG");
 }
 
-/// The server's resident memory, in bytes.
-fn rss(kv: &Proc) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", kv.child.id())).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kb * 1024
-}
-
 /// Holds the RSS probe's bound: a few hundred MiB over the baseline, where
 /// the unbounded server reached gigabytes.
 const RSS_SLACK: u64 = 200 << 20;
@@ -161,7 +149,7 @@ fn with_big_value() -> (Proc, u64) {
     let mut s = Session::open(kv.port);
     let value = "v".repeat(BIG);
     assert_eq!(s.send(&["SET", "big", &value]), "+OK");
-    let baseline = rss(&kv);
+    let baseline = kv.rss();
     (kv, baseline)
 }
 
@@ -170,7 +158,7 @@ fn peak_rss(kv: &Proc, how_long: Duration) -> u64 {
     let end = std::time::Instant::now() + how_long;
     let mut peak = 0;
     while std::time::Instant::now() < end {
-        peak = peak.max(rss(kv));
+        peak = peak.max(kv.rss());
         std::thread::sleep(Duration::from_millis(20));
     }
     peak

@@ -116,14 +116,44 @@ struct Chat {
     members: Vec<Option<Member>>,
     names: HashSet<String>,
     guests: u64,
+    /// Members joined since the last announcement.
+    arrived: Tally,
     /// Members gone since the last announcement ("name left (why)").
-    departed: Vec<String>,
-    /// How many departed beyond those named.
-    departed_more: usize,
-    /// Members joined since the last announcement, and how many more.
-    arrived: Vec<String>,
-    arrived_more: usize,
+    departed: Tally,
     announce_pending: bool,
+}
+
+/// Joins or departures waiting for the next announcement: the first
+/// `ANNOUNCED_NAMED` by name, the rest counted.
+#[derive(Default)]
+struct Tally {
+    named: Vec<String>,
+    more: usize,
+}
+
+impl Tally {
+    fn add(&mut self, entry: String) {
+        if self.named.len() < ANNOUNCED_NAMED {
+            self.named.push(entry);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    /// The announcement (`* a joined, b joined, and 3 more joined`), if
+    /// there is anything to say; the tally starts again.
+    fn take_line(&mut self, verb: &str) -> Option<String> {
+        if self.named.is_empty() {
+            return None;
+        }
+        let mut line = format!("* {}", self.named.join(", "));
+        if self.more > 0 {
+            line += &format!(", and {} more {verb}", self.more);
+        }
+        line.push('\n');
+        *self = Tally::default();
+        Some(line)
+    }
 }
 
 impl Chat {
@@ -250,11 +280,7 @@ impl Handler for Chat {
         // Announced with the others who join this tick, in one line: a
         // broadcast per join would make a room of 10,000 that fills up
         // cost 50 million writes (1.7 GB of "joined" lines).
-        if self.arrived.len() < ANNOUNCED_NAMED {
-            self.arrived.push(format!("{name} joined"));
-        } else {
-            self.arrived_more += 1;
-        }
+        self.arrived.add(format!("{name} joined"));
         self.announce_soon(cx);
         if self.members.len() <= conn.index() {
             self.members.resize_with(conn.index() + 1, || None);
@@ -300,28 +326,15 @@ impl Handler for Chat {
             return;
         }
         self.announce_pending = false;
-        if !self.arrived.is_empty() {
-            let mut line = format!("* {}", self.arrived.join(", "));
-            if self.arrived_more > 0 {
-                line += &format!(", and {} more joined", self.arrived_more);
-            }
-            line.push('\n');
-            self.arrived.clear();
-            self.arrived_more = 0;
+        if let Some(line) = self.arrived.take_line("joined") {
+            // Those who just joined were welcomed; they are not told.
             for m in self.members.iter_mut().flatten() {
                 if !std::mem::take(&mut m.new) {
                     let _ = cx.write(m.id, line.as_bytes());
                 }
             }
         }
-        if !self.departed.is_empty() {
-            let mut line = format!("* {}", self.departed.join(", "));
-            if self.departed_more > 0 {
-                line += &format!(", and {} more left", self.departed_more);
-            }
-            line.push('\n');
-            self.departed.clear();
-            self.departed_more = 0;
+        if let Some(line) = self.departed.take_line("left") {
             self.broadcast(cx, None, &line);
         }
     }
@@ -340,11 +353,7 @@ impl Handler for Chat {
         // Announced with the others that leave this tick, in one line: a
         // broadcast per departure could push other slow members past their
         // limit, whose departures would be broadcast in turn.
-        if self.departed.len() < ANNOUNCED_NAMED {
-            self.departed.push(format!("{} left{why}", m.name));
-        } else {
-            self.departed_more += 1;
-        }
+        self.departed.add(format!("{} left{why}", m.name));
         self.announce_soon(cx);
     }
 }

@@ -12,26 +12,9 @@ pub const NOT_A_FLOAT: &str = "value is not a valid float";
 /// Longest float text Redis reads (`MAX_LONG_DOUBLE_CHARS`).
 const MAX_FLOAT_TEXT: usize = 5 * 1024;
 
-/// A signed 64-bit integer the way Redis reads one (`string2ll`): an
-/// optional `-`, then digits with no leading zero; no `+`, no spaces, no
-/// overflow.
-pub fn redis_int(s: &[u8]) -> Option<i64> {
-    // The longest i64 is 20 characters: a longer value (INCR on an 8 MiB
-    // string of digits) is refused without being read.
-    if s.len() > 20 {
-        return None;
-    }
-    let digits = s.strip_prefix(b"-").unwrap_or(s);
-    let canonical = match digits {
-        [] => false,
-        [b'0'] => s.len() == 1,
-        [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
-    };
-    if !canonical {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
-}
+/// A signed 64-bit integer the way Redis reads one (`string2ll`): the
+/// same reader as the request's lengths.
+pub use crate::resp::redis_int;
 
 /// An `int` as Redis's `getIntFromObjectOrReply` reads one: `Err` is the
 /// message (`custom`, if given, for both failures).

@@ -201,19 +201,29 @@ fn number(buf: &[u8], start: usize) -> Result<Option<(i64, usize)>, ()> {
             Ok(None)
         };
     };
-    let text = &buf[start..end];
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let value = redis_int(&buf[start..end]).ok_or(())?;
+    Ok(Some((value, end + 2)))
+}
+
+/// A signed 64-bit integer the way Redis reads one (`string2ll`): an
+/// optional `-`, then digits with no leading zero; no `+`, no spaces, no
+/// overflow, at most `MAX_NUMBER` characters (a longer value, an 8 MiB
+/// string of digits, is refused without being read). The lengths in a
+/// request and the numbers in its arguments (`number.rs`) are read alike.
+pub fn redis_int(s: &[u8]) -> Option<i64> {
+    if s.len() > MAX_NUMBER {
+        return None;
+    }
+    let digits = s.strip_prefix(b"-").unwrap_or(s);
     let canonical = match digits {
         [] => false,
-        [b'0'] => text.len() == 1,
+        [b'0'] => s.len() == 1,
         [first, ..] => *first != b'0' && digits.iter().all(u8::is_ascii_digit),
     };
-    if !canonical || text.len() > MAX_NUMBER {
-        return Err(());
+    if !canonical {
+        return None;
     }
-    let text = std::str::from_utf8(text).map_err(|_| ())?;
-    let value: i64 = text.parse().map_err(|_| ())?;
-    Ok(Some((value, end + 2)))
+    std::str::from_utf8(s).ok()?.parse().ok()
 }
 
 /// Characters in the longest canonical i64, `-9223372036854775808`.

@@ -2,6 +2,7 @@
 //! listen, signal it, read its log and CPU time.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,6 +20,23 @@ pub fn example(name: &str) -> PathBuf {
     let path = dir.join("examples").join(name);
     assert!(path.exists(), "{} not built", path.display());
     path
+}
+
+/// A client socket to a server on loopback, with a read timeout so a
+/// test that waits for an answer that never comes fails instead of hanging.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Sends `request` on a new connection and reads until the server closes.
+pub fn exchange(port: u16, request: &[u8]) -> String {
+    let mut s = connect(port);
+    let _ = s.write_all(request);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 pub fn free_port() -> u16 {
@@ -89,6 +107,11 @@ impl Proc {
 
     /// User + system CPU seconds so far.
     pub fn cpu_seconds(&self) -> f64 {
+        self.cpu_ticks() as f64 / 100.0 // USER_HZ is 100 on Linux
+    }
+
+    /// User + system CPU time so far, in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
         let fields: Vec<&str> = stat
             .rsplit_once(')')
@@ -96,8 +119,19 @@ impl Proc {
             .1
             .split_whitespace()
             .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        ticks as f64 / 100.0 // USER_HZ is 100 on Linux
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// Resident memory, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        kb * 1024
     }
 
     /// A `key=value` figure from the last line of the log that has it.
