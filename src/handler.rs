@@ -39,6 +39,13 @@ pub trait Handler {
     /// [`Handle::post`]: crate::Handle::post
     type Message: Send + 'static;
 
+    /// The reactor's first turn begins: set the handler's first timers
+    /// here (a clock refresh, a periodic report), or open outbound
+    /// connections. Called once, before the first poll.
+    fn on_start(&mut self, cx: &mut Context<'_>) {
+        let _ = cx;
+    }
+
     /// A connection opened: accepted from a listener, or an outbound
     /// connect that completed.
     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {

@@ -322,8 +322,8 @@ impl Handler for Http {
         }
     }
 
-    fn on_message(&mut self, cx: &mut Context<'_>, _: ()) {
-        // Posted once at start: begin the Date refresh.
+    fn on_start(&mut self, cx: &mut Context<'_>) {
+        // The Date header is refreshed once a second.
         cx.set_timer(Duration::from_secs(1), DATE_TICK);
     }
 
@@ -355,7 +355,6 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let mut reactor = Reactor::new(http, config)?;
     reactor.listen(cli.server.addr)?;
     reactor.handle_signals()?;
-    let _ = reactor.handle().post(());
     reactor.run()?;
     Ok(common::exit_code(&reactor.stats()))
 }

@@ -93,6 +93,8 @@ pub struct Reactor<H: Handler> {
     /// Connections taken from the listen queues when shutdown began, not
     /// yet opened.
     queued: Vec<(mio::net::TcpStream, SocketAddr)>,
+    /// `on_start` has been called.
+    started: bool,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -121,6 +123,7 @@ impl<H: Handler> Reactor<H> {
             stop_now: false,
             draining_from: 0,
             queued: Vec::new(),
+            started: false,
         })
     }
 
@@ -201,6 +204,7 @@ impl<H: Handler> Reactor<H> {
     /// consistent first, so the caller may call again (see [`Handler`]).
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> io::Result<Status> {
         let turn = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.start(); //                             0. the first turn: on_start
             let wait = self.poll_timeout(max_wait); //   1. how long to wait
             self.poll(wait)?; //                         2. poll
             self.core.read_clock(); //                   3. now = clock()
@@ -215,6 +219,18 @@ impl<H: Handler> Reactor<H> {
             self.recover();
             panic::resume_unwind(panic)
         })
+    }
+
+    /// Step 0, on the first turn only: the handler sets its first timers.
+    fn start(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        self.core.read_clock();
+        let mut cx = Context {
+            core: &mut self.core,
+        };
+        self.handler.on_start(&mut cx);
     }
 
     /// Step 1: zero if work is waiting that no event will announce (the
