@@ -1,31 +1,6 @@
-//! One connection: its id, its state machine, why it closed, and the
-//! per-connection record the reactor keeps in its slab.
-//!
-//! ```text
-//!              connect ok                  peer FIN
-//! Connecting ─────────────▶ Open ───────────────────────▶ ReadClosed
-//!     │                      │  shutdown_write               │ close /
-//!     │ fails / times out    ├──────────────▶ WriteClosing   │ shutdown_write
-//!     ▼                      │                 │ flushed     ▼
-//!  Closed(reason) ◀──┐       │                 ▼          Draining(reason)
-//!                    │       │            WriteClosed         │ flushed
-//!                    │       │ close           │ peer FIN     │
-//!                    │       └──▶ Draining ────┴──────────────┤
-//!                    │                                        │ flushed, peer
-//!                    │◀── peer FIN or linger timeout ── Lingering(reason)
-//!                    └──────────── any state: abort, reset, timeout, error
-//! ```
-//!
-//! `Lingering` is the graceful close done right: after the last byte of
-//! output, send FIN and read (and discard) until the peer's FIN. Closing
-//! at once would make the kernel answer any input still arriving with RST,
-//! and a RST destroys output the peer has not read yet.
-//!
-//! Whether the reactor may read or write is derived from the state
-//! ([`State::may_read`], [`State::may_write`]), never stored beside it. The
-//! state changes only through [`Conn::set_state`], which logs every
-//! transition at trace level: `RUST_LOG=evloop=trace` shows each
-//! connection's life.
+//! One connection: its generational id, why it closed, and the record
+//! the reactor keeps for it in its slab. Its state machine is
+//! `src/state.rs`.
 
 use std::fmt;
 use std::io;
@@ -34,6 +9,7 @@ use std::net::SocketAddr;
 use mio::net::TcpStream;
 
 use crate::buffer::Buffer;
+use crate::state::State;
 use crate::timer::{Tick, TimerId};
 
 /// Names a connection for as long as it lives.
@@ -213,58 +189,6 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// Where a connection is in its life. `src/conn.rs` draws the state
-/// diagram; [`Context::state`](crate::Context::state) reads it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Outbound, waiting for the connect to finish.
-    Connecting,
-    /// Both directions open.
-    Open,
-    /// The peer sent FIN: nothing more to read; we may still write.
-    ReadClosed,
-    /// `shutdown_write` asked for our FIN; it goes once output is flushed.
-    WriteClosing,
-    /// Our FIN is sent; we still read until the peer's.
-    WriteClosed,
-    /// Closing: no more reading; close once output is flushed.
-    Draining(CloseReason),
-    /// Output flushed and FIN sent; input is read and discarded until the
-    /// peer's FIN or the linger timeout.
-    Lingering(CloseReason),
-    /// Closed; the slot is freed at the end of the turn.
-    Closed(CloseReason),
-}
-
-impl State {
-    /// The state allows reading. Whether the reactor reads also depends on
-    /// room: not paused by the handler, output below the high-water mark.
-    pub fn may_read(&self) -> bool {
-        matches!(
-            self,
-            State::Open | State::WriteClosing | State::WriteClosed | State::Lingering(_)
-        )
-    }
-
-    /// The state allows flushing output to the socket.
-    pub fn may_write(&self) -> bool {
-        matches!(
-            self,
-            State::Open | State::ReadClosed | State::WriteClosing | State::Draining(_)
-        )
-    }
-
-    /// The handler may still queue output.
-    pub fn accepts_output(&self) -> bool {
-        matches!(self, State::Connecting | State::Open | State::ReadClosed)
-    }
-
-    /// Closed, waiting to be reaped.
-    pub fn is_closed(&self) -> bool {
-        matches!(self, State::Closed(_))
-    }
-}
-
 /// Bytes of buffer capacity a connection holds, per direction.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Held {
@@ -373,14 +297,10 @@ impl Conn {
         self.state
     }
 
-    /// The one way a connection changes state.
-    pub(crate) fn set_state(&mut self, index: usize, new: State) {
-        log::trace!(
-            "conn #{index}.{}: {:?} => {:?}",
-            self.generation,
-            self.state,
-            new
-        );
+    /// The one way a connection changes state: `Core::apply`, with the
+    /// state the machine in `src/state.rs` answered.
+    pub(crate) fn set_state(&mut self, id: ConnId, new: State) {
+        log::trace!("conn {id}: {:?} => {:?}", self.state, new);
         debug_assert!(
             !self.state.is_closed(),
             "a closed connection changes state: {:?} => {:?}",

@@ -13,8 +13,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::conn::{CloseReason, ConnId, State};
-use crate::reactor::{Core, TimerEvent};
+use crate::conn::{CloseReason, ConnId};
+use crate::reactor::Core;
+use crate::state::State;
 use crate::stats::Stats;
 use crate::timer::TimerId;
 
@@ -181,7 +182,7 @@ impl Context<'_> {
     /// The time this turn of the loop began (the clock is read once per
     /// turn).
     pub fn now(&self) -> Instant {
-        self.core.now_instant
+        self.core.time().now_instant()
     }
 
     /// Queues `data` for `conn`. It is written at the end of the current
@@ -198,7 +199,7 @@ impl Context<'_> {
 
     /// Closes `conn` now: waiting output is dropped, the peer gets RST.
     pub fn abort(&mut self, conn: ConnId) {
-        self.core.kill(conn, CloseReason::Aborted);
+        self.core.abort(conn, CloseReason::Aborted);
     }
 
     /// Sends FIN once `conn`'s output is flushed, and keeps reading until
@@ -248,16 +249,13 @@ impl Context<'_> {
     /// reactor's own timers (connection deadlines, the shutdown deadline)
     /// is refused the same way.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        match self.core.wheel.get(timer) {
-            Some(TimerEvent::User(_)) => self.core.wheel.cancel(timer).is_some(),
-            _ => false,
-        }
+        self.core.cancel_timer(timer)
     }
 
     /// Begins the reactor's graceful shutdown at the end of this turn.
     /// Asking again while it drains changes nothing.
     pub fn shutdown(&mut self) {
-        self.core.shutdown_requested = true;
+        self.core.request_shutdown();
     }
 
     /// The reactor's counters now.
@@ -268,7 +266,7 @@ impl Context<'_> {
     /// Where `conn` comes from (or, for outbound, goes to). Answers in
     /// `on_close` too: the address is kept from when it opened.
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
-        match self.core.closing {
+        match self.core.closing() {
             Some((id, peer)) if id == conn => Some(peer),
             _ => self.core.conn(conn).map(|c| c.peer),
         }

@@ -120,11 +120,13 @@
 
 mod admission;
 mod buffer;
+mod clock;
 mod config;
 mod conn;
 mod handle;
 mod handler;
 mod reactor;
+mod state;
 mod stats;
 pub mod sys;
 pub mod timer;
@@ -138,9 +140,11 @@ pub mod fuzzing {
 }
 
 pub use admission::{Cidr, CidrError, RejectReason};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::*;
-pub use conn::{CloseReason, ConnId, State};
+pub use conn::{CloseReason, ConnId};
 pub use handle::{Handle, PostError};
 pub use handler::{Context, Handler, SendError};
 pub use reactor::{Reactor, Status};
+pub use state::State;
 pub use stats::Stats;

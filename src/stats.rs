@@ -30,8 +30,9 @@ pub struct Stats {
     /// Times accepting paused because the process ran out of descriptors
     /// (`EMFILE`, `ENFILE`) or kernel memory: one per episode.
     pub accept_pauses: u64,
-    /// Connections that closed normally during graceful shutdown.
-    pub shutdown_drained: u64,
+    /// Connections closed once quiet during graceful shutdown (with FIN,
+    /// before the deadline).
+    pub shutdown_closed: u64,
     /// Connections cut by the shutdown deadline or a second signal.
     pub shutdown_cut: u64,
     /// Bytes read from and written to sockets.
@@ -107,11 +108,11 @@ impl fmt::Display for Stats {
         if self.accept_pauses > 0 {
             write!(f, " accept_pauses={}", self.accept_pauses)?;
         }
-        if self.shutdown_drained + self.shutdown_cut > 0 {
+        if self.shutdown_closed + self.shutdown_cut > 0 {
             write!(
                 f,
-                " shutdown_drained={} shutdown_cut={}",
-                self.shutdown_drained, self.shutdown_cut
+                " shutdown_closed={} shutdown_cut={}",
+                self.shutdown_closed, self.shutdown_cut
             )?;
         }
         Ok(())

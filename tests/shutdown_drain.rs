@@ -170,7 +170,7 @@ fn an_answer_written_by_a_timer_during_the_drain_is_delivered() {
     assert_eq!(read_to_end(&mut c), Ok(b"answer\n".to_vec()));
     let stats = server.join();
     assert_eq!(stats.shutdown_cut, 0, "{stats}");
-    assert_eq!(stats.shutdown_drained, 1, "{stats}");
+    assert_eq!(stats.shutdown_closed, 1, "{stats}");
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn idle_connections_close_at_once_with_fin_while_a_busy_one_waits() {
     assert!(server.handle.post(Msg::Answer(owed)).is_ok());
     assert_eq!(read_to_end(&mut busy), Ok(b"answer\n".to_vec()));
     let stats = server.join();
-    assert_eq!(stats.shutdown_drained, 11, "{stats}");
+    assert_eq!(stats.shutdown_closed, 11, "{stats}");
 }
 
 #[test]

@@ -104,7 +104,7 @@ fn sigterm_drains_large_responses_in_flight_and_exits_zero() {
     );
     assert!(server
         .log()
-        .contains(&format!("{conns} connections drained, 0 cut")));
+        .contains(&format!("{conns} connections closed, 0 cut")));
 }
 
 #[test]

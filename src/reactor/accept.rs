@@ -1,7 +1,7 @@
 //! Accepting connections, and admission: who gets in, and what happens
 //! when the process runs out of descriptors.
 //!
-//! A listener is drained until `WouldBlock`, a per-turn batch, or
+//! A listener is accepted from until `WouldBlock`, a per-turn batch, or
 //! `max_conns`; it is edge-triggered like everything else, so a batch cut
 //! short is remembered (`pending`) and continued next turn.
 //!
@@ -20,11 +20,13 @@ use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 
-use super::core::{Lifecycle, TimerEvent};
+use super::core::Lifecycle;
+use super::timeouts::TimerEvent;
 use super::Reactor;
 use crate::admission::RejectReason;
-use crate::conn::{ConnId, State};
+use crate::conn::ConnId;
 use crate::handler::Handler;
+use crate::state::State;
 
 /// Accept back-off after an error such as `EMFILE`: from 5 ms, doubling,
 /// to at most 1 s (what Go's net/http settles on), so a process out of
@@ -77,7 +79,7 @@ impl<H: Handler> Reactor<H> {
     /// running: shutdown closes the listeners first, but a handler's panic
     /// in the middle of it must not leave them accepting).
     pub(super) fn accept_all(&mut self) {
-        if self.core.lifecycle != Lifecycle::Running {
+        if self.core.lifecycle() != Lifecycle::Running {
             return;
         }
         for i in 0..self.listeners.len() {
@@ -88,12 +90,12 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn accept(&mut self, i: usize) {
-        for _ in 0..self.core.config.accept_batch {
-            let full = self.core.conns.len() >= self.core.config.max_conns;
-            if full && self.core.config.reject_line.is_none() {
+        for _ in 0..self.core.config().accept_batch {
+            let full = self.core.len() >= self.core.config().max_conns;
+            if full && self.core.config().reject_line.is_none() {
                 log::warn!(
                     "max_conns ({}) reached: not accepting until below {}%",
-                    self.core.config.max_conns,
+                    self.core.config().max_conns,
                     RESUME_BELOW_PERCENT
                 );
                 self.listeners[i].gate = Gate::Full;
@@ -104,7 +106,7 @@ impl<H: Handler> Reactor<H> {
                     self.listeners[i].backoff = ACCEPT_BACKOFF_MIN;
                     if full {
                         self.reject_with_line(stream);
-                    } else if let Err(reason) = self.core.admission.check(peer.ip()) {
+                    } else if let Err(reason) = self.core.admission().check(peer.ip()) {
                         log::debug!("rejected {peer}: {}", RejectReason::NAMES[reason.index()]);
                         self.reject(stream, reason);
                     } else {
@@ -126,8 +128,8 @@ impl<H: Handler> Reactor<H> {
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<ConnId> {
         match self.core.add_conn(stream, peer, State::Open) {
             Ok(id) => {
-                self.core.stats.accepted += 1;
-                self.core.admission.opened(id.index as usize, peer.ip());
+                self.core.counters().accepted += 1;
+                self.core.admission().opened(id.index as usize, peer.ip());
                 log::trace!("conn {id}: accepted from {peer}");
                 self.opened(id);
                 Some(id)
@@ -148,7 +150,7 @@ impl<H: Handler> Reactor<H> {
     /// hold), so clients that keep connecting cannot hold shutdown here;
     /// an accept error ends the listener's share.
     pub(super) fn take_backlog(&mut self) -> Vec<(TcpStream, SocketAddr)> {
-        let most = usize::try_from(self.core.config.backlog).unwrap_or(0);
+        let most = usize::try_from(self.core.config().backlog).unwrap_or(0);
         let mut queued = Vec::new();
         for l in &self.listeners {
             if l.gate == Gate::BackingOff {
@@ -174,9 +176,9 @@ impl<H: Handler> Reactor<H> {
     /// in `on_open` leaves the rest for the next turn.
     pub(super) fn admit_backlog(&mut self) {
         while let Some((stream, peer)) = self.queued.pop() {
-            if self.core.conns.len() >= self.core.config.max_conns {
+            if self.core.len() >= self.core.config().max_conns {
                 self.reject_with_line(stream);
-            } else if let Err(reason) = self.core.admission.check(peer.ip()) {
+            } else if let Err(reason) = self.core.admission().check(peer.ip()) {
                 self.reject(stream, reason);
             } else if let Some(id) = self.admit(stream, peer) {
                 if let Some(conn) = self.core.conn_mut(id) {
@@ -190,7 +192,7 @@ impl<H: Handler> Reactor<H> {
     /// Turned away before the handler hears of it: closed with RST, so no
     /// TIME_WAIT is left on our side.
     fn reject(&mut self, stream: TcpStream, reason: RejectReason) {
-        self.core.stats.rejected[reason.index()] += 1;
+        self.core.counters().rejected[reason.index()] += 1;
         let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     }
 
@@ -200,8 +202,8 @@ impl<H: Handler> Reactor<H> {
     /// which may destroy the line; Redis has the same edge.
     fn reject_with_line(&mut self, stream: TcpStream) {
         use std::io::Write;
-        self.core.stats.rejected[RejectReason::MaxConns.index()] += 1;
-        if let Some(line) = &self.core.config.reject_line {
+        self.core.counters().rejected[RejectReason::MaxConns.index()] += 1;
+        if let Some(line) = &self.core.config().reject_line {
             let _ = (&stream).write(line);
         }
     }
@@ -210,25 +212,22 @@ impl<H: Handler> Reactor<H> {
     /// `ENOBUFS`, `ENOMEM`): shed one waiting connection if descriptors
     /// ran out, and pause this listener with back-off.
     fn accept_failed(&mut self, i: usize, e: io::Error) {
-        self.core.stats.accept_errors += 1;
+        self.core.counters().accept_errors += 1;
         let episode_starts = self.listeners[i].backoff == ACCEPT_BACKOFF_MIN;
         if crate::sys::is_out_of_descriptors(&e) {
             self.shed_one(i);
         }
         let l = &mut self.listeners[i];
         if episode_starts {
-            self.core.stats.accept_pauses += 1;
+            self.core.counters().accept_pauses += 1;
             log::warn!(
                 "accept failed: {e}; pausing accepts with back-off from {ACCEPT_BACKOFF_MIN:?} to {ACCEPT_BACKOFF_MAX:?} (logged once per episode)"
             );
         }
         l.gate = Gate::BackingOff;
-        let at = self
-            .core
-            .now
-            .saturating_add(super::core::millis_ceil(l.backoff));
+        let at = self.core.time().after(l.backoff);
         l.backoff = (l.backoff * 2).min(ACCEPT_BACKOFF_MAX);
-        self.core.wheel.insert(at, TimerEvent::AcceptResume(i));
+        self.core.wheel().insert(at, TimerEvent::AcceptResume(i));
     }
 
     /// Spends the reserve descriptor on accepting one waiting connection
@@ -260,8 +259,8 @@ impl<H: Handler> Reactor<H> {
     pub(super) fn reopen_when_below_limit(&mut self) {
         // In u128: `max_conns` may be `usize::MAX` ("no limit").
         let below =
-            (self.core.config.max_conns as u128 * RESUME_BELOW_PERCENT as u128 / 100) as usize;
-        if self.core.conns.len() < below.max(1) {
+            (self.core.config().max_conns as u128 * RESUME_BELOW_PERCENT as u128 / 100) as usize;
+        if self.core.len() < below.max(1) {
             for l in &mut self.listeners {
                 if l.gate == Gate::Full {
                     log::info!("below {RESUME_BELOW_PERCENT}% of max_conns: accepting again");

@@ -20,87 +20,39 @@
 //! buffers in the pool are not counted here: the pool bounds its own
 //! bytes (`Config::pool_bytes`).
 
-use super::core::{live, Core};
-use crate::conn::{CloseReason, ConnId};
-
-/// A connection's two buffers.
-#[derive(Clone, Copy)]
-enum Side {
-    Input,
-    Output,
+/// The sum of every connection's buffer capacity, and its bound.
+pub(crate) struct Budget {
+    held: usize,
+    max: usize,
 }
 
-impl Core {
-    /// `id`'s input buffer now has `capacity` bytes (0: it has none); past
-    /// the budget, the largest holders are closed.
-    pub(crate) fn count_input(&mut self, id: ConnId, capacity: usize) {
-        let _ = self.count(id, capacity, Side::Input);
+impl Budget {
+    pub(crate) fn new(max: usize) -> Self {
+        Budget { held: 0, max }
     }
 
-    /// `id`'s output buffer now has `capacity` bytes (0: it has none).
-    /// Returns whether that passed the budget (and closed the largest
-    /// holders, which may be `id` itself).
-    pub(crate) fn count_output(&mut self, id: ConnId, capacity: usize) -> bool {
-        self.count(id, capacity, Side::Output)
+    /// Bytes of buffer capacity all connections hold now.
+    pub(crate) fn held(&self) -> usize {
+        self.held
     }
 
-    /// A closed connection counts nothing: `kill` returned its buffers and
-    /// its count at once. Returns whether the budget was passed.
-    fn count(&mut self, id: ConnId, capacity: usize, side: Side) -> bool {
-        let Some(conn) = live(&mut self.conns, id) else {
-            return false;
-        };
-        if conn.state().is_closed() {
-            return false;
-        }
-        let counted = match side {
-            Side::Input => &mut conn.held.input,
-            Side::Output => &mut conn.held.output,
-        };
+    /// The sum is over `Config::max_buffered`.
+    pub(crate) fn passed(&self) -> bool {
+        self.held > self.max
+    }
+
+    /// One buffer's count (`counted`, kept in the connection) becomes
+    /// `capacity`. Returns whether that grew the sum past the bound: the
+    /// caller closes the largest holders (`Core::shed`).
+    pub(crate) fn set(&mut self, counted: &mut usize, capacity: usize) -> bool {
         let grew = capacity > *counted;
-        self.buffered = self.buffered + capacity - *counted;
+        self.held = self.held + capacity - *counted;
         *counted = capacity;
-        let passed = grew && self.buffered > self.config.max_buffered;
-        if passed {
-            self.shed();
-        }
-        passed
+        grew && self.passed()
     }
 
-    /// The buffers passed `max_buffered`: close the connections holding
-    /// the most until the rest fits, as Redis's `maxmemory-clients` does.
-    /// A peer that trickles a large partial frame, or reads nothing of a
-    /// large answer, is the one that pays, not the well-behaved ones.
-    ///
-    /// Costs a scan of the connections and a sort of those holding bytes;
-    /// it runs only when the budget is passed, and every run closes at
-    /// least one connection, so a peer cannot make it run for free.
-    pub(super) fn shed(&mut self) {
-        let mut holders: Vec<(usize, ConnId)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.held.total() > 0 && !c.state().is_closed())
-            .map(|(i, c)| {
-                let id = ConnId {
-                    index: i as u32,
-                    generation: c.generation,
-                };
-                (c.held.total(), id)
-            })
-            .collect();
-        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
-        let before = self.buffered;
-        let mut closed = 0;
-        for (_, id) in holders {
-            if self.buffered <= self.config.max_buffered {
-                break;
-            }
-            self.kill(id, CloseReason::OverBudget);
-            closed += 1;
-        }
-        log::warn!(
-            "buffers hold {before} bytes, past max_buffered ({}): closed the {closed} largest holders",
-            self.config.max_buffered
-        );
+    /// A closed connection's count leaves the sum.
+    pub(crate) fn forget(&mut self, held: usize) {
+        self.held -= held;
     }
 }

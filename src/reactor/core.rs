@@ -1,91 +1,83 @@
-//! The reactor's state apart from the handler, and every operation on a
-//! connection that does not call back into the handler. [`Context`] is a
-//! thin view of this; the loop in `mod.rs` adds the handler calls.
+//! The reactor's state apart from the handler: the slab of connections,
+//! the work lists, the wheel, the buffer pool and the counters. Its fields
+//! are private; the loop's steps reach them through the methods here, and
+//! a connection's state changes only through [`Core::apply`], which feeds
+//! an event to the pure machine in `src/state.rs` and does what the
+//! answer calls for. [`Context`] is a thin view of this.
 //!
 //! [`Context`]: crate::Context
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpStream;
-use mio::{Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
+use super::budget::Budget;
+use super::timeouts::{Time, TimerEvent};
 use crate::admission::Admission;
-use crate::buffer::BufferPool;
-use crate::config::{Config, DEFAULT_POOL_MAX_CAPACITY, LINGER_TIMEOUT};
-use crate::conn::{CloseReason, Conn, ConnId, Held, State, NEVER};
-use crate::handler::SendError;
+use crate::buffer::{Buffer, BufferPool};
+use crate::clock::Clock;
+use crate::config::{Config, DEFAULT_POOL_MAX_CAPACITY};
+use crate::conn::{CloseReason, Conn, ConnId, Held};
+use crate::state::{Action, Event, State};
 use crate::stats::Stats;
-use crate::timer::{Tick, TimerId, TimerWheel};
-
-/// What a timer on the reactor's wheel is for.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum TimerEvent {
-    /// A connection's deadline (idle, write, soft limit or connect).
-    Conn(ConnId),
-    /// A handler's timer.
-    User(u64),
-    /// Graceful shutdown ran out of time.
-    ShutdownDeadline,
-    /// Accepting on this listener was paused after an error; try again.
-    AcceptResume(usize),
-}
+use crate::timer::{Tick, TimerWheel};
 
 /// Where the reactor is in its own life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Lifecycle {
     Running,
-    /// Shutdown began: listeners closed, connections draining.
-    Draining,
+    /// Graceful shutdown began: listeners closed, connections closing as
+    /// they go quiet.
+    ShuttingDown,
     /// Every connection is gone; `run` returns.
     Stopped,
 }
 
 /// Everything but the handler.
 pub(crate) struct Core {
-    pub(crate) poll: Poll,
-    pub(crate) conns: Slab<Conn>,
-    pub(crate) wheel: TimerWheel<TimerEvent>,
-    pub(crate) pool: BufferPool,
-    pub(crate) admission: Admission,
-    pub(crate) config: Config,
-    pub(crate) stats: Stats,
-    /// Connections cut short by the read budget, or resumed after a pause:
-    /// served in step 5, since no new edge will come for them.
-    pub(crate) ready: Vec<ConnId>,
-    /// Connections with output queued from outside their own dispatch, or
-    /// asked to close: flushed in step 6.
-    pub(crate) flush: Vec<ConnId>,
-    /// Closed connections, removed in step 8.
-    pub(crate) reap: Vec<ConnId>,
-    /// The clock: ticks are milliseconds since `start`.
-    pub(crate) start: Instant,
-    pub(crate) now_instant: Instant,
-    pub(crate) now: Tick,
-    pub(crate) lifecycle: Lifecycle,
-    pub(crate) shutdown_requested: bool,
-    /// The connection whose input is being handed to the handler: its
-    /// output is written at the end of that dispatch, not in step 6.
-    pub(crate) dispatching: Option<ConnId>,
-    /// The connection whose `on_close` runs, and its peer: the slot is
-    /// already free, but the handler may still ask where it came from.
-    pub(crate) closing: Option<(ConnId, SocketAddr)>,
+    poll: Poll,
+    conns: Slab<Conn>,
     /// Each slab slot's last generation. Kept per slot, so an id is not
     /// reused until its own slot has been reused 2^32 times.
     generations: Vec<u32>,
-    /// Capacity of all connections' buffers: the sum of `Conn::held`,
-    /// checked against `Config::max_buffered` (see `budget.rs`).
-    pub(crate) buffered: usize,
+    wheel: TimerWheel<TimerEvent>,
+    pool: BufferPool,
+    admission: Admission,
+    config: Config,
+    stats: Stats,
+    time: Time,
+    /// The capacity of every connection's buffers against
+    /// `Config::max_buffered` (see `budget.rs`).
+    budget: Budget,
+    /// Connections to serve without a new event: cut short by the read
+    /// budget, resumed after a pause, or holding input to re-offer.
+    /// Served in step 5.
+    ready_list: Vec<ConnId>,
+    /// Connections whose output (or close) waits for step 6: queued from
+    /// outside their own dispatch, or asked to close.
+    flush_list: Vec<ConnId>,
+    /// Closed connections, removed in step 8.
+    reap_list: Vec<ConnId>,
+    lifecycle: Lifecycle,
+    shutdown_requested: bool,
+    /// The connection whose callback runs: its output is flushed at the
+    /// end of that dispatch, not in step 6, and a panic resets it.
+    dispatching: Option<ConnId>,
+    /// The connection whose `on_close` runs, and its peer: the slot is
+    /// already free, but the handler may still ask where it came from.
+    closing: Option<(ConnId, SocketAddr)>,
 }
 
 impl Core {
-    pub(crate) fn new(config: Config) -> io::Result<Core> {
-        let now = Instant::now();
+    pub(crate) fn new(config: Config, clock: Box<dyn Clock>) -> io::Result<Core> {
         Ok(Core {
             poll: Poll::new()?,
             conns: Slab::new(),
+            generations: Vec::new(),
             wheel: TimerWheel::new(),
             pool: BufferPool::new(
                 config.pool_buffers,
@@ -93,36 +85,86 @@ impl Core {
                 config.pool_bytes,
             ),
             admission: Admission::new(config.allow.clone(), config.deny.clone(), config.max_per_ip),
+            budget: Budget::new(config.max_buffered),
             config,
             stats: Stats::default(),
-            ready: Vec::new(),
-            flush: Vec::new(),
-            reap: Vec::new(),
-            start: now,
-            now_instant: now,
-            now: 0,
+            time: Time::new(clock),
+            ready_list: Vec::new(),
+            flush_list: Vec::new(),
+            reap_list: Vec::new(),
             lifecycle: Lifecycle::Running,
             shutdown_requested: false,
             dispatching: None,
             closing: None,
-            generations: Vec::new(),
-            buffered: 0,
         })
+    }
+
+    // ---- the parts, for the steps that work on them -------------------
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        self.poll.registry()
+    }
+
+    /// `epoll_wait`.
+    pub(crate) fn poll(&mut self, events: &mut Events, wait: Option<Duration>) -> io::Result<()> {
+        self.poll.poll(events, wait)
+    }
+
+    /// The counters, to count on.
+    pub(crate) fn counters(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// The counters now, with the levels filled in.
+    pub(crate) fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.active = self.conns.len();
+        stats.buffers_pooled = self.pool.pooled();
+        stats.buffers_in_use = self.pool.in_use();
+        stats.buffered_bytes = self.budget.held();
+        stats.pooled_bytes = self.pool.pooled_bytes();
+        stats
+    }
+
+    pub(crate) fn wheel(&mut self) -> &mut TimerWheel<TimerEvent> {
+        &mut self.wheel
+    }
+
+    pub(crate) fn time(&self) -> &Time {
+        &self.time
     }
 
     /// Reads the clock: once per turn.
     pub(crate) fn read_clock(&mut self) {
-        self.now_instant = Instant::now();
-        self.now = millis(self.now_instant.saturating_duration_since(self.start));
+        self.time.read();
     }
 
-    /// The instant of a tick (for the poll timeout).
-    pub(crate) fn instant_of(&self, tick: Tick) -> Instant {
-        self.start
-            .checked_add(Duration::from_millis(tick))
-            .unwrap_or(self.now_instant + Duration::from_secs(86_400))
+    /// The tick this turn began.
+    pub(crate) fn now(&self) -> Tick {
+        self.time.now()
     }
 
+    pub(crate) fn admission(&mut self) -> &mut Admission {
+        &mut self.admission
+    }
+
+    /// An empty buffer, from the pool if it has one.
+    pub(crate) fn take_buffer(&mut self) -> Box<Buffer> {
+        self.pool.take()
+    }
+
+    /// A buffer back to the pool (or freed, past the pool's bounds).
+    pub(crate) fn give_buffer(&mut self, buffer: Box<Buffer>) {
+        self.pool.give(buffer);
+    }
+
+    // ---- connections -------------------------------------------------
+
+    /// The connection `id` names, if it is still the slot's tenant.
     pub(crate) fn conn(&self, id: ConnId) -> Option<&Conn> {
         self.conns
             .get(id.index as usize)
@@ -130,17 +172,47 @@ impl Core {
     }
 
     pub(crate) fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        live(&mut self.conns, id)
+        self.conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)
     }
 
-    pub(crate) fn stats(&self) -> Stats {
-        let mut stats = self.stats.clone();
-        stats.active = self.conns.len();
-        stats.buffers_pooled = self.pool.pooled();
-        stats.buffers_in_use = self.pool.in_use();
-        stats.buffered_bytes = self.buffered;
-        stats.pooled_bytes = self.pool.pooled_bytes();
-        stats
+    /// The connection in slab slot `index`, whoever it is (for events,
+    /// which carry the slot).
+    pub(crate) fn id_at(&self, index: usize) -> Option<ConnId> {
+        let conn = self.conns.get(index)?;
+        Some(ConnId {
+            index: index as u32,
+            generation: conn.generation,
+        })
+    }
+
+    /// Connections open now (not closed), in slot order.
+    pub(crate) fn open_ids(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.state().is_closed())
+            .map(|(i, c)| ConnId {
+                index: i as u32,
+                generation: c.generation,
+            })
+            .collect()
+    }
+
+    /// Every connection in the slab, closed or not.
+    pub(crate) fn all_ids(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .map(|(i, c)| ConnId {
+                index: i as u32,
+                generation: c.generation,
+            })
+            .collect()
+    }
+
+    /// Connections in the slab (closed ones until reaped).
+    pub(crate) fn len(&self) -> usize {
+        self.conns.len()
     }
 
     /// Registers a socket and gives it a slot. Each socket is registered
@@ -152,12 +224,14 @@ impl Core {
         peer: SocketAddr,
         state: State,
     ) -> io::Result<ConnId> {
+        let now = self.now();
         let entry = self.conns.vacant_entry();
-        let index = u32::try_from(entry.key())
+        let slot = entry.key();
+        let index = u32::try_from(slot)
             .map_err(|_| io::Error::other("connection slab exceeds u32 indices"))?;
         self.poll.registry().register(
             &mut stream,
-            Token(entry.key()),
+            Token(slot),
             Interest::READABLE | Interest::WRITABLE,
         )?;
         // These fail only on a socket that is already dead; the first read
@@ -172,13 +246,12 @@ impl Core {
                 .with_retries(k.count);
             let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
         }
-        let slot = entry.key();
         if slot >= self.generations.len() {
             self.generations.resize(slot + 1, 0);
         }
         let generation = self.generations[slot].wrapping_add(1);
         self.generations[slot] = generation;
-        entry.insert(Conn::new(stream, peer, generation, state, self.now));
+        entry.insert(Conn::new(stream, peer, generation, state, now));
         self.stats.peak = self.stats.peak.max(self.conns.len());
         let id = ConnId { index, generation };
         self.arm(id);
@@ -193,316 +266,89 @@ impl Core {
         self.add_conn(stream, addr, State::Connecting)
     }
 
-    /// Queues output. The bytes go into the connection's output buffer,
-    /// borrowed from the pool if it had none.
-    pub(crate) fn write(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
-        let now = self.now;
-        let conn = live(&mut self.conns, id)
-            .filter(|c| !c.state().is_closed())
-            .ok_or(SendError::Gone)?;
-        if !conn.state().accepts_output() {
-            return Err(SendError::Closing);
-        }
-        if data.is_empty() {
-            return Ok(());
-        }
-        let len = conn.output_len() + data.len();
-        if len > self.config.hard_limit {
-            log::debug!("conn {id}: output {len} bytes passes the hard limit");
-            self.kill(id, CloseReason::SlowConsumer);
-            return Err(SendError::SlowConsumer);
-        }
-        let out = match &mut conn.output {
-            Some(out) => out,
-            None => {
-                // Output starts waiting now: the write deadline counts
-                // from here.
-                conn.last_write = now;
-                conn.output.insert(self.pool.take())
+    // ---- the state machine -------------------------------------------
+
+    /// Feeds `event` to `id`'s state machine, sets the state it answers,
+    /// and does the part of the answer that needs no handler: entering
+    /// `Closed` returns the buffers and queues the reap; `StopReading`,
+    /// `Flush`, `SendFin` and `Linger` are done here. Returns the action
+    /// (the caller calls the handler for `TellOpen` and
+    /// `TellReadClosed`), or `None` if the event changed nothing.
+    pub(crate) fn apply(&mut self, id: ConnId, event: Event) -> Option<Action> {
+        let now = self.now();
+        let conn = self.conn_mut(id)?;
+        let (next, action) = conn.state().on(event)?;
+        conn.set_state(id, next);
+        match action {
+            Action::SendFin => {
+                // Fails only if the peer is already gone; the next read
+                // reports that.
+                let _ = conn.stream.shutdown(Shutdown::Write);
             }
-        };
-        out.extend(data);
-        let capacity = out.capacity();
-        if len > self.config.high_water {
-            conn.backpressured = true;
+            Action::Linger => {
+                let _ = conn.stream.shutdown(Shutdown::Write);
+                conn.last_write = now; // the linger timeout counts from here
+                                       // Input that came while closing waits unread: read and
+                                       // discard it now, paused or not, or the close turns it
+                                       // into a RST that destroys the output just sent.
+                self.push_ready(id);
+                self.arm(id);
+            }
+            Action::StopReading => {
+                // Nobody will read what the handler left.
+                conn.reoffer = false;
+                if let Some(input) = conn.input.take() {
+                    self.pool.give(input);
+                    self.count_input(id, 0);
+                }
+                self.push_flush(id);
+            }
+            Action::Flush => self.push_flush(id),
+            Action::Nothing | Action::TellOpen | Action::TellReadClosed => {}
         }
-        let newly_soft = len > self.config.soft_limit && conn.soft_since == NEVER;
-        if newly_soft {
-            conn.soft_since = now;
+        if next.is_closed() {
+            self.release(id);
         }
-        if self.dispatching != Some(id) {
-            self.push_flush(id);
-        }
-        if newly_soft {
-            self.arm(id);
-        }
-        // Only when the budget was passed can this write have closed it.
-        let shed = self.count_output(id, capacity);
-        if shed && self.conn(id).map(Conn::state) == Some(State::Closed(CloseReason::OverBudget)) {
-            return Err(SendError::OverBudget);
-        }
-        Ok(())
+        Some(action)
     }
 
-    /// Closes after flushing: the connection stops reading, and step 6
-    /// closes it once its output is gone.
-    pub(crate) fn close(&mut self, id: ConnId, reason: CloseReason) {
+    /// A closed connection's buffers go back at once; its slot is freed in
+    /// step 8.
+    fn release(&mut self, id: ConnId) {
         let Some(conn) = self.conn_mut(id) else {
             return;
         };
-        let reason = match conn.state() {
-            State::Closed(_) | State::Draining(_) | State::Lingering(_) => return,
-            State::Connecting => return self.kill(id, reason),
-            // The peer closed first: that is why this connection ends.
-            State::ReadClosed if reason == CloseReason::Closed => CloseReason::PeerClosed,
-            _ => reason,
-        };
-        conn.set_state(id.index as usize, State::Draining(reason));
-        // Nobody will read what the handler left.
-        conn.reoffer = false;
-        if let Some(input) = conn.input.take() {
-            self.pool.give(input);
-            self.count_input(id, 0);
-        }
-        self.push_flush(id);
-    }
-
-    /// Closes now: buffers go back at once, the slot is freed in step 8.
-    pub(crate) fn kill(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(conn) = live(&mut self.conns, id) else {
-            return;
-        };
-        if conn.state().is_closed() {
-            return;
-        }
-        conn.set_state(id.index as usize, State::Closed(reason));
-        for buffer in [conn.input.take(), conn.output.take()]
-            .into_iter()
-            .flatten()
-        {
+        let buffers = [conn.input.take(), conn.output.take()];
+        let held = std::mem::take(&mut conn.held);
+        for buffer in buffers.into_iter().flatten() {
             self.pool.give(buffer);
         }
-        self.buffered -= conn.held.total();
-        conn.held = Held::default();
-        self.reap.push(id);
+        self.budget.forget(held.total());
+        self.reap_list.push(id);
     }
 
-    /// Closes at the shutdown deadline or a second signal: with RST unless
-    /// our FIN already followed the whole answer (lingering), so an answer
-    /// cut short never looks complete to the peer.
-    pub(crate) fn cut(&mut self, id: ConnId) {
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        if !matches!(conn.state(), State::Lingering(_)) {
-            // SO_LINGER 0: the close in step 8 sends RST.
-            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
-        }
-        self.kill(id, CloseReason::Shutdown);
+    /// Closes gracefully: reading stops, output flushes, then FIN and a
+    /// linger (see `src/state.rs`).
+    pub(crate) fn close(&mut self, id: ConnId, reason: CloseReason) {
+        self.apply(id, Event::Close(reason));
+    }
+
+    /// Closes now: output dropped, buffers back at once, the slot freed in
+    /// step 8 (with RST if the reason calls for one).
+    pub(crate) fn abort(&mut self, id: ConnId, reason: CloseReason) {
+        self.apply(id, Event::Abort(reason));
     }
 
     /// Sends FIN after the waiting output; reading goes on. No effect on a
     /// connection that is still connecting or already closing.
     pub(crate) fn shutdown_write(&mut self, id: ConnId) {
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        let next = match conn.state() {
-            State::Open => State::WriteClosing,
-            // Nothing more to read, nothing more to write: a close after
-            // the flush sends the FIN.
-            State::ReadClosed => State::Draining(CloseReason::PeerClosed),
-            _ => return,
-        };
-        conn.set_state(id.index as usize, next);
-        self.push_flush(id);
+        self.apply(id, Event::ShutdownWrite);
     }
 
-    pub(crate) fn push_ready(&mut self, id: ConnId) {
-        if let Some(conn) = self.conn_mut(id) {
-            if !conn.on_ready_list {
-                conn.on_ready_list = true;
-                self.ready.push(id);
-            }
-        }
-    }
-
-    pub(crate) fn push_flush(&mut self, id: ConnId) {
-        if let Some(conn) = self.conn_mut(id) {
-            if !conn.on_flush_list {
-                conn.on_flush_list = true;
-                self.flush.push(id);
-            }
-        }
-    }
-
-    pub(crate) fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
-        let at = self.now.saturating_add(millis_ceil(after));
-        self.wheel.insert(at, TimerEvent::User(token))
-    }
-
-    /// Makes sure the connection's timer fires no later than its earliest
-    /// deadline. Costs nothing when the armed timer is early enough, which
-    /// is the common case: I/O moves deadlines later, never earlier, and a
-    /// timer that fires early just re-arms.
-    pub(crate) fn arm(&mut self, id: ConnId) {
-        let Some(conn) = live(&mut self.conns, id) else {
-            return;
-        };
-        let Some((at, _)) = deadline(conn, &self.config) else {
-            return;
-        };
-        if conn.timer.is_some() && conn.timer_at <= at {
-            return;
-        }
-        if let Some(old) = conn.timer.take() {
-            self.wheel.cancel(old);
-        }
-        conn.timer = Some(self.wheel.insert(at, TimerEvent::Conn(id)));
-        conn.timer_at = at;
-    }
-
-    /// The connection's timer fired: close it if a deadline has passed,
-    /// else re-arm for the one that comes next.
-    pub(crate) fn conn_timer(&mut self, id: ConnId) {
-        let now = self.now;
-        let Some(conn) = live(&mut self.conns, id) else {
-            return;
-        };
-        conn.timer = None;
-        conn.timer_at = NEVER;
-        if conn.state().is_closed() {
-            return;
-        }
-        match deadline(conn, &self.config) {
-            Some((at, reason)) if at <= now => {
-                log::debug!("conn {id}: {reason}");
-                self.kill(id, reason);
-            }
-            Some(_) => self.arm(id),
-            None => {}
-        }
-    }
-
-    /// One `write` of the connection's waiting output, then whatever its
-    /// state calls for once output is empty (our FIN, or the close).
-    /// Returns `true` when output fell below the low-water mark after
-    /// backpressure: the caller tells the handler (`on_drain`).
-    ///
-    /// On `WouldBlock`, or a short write (the socket buffer is full), the
-    /// rest waits for the next writable edge.
-    pub(crate) fn flush(&mut self, id: ConnId) -> bool {
-        let now = self.now;
-        let Some(conn) = live(&mut self.conns, id) else {
-            return false;
-        };
-        let may_write = conn.writable && conn.state().may_write();
-        if let Some(out) = conn.output.as_mut() {
-            if may_write {
-                let result = loop {
-                    match (&conn.stream).write(out.as_slice()) {
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        result => break result,
-                    }
-                };
-                match result {
-                    Ok(n) => {
-                        out.consume(n);
-                        self.stats.bytes_out += n as u64;
-                        conn.last_write = now;
-                        conn.writable = out.is_empty();
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.writable = false,
-                    Err(e) => {
-                        self.kill(id, CloseReason::from_io(&e));
-                        return false;
-                    }
-                }
-            }
-        }
-        let len = conn.output_len();
-        if len == 0 {
-            if let Some(buffer) = conn.output.take() {
-                self.pool.give(buffer);
-            }
-        }
-        // What the socket took may have freed capacity (or the buffer).
-        let capacity = conn.output.as_ref().map_or(0, |b| b.capacity());
-        if capacity != conn.held.output {
-            self.buffered = self.buffered + capacity - conn.held.output;
-            conn.held.output = capacity;
-        }
-        if len <= self.config.soft_limit {
-            conn.soft_since = NEVER;
-        }
-        let drained = conn.backpressured && len <= self.config.low_water;
-        if drained {
-            conn.backpressured = false;
-        }
-        match conn.state() {
-            State::WriteClosing if len == 0 => {
-                // Fails only if the peer is already gone; the next read
-                // reports that.
-                let _ = conn.stream.shutdown(Shutdown::Write);
-                conn.set_state(id.index as usize, State::WriteClosed);
-            }
-            State::Draining(reason) if len == 0 && conn.eof => {
-                // The peer's FIN is read: nothing can be left unread, so a
-                // plain close sends FIN, not RST.
-                self.kill(id, reason);
-                return false;
-            }
-            State::Draining(reason) if len == 0 => {
-                let _ = conn.stream.shutdown(Shutdown::Write);
-                conn.set_state(id.index as usize, State::Lingering(reason));
-                conn.last_write = now; // the linger timeout counts from here
-                self.arm(id);
-                // Input that came while draining waits unread: read and
-                // discard it now, paused or not, or the close turns it
-                // into a RST that destroys the output just sent.
-                self.push_ready(id);
-                return false;
-            }
-            _ => {}
-        }
-        if len > 0 {
-            // The socket refused some: make sure the write deadline is
-            // armed (a no-op while it already is).
-            self.arm(id);
-        }
-        if drained {
-            self.push_ready(id);
-        }
-        drained
-    }
-
-    /// Keeps input the handler did not consume (a partial frame, or frames
-    /// it left for later) in the connection's own buffer. Input past
-    /// `max_input` that the handler could take nothing of (`stuck`) closes
-    /// it; a handler that took some keeps the rest, offered again on the
-    /// next turn.
-    pub(crate) fn keep_input(&mut self, id: ConnId, rest: &[u8], stuck: bool) {
-        let max_input = self.config.max_input;
-        let Some(conn) = live(&mut self.conns, id) else {
-            return;
-        };
-        if !conn.state().may_read() {
-            return; // closing: nobody will read it
-        }
-        if stuck && rest.len() >= max_input {
-            return self.kill(id, CloseReason::InputTooLarge);
-        }
-        let mut buffer = self.pool.take();
-        buffer.extend(rest);
-        let capacity = buffer.capacity();
-        conn.input = Some(buffer);
-        self.count_input(id, capacity);
-    }
-
-    /// Frees a closed connection's slot: cancels its timer, returns its
-    /// buffers, closes the socket (with RST if the reason calls for one).
-    /// Closing the descriptor also removes it from the epoll set, so no
-    /// `deregister` call is needed.
+    /// Frees a closed connection's slot: cancels its timer, closes the
+    /// socket (with RST if the reason calls for one). Closing the
+    /// descriptor also removes it from the epoll set, so no `deregister`
+    /// call is needed. Returns why it closed and where it came from.
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<(CloseReason, SocketAddr)> {
         let State::Closed(reason) = self.conn(id)?.state() else {
             return None;
@@ -525,69 +371,196 @@ impl Core {
         log::trace!("conn {id}: removed ({reason})");
         Some((reason, conn.peer))
     }
-}
 
-/// The connection `id` names, if it is still the slot's tenant. A free
-/// function, so a caller can hold it beside other fields of `Core`.
-pub(super) fn live(conns: &mut Slab<Conn>, id: ConnId) -> Option<&mut Conn> {
-    conns
-        .get_mut(id.index as usize)
-        .filter(|c| c.generation == id.generation)
-}
+    // ---- the work lists ------------------------------------------------
 
-/// A connection's earliest deadline and what passing it means.
-fn deadline(conn: &Conn, config: &Config) -> Option<(Tick, CloseReason)> {
-    match conn.state() {
-        State::Connecting => {
-            let at = conn
-                .last_read
-                .saturating_add(millis_ceil(config.connect_timeout));
-            return Some((at, CloseReason::ConnectTimeout));
+    /// Serve `id` in step 5 (each connection at most once on the list).
+    pub(crate) fn push_ready(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            if !std::mem::replace(&mut conn.on_ready_list, true) {
+                self.ready_list.push(id);
+            }
         }
-        State::Lingering(reason) => {
-            let at = conn.last_write.saturating_add(millis_ceil(LINGER_TIMEOUT));
-            return Some((at, reason));
-        }
-        _ => {}
     }
-    let mut best: Option<(Tick, CloseReason)> = None;
-    let mut consider = |at: Tick, reason| {
-        if best.is_none_or(|(b, _)| at < b) {
-            best = Some((at, reason));
+
+    /// Flush `id` in step 6 (each connection at most once on the list).
+    pub(crate) fn push_flush(&mut self, id: ConnId) {
+        if let Some(conn) = self.conn_mut(id) {
+            if !std::mem::replace(&mut conn.on_flush_list, true) {
+                self.flush_list.push(id);
+            }
         }
-    };
-    if let Some(idle) = config.idle_timeout {
-        let last = conn.last_read.max(conn.last_write);
-        consider(
-            last.saturating_add(millis_ceil(idle)),
-            CloseReason::IdleTimeout,
+    }
+
+    /// The ready list, emptied; give it back with [`Core::return_ready`].
+    pub(crate) fn take_ready(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.ready_list)
+    }
+
+    pub(crate) fn return_ready(&mut self, list: Vec<ConnId>) {
+        recycle(&mut self.ready_list, list);
+    }
+
+    /// The flush list, emptied; give it back with [`Core::return_flush`].
+    pub(crate) fn take_flush(&mut self) -> Vec<ConnId> {
+        std::mem::take(&mut self.flush_list)
+    }
+
+    pub(crate) fn return_flush(&mut self, list: Vec<ConnId>) {
+        recycle(&mut self.flush_list, list);
+    }
+
+    pub(crate) fn pop_reap(&mut self) -> Option<ConnId> {
+        self.reap_list.pop()
+    }
+
+    /// Work no event will announce waits: the poll must not sleep.
+    pub(crate) fn has_work(&self) -> bool {
+        !self.ready_list.is_empty()
+            || !self.flush_list.is_empty()
+            || !self.reap_list.is_empty()
+            || self.shutdown_requested
+    }
+
+    /// After a handler's panic cut the turn off: the lists are rebuilt
+    /// from scratch by the caller.
+    pub(crate) fn clear_lists(&mut self) {
+        self.ready_list.clear();
+        self.flush_list.clear();
+        self.closing = None;
+        for (_, conn) in self.conns.iter_mut() {
+            conn.on_ready_list = false;
+            conn.on_flush_list = false;
+        }
+    }
+
+    /// Buffers held by connections, counted again after a panic dropped
+    /// the one lent to the handler.
+    pub(crate) fn recount_buffers(&mut self) {
+        let held = self
+            .conns
+            .iter()
+            .map(|(_, c)| usize::from(c.input.is_some()) + usize::from(c.output.is_some()))
+            .sum();
+        self.pool.set_in_use(held);
+    }
+
+    // ---- the reactor's own life, and dispatch ----------------------------
+
+    pub(crate) fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle
+    }
+
+    pub(crate) fn set_lifecycle(&mut self, lifecycle: Lifecycle) {
+        self.lifecycle = lifecycle;
+    }
+
+    /// Begin graceful shutdown at the end of this turn.
+    pub(crate) fn request_shutdown(&mut self) {
+        self.shutdown_requested = true;
+    }
+
+    /// Whether shutdown was asked for this turn; the request is cleared.
+    pub(crate) fn take_shutdown_request(&mut self) -> bool {
+        std::mem::take(&mut self.shutdown_requested)
+    }
+
+    pub(crate) fn shutdown_requested(&self) -> bool {
+        self.shutdown_requested
+    }
+
+    /// Marks the connection whose callback runs (see `dispatching`).
+    pub(crate) fn set_dispatching(&mut self, id: Option<ConnId>) {
+        self.dispatching = id;
+    }
+
+    pub(crate) fn dispatching(&self) -> Option<ConnId> {
+        self.dispatching
+    }
+
+    /// The connection whose `on_close` runs, and where it came from.
+    pub(crate) fn set_closing(&mut self, closing: Option<(ConnId, SocketAddr)>) {
+        self.closing = closing;
+    }
+
+    pub(crate) fn closing(&self) -> Option<(ConnId, SocketAddr)> {
+        self.closing
+    }
+
+    // ---- memory across connections (the sums; see budget.rs) -----------
+
+    /// `id`'s input buffer now has `capacity` bytes (0: it has none); past
+    /// the budget, the largest holders are closed.
+    pub(crate) fn count_input(&mut self, id: ConnId, capacity: usize) {
+        let _ = self.count(id, capacity, false);
+    }
+
+    /// `id`'s output buffer now has `capacity` bytes (0: it has none).
+    /// Returns whether that passed the budget (and closed the largest
+    /// holders, which may be `id` itself).
+    pub(crate) fn count_output(&mut self, id: ConnId, capacity: usize) -> bool {
+        self.count(id, capacity, true)
+    }
+
+    /// A closed connection counts nothing: `release` returned its buffers
+    /// and its count at once.
+    fn count(&mut self, id: ConnId, capacity: usize, output: bool) -> bool {
+        let Some(conn) = self
+            .conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation && !c.state().is_closed())
+        else {
+            return false;
+        };
+        let counted = if output {
+            &mut conn.held.output
+        } else {
+            &mut conn.held.input
+        };
+        let passed = self.budget.set(counted, capacity);
+        if passed {
+            self.shed();
+        }
+        passed
+    }
+
+    /// The budget is passed: close the connections holding the most until
+    /// the rest fits (see `budget.rs` for why these).
+    fn shed(&mut self) {
+        let mut holders: Vec<(usize, ConnId)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.held.total() > 0 && !c.state().is_closed())
+            .map(|(i, c)| {
+                let id = ConnId {
+                    index: i as u32,
+                    generation: c.generation,
+                };
+                (c.held.total(), id)
+            })
+            .collect();
+        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
+        let before = self.budget.held();
+        let mut closed = 0;
+        for (_, id) in holders {
+            if !self.budget.passed() {
+                break;
+            }
+            self.abort(id, CloseReason::OverBudget);
+            closed += 1;
+        }
+        log::warn!(
+            "buffers hold {before} bytes, past max_buffered ({}): closed the {closed} largest holders",
+            self.config.max_buffered
         );
     }
-    if conn.output_len() > 0 {
-        let at = conn
-            .last_write
-            .saturating_add(millis_ceil(config.write_timeout));
-        consider(at, CloseReason::WriteTimeout);
-    }
-    if conn.soft_since != NEVER {
-        let at = conn
-            .soft_since
-            .saturating_add(millis_ceil(config.soft_grace));
-        consider(at, CloseReason::SlowConsumer);
-    }
-    best
 }
 
-fn millis(d: Duration) -> Tick {
-    u64::try_from(d.as_millis()).unwrap_or(Tick::MAX)
-}
-
-/// A duration in ticks, rounded up: a timeout never fires early.
-pub(crate) fn millis_ceil(d: Duration) -> Tick {
-    let ms = millis(d);
-    if Duration::from_millis(ms) < d {
-        ms.saturating_add(1)
-    } else {
-        ms
+/// Puts an emptied work list's allocation back, unless the list was
+/// refilled meanwhile (then the new one is kept).
+fn recycle(list: &mut Vec<ConnId>, mut old: Vec<ConnId>) {
+    if list.is_empty() {
+        old.clear();
+        *list = old;
     }
 }

@@ -4,8 +4,10 @@
 mod accept;
 mod budget;
 mod core;
-mod lifecycle;
 mod read;
+mod shutdown;
+mod timeouts;
+mod write;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -20,12 +22,15 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Token, Waker};
 
-use self::core::Lifecycle;
-pub(crate) use self::core::{Core, TimerEvent};
+pub(crate) use self::core::Core;
+pub(crate) use self::timeouts::TimerEvent;
+use self::write::Flush;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, EVENTS_CAPACITY, SCRATCH_SIZE};
-use crate::conn::{CloseReason, ConnId, State};
+use crate::conn::{CloseReason, ConnId};
 use crate::handle::{Command, Handle, Shared};
 use crate::handler::{Context, Handler};
+use crate::state::{self, Action, State};
 use crate::stats::Stats;
 
 /// The waker's and the signal pipe's tokens; listeners count down from the
@@ -89,7 +94,7 @@ pub struct Reactor<H: Handler> {
     /// A second signal (or `stop`) asked to stop without draining.
     stop_now: bool,
     /// Connections open when shutdown began.
-    draining_from: usize,
+    closing_from: usize,
     /// Connections taken from the listen queues when shutdown began, not
     /// yet opened.
     queued: Vec<(mio::net::TcpStream, SocketAddr)>,
@@ -102,12 +107,19 @@ impl<H: Handler> Reactor<H> {
     /// [`io::ErrorKind::InvalidInput`] if `config` cannot work (see
     /// [`Config::validate`]).
     pub fn new(handler: H, config: Config) -> io::Result<Self> {
+        Self::with_clock(handler, config, SystemClock)
+    }
+
+    /// A reactor that reads the time from `clock` (see
+    /// [`ManualClock`](crate::ManualClock): tests that move time
+    /// themselves, so no timeout test sleeps).
+    pub fn with_clock(handler: H, config: Config, clock: impl Clock + 'static) -> io::Result<Self> {
         config
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let post_queue = config.post_queue;
-        let core = Core::new(config)?;
-        let waker = Waker::new(core.poll.registry(), WAKER)?;
+        let core = Core::new(config, Box::new(clock))?;
+        let waker = Waker::new(core.registry(), WAKER)?;
         Ok(Reactor {
             handler,
             core,
@@ -121,7 +133,7 @@ impl<H: Handler> Reactor<H> {
             reserve: File::open("/dev/null").ok(),
             signals: None,
             stop_now: false,
-            draining_from: 0,
+            closing_from: 0,
             queued: Vec::new(),
             started: false,
         })
@@ -134,16 +146,15 @@ impl<H: Handler> Reactor<H> {
         use socket2::{Domain, Socket, Type};
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
-        if self.core.config.reuse_port {
+        if self.core.config().reuse_port {
             socket.set_reuse_port(true)?;
         }
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
-        socket.listen(self.core.config.backlog)?;
+        socket.listen(self.core.config().backlog)?;
         let mut socket = TcpListener::from_std(socket.into());
         let token = Token(FIRST_LISTENER - self.listeners.len());
         self.core
-            .poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)?;
         let local = socket.local_addr()?;
@@ -186,7 +197,7 @@ impl<H: Handler> Reactor<H> {
     /// [`Handle::shutdown`] from other threads). Asking again while it
     /// drains changes nothing.
     pub fn shutdown(&mut self) {
-        self.core.shutdown_requested = true;
+        self.core.request_shutdown();
     }
 
     /// Runs turns until shutdown completes. Returns an error only when the
@@ -227,34 +238,25 @@ impl<H: Handler> Reactor<H> {
             return;
         }
         self.core.read_clock();
-        let mut cx = Context {
-            core: &mut self.core,
-        };
-        self.handler.on_start(&mut cx);
+        self.dispatch(None, |h, cx| h.on_start(cx));
     }
 
     /// Step 1: zero if work is waiting that no event will announce (the
     /// ready list, queued output, an accept batch cut short, closed
     /// connections); else until the wheel's next deadline, measured from
     /// the last clock reading.
-    fn poll_timeout(&self, max_wait: Option<Duration>) -> Option<Duration> {
-        let core = &self.core;
-        let busy = !core.ready.is_empty()
-            || !core.flush.is_empty()
-            || !core.reap.is_empty()
+    fn poll_timeout(&mut self, max_wait: Option<Duration>) -> Option<Duration> {
+        let busy = self.core.has_work()
             || !self.inbox.is_empty()
             || !self.queued.is_empty()
             || self.fired_done < self.fired.len()
-            || core.shutdown_requested
             || self.stop_now
             || self.listeners.iter().any(Listener::ready);
         if busy {
             return Some(Duration::ZERO);
         }
-        let timer = core.wheel.next_deadline().map(|tick| {
-            core.instant_of(tick)
-                .saturating_duration_since(core.now_instant)
-        });
+        let next = self.core.wheel().next_deadline();
+        let timer = next.map(|tick| self.core.time().until(tick));
         match (timer, max_wait) {
             (Some(t), Some(m)) => Some(t.min(m)),
             (t, m) => t.or(m),
@@ -264,7 +266,7 @@ impl<H: Handler> Reactor<H> {
     /// Step 2: `epoll_wait`. A signal interrupting it is a turn with no
     /// events.
     fn poll(&mut self, wait: Option<Duration>) -> io::Result<()> {
-        match self.core.poll.poll(&mut self.events, wait) {
+        match self.core.poll(&mut self.events, wait) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.events.clear();
                 Ok(())
@@ -275,12 +277,12 @@ impl<H: Handler> Reactor<H> {
 
     /// Step 4: every event, by what it is for.
     fn handle_events(&mut self) {
-        self.core.stats.turns += 1;
+        self.core.counters().turns += 1;
         let events = mem::replace(&mut self.events, Events::with_capacity(0));
         for event in events.iter() {
-            self.core.stats.events += 1;
+            self.core.counters().events += 1;
             match event.token() {
-                WAKER => self.drain_commands(),
+                WAKER => self.take_commands(),
                 SIGNALS => self.on_signals(),
                 Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
                     if let Some(l) = self.listeners.get_mut(FIRST_LISTENER - t) {
@@ -293,40 +295,36 @@ impl<H: Handler> Reactor<H> {
         self.events = events;
         if !self.inbox.is_empty() {
             // Left by a handler that panicked on an earlier command.
-            self.drain_commands();
+            self.take_commands();
         }
         self.accept_all();
     }
 
     /// Commands posted from other threads, taken all at once (one lock)
     /// and handled one by one.
-    fn drain_commands(&mut self) {
+    fn take_commands(&mut self) {
         self.shared.take_into(&mut self.inbox);
         while let Some(command) = self.inbox.pop_front() {
             match command {
-                Command::Shutdown => self.core.shutdown_requested = true,
-                Command::Post(message) => {
-                    let mut cx = Context {
-                        core: &mut self.core,
-                    };
-                    self.handler.on_message(&mut cx, message);
-                }
+                Command::Shutdown => self.core.request_shutdown(),
+                Command::Post(message) => self.dispatch(None, |h, cx| h.on_message(cx, message)),
             }
         }
     }
 
     /// A connection's readiness changed.
     fn conn_event(&mut self, event: &Event) {
-        let index = event.token().0;
-        let Some(conn) = self.core.conns.get_mut(index) else {
+        let Some(id) = self.core.id_at(event.token().0) else {
+            return;
+        };
+        let Some(conn) = self.core.conn_mut(id) else {
             return;
         };
         if conn.state().is_closed() {
             return;
         }
         log::trace!(
-            "conn #{index}.{}: event{}{}{}{}",
-            conn.generation,
+            "conn {id}: event{}{}{}{}",
             if event.is_readable() { " readable" } else { "" },
             if event.is_writable() { " writable" } else { "" },
             if event.is_read_closed() {
@@ -339,10 +337,6 @@ impl<H: Handler> Reactor<H> {
         conn.readable |= event.is_readable() || event.is_read_closed() || event.is_error();
         conn.writable |= event.is_writable() || event.is_write_closed() || event.is_error();
         conn.fin_seen |= event.is_read_closed() || event.is_error();
-        let id = ConnId {
-            index: index as u32,
-            generation: conn.generation,
-        };
         if conn.state() == State::Connecting {
             self.finish_connect(id);
             return;
@@ -357,22 +351,10 @@ impl<H: Handler> Reactor<H> {
         self.flush(id);
     }
 
-    /// Writes a connection's output; tells the handler if that brought it
-    /// below the low-water mark; during a shutdown drain, closes it once
-    /// it is quiet.
-    fn flush(&mut self, id: ConnId) {
-        if self.core.flush(id) {
-            self.drained(id);
-        }
-        if self.core.lifecycle == Lifecycle::Draining {
-            self.close_if_quiet(id);
-        }
-    }
-
     /// A connect finished one way or the other (mio's rule: on the first
     /// writable event, `take_error` then `peer_addr` tell which).
     fn finish_connect(&mut self, id: ConnId) {
-        let now = self.core.now;
+        let now = self.core.now();
         let Some(conn) = self.core.conn_mut(id) else {
             return;
         };
@@ -386,82 +368,61 @@ impl<H: Handler> Reactor<H> {
         };
         if let Some(e) = failed {
             log::debug!("conn {id}: connect failed: {e}");
-            return self.core.kill(id, CloseReason::ConnectFailed(e.kind()));
+            return self.core.abort(id, CloseReason::ConnectFailed(e.kind()));
         }
-        conn.set_state(id.index as usize, State::Open);
         conn.last_read = now;
-        self.opened(id);
+        if self.core.apply(id, state::Event::Connected) == Some(Action::TellOpen) {
+            self.opened(id);
+        }
         // Data may have arrived with the connect.
         self.serve(id);
     }
 
     /// Tells the handler a connection opened, and writes what it said.
     fn opened(&mut self, id: ConnId) {
-        self.core.dispatching = Some(id);
-        let mut cx = Context {
-            core: &mut self.core,
-        };
-        self.handler.on_open(&mut cx, id);
-        self.core.dispatching = None;
+        self.dispatch(Some(id), |h, cx| h.on_open(cx, id));
         // Not `flush`: a connection just opened is not judged quiet before
         // its first read.
-        if self.core.flush(id) {
+        if self.core.flush(id) == Flush::Drained {
             self.drained(id);
         }
     }
 
-    /// Output fell below the low-water mark: tell the handler, and offer
-    /// the input it left while it could not answer (the connection is on
-    /// the ready list already).
-    fn drained(&mut self, id: ConnId) {
-        if let Some(conn) = self.core.conn_mut(id) {
-            conn.reoffer = conn.input.is_some();
-        }
-        let mut cx = Context {
-            core: &mut self.core,
-        };
-        self.handler.on_drain(&mut cx, id);
-    }
-
-    /// Step 5.
+    /// Step 5: serve the connections no event will announce.
     fn service_ready_list(&mut self) {
-        let ready = mem::take(&mut self.core.ready);
+        let ready = self.core.take_ready();
         for &id in &ready {
             if let Some(conn) = self.core.conn_mut(id) {
                 conn.on_ready_list = false;
                 self.serve(id);
             }
         }
-        recycle(&mut self.core.ready, ready);
+        self.core.return_ready(ready);
     }
 
-    /// Step 6.
+    /// Step 6: flush the output queued outside a connection's own dispatch.
     fn flush_output(&mut self) {
-        let flush = mem::take(&mut self.core.flush);
-        for &id in &flush {
+        let list = self.core.take_flush();
+        for &id in &list {
             if let Some(conn) = self.core.conn_mut(id) {
                 conn.on_flush_list = false;
                 self.flush(id);
             }
         }
-        recycle(&mut self.core.flush, flush);
+        self.core.return_flush(list);
     }
 
     /// Step 7: detach everything due, then dispatch. Timers a panic left
     /// undispatched come first.
     fn expire_timers(&mut self) {
-        let fired = self.core.wheel.expire(self.core.now, &mut self.fired);
-        self.core.stats.timers_fired += fired as u64;
+        let now = self.core.now();
+        let fired = self.core.wheel().expire(now, &mut self.fired);
+        self.core.counters().timers_fired += fired as u64;
         while let Some(&event) = self.fired.get(self.fired_done) {
             self.fired_done += 1;
             match event {
                 TimerEvent::Conn(id) => self.core.conn_timer(id),
-                TimerEvent::User(token) => {
-                    let mut cx = Context {
-                        core: &mut self.core,
-                    };
-                    self.handler.on_timer(&mut cx, token);
-                }
+                TimerEvent::User(token) => self.dispatch(None, |h, cx| h.on_timer(cx, token)),
                 TimerEvent::ShutdownDeadline => self.cut_remaining(),
                 TimerEvent::AcceptResume(i) => self.resume_accepting(i),
             }
@@ -473,38 +434,46 @@ impl<H: Handler> Reactor<H> {
     /// Step 8: free closed slots and tell the handler. `on_close` may close
     /// others; they are reaped in the same step.
     fn reap(&mut self) {
-        while let Some(id) = self.core.reap.pop() {
+        while let Some(id) = self.core.pop_reap() {
             if let Some((reason, peer)) = self.core.remove(id) {
-                self.core.closing = Some((id, peer));
-                let mut cx = Context {
-                    core: &mut self.core,
-                };
-                self.handler.on_close(&mut cx, id, reason);
-                self.core.closing = None;
+                self.core.set_closing(Some((id, peer)));
+                self.dispatch(None, |h, cx| h.on_close(cx, id, reason));
+                self.core.set_closing(None);
             }
         }
         self.reopen_when_below_limit();
     }
+
+    /// Calls the handler: see [`dispatch`].
+    fn dispatch<R>(
+        &mut self,
+        conn: Option<ConnId>,
+        call: impl FnOnce(&mut H, &mut Context<'_>) -> R,
+    ) -> R {
+        dispatch(&mut self.handler, &mut self.core, conn, call)
+    }
+}
+
+/// The one way the reactor calls its handler: builds the [`Context`],
+/// and marks `conn` as the connection being dispatched while the call
+/// runs. That connection's output is flushed by the caller at the end of
+/// the dispatch (not in step 6), and if the handler panics it is reset
+/// (see `shutdown.rs`, `recover`). A free function, so a caller can lend
+/// the handler input that lives in another of the reactor's fields.
+fn dispatch<H: Handler, R>(
+    handler: &mut H,
+    core: &mut Core,
+    conn: Option<ConnId>,
+    call: impl FnOnce(&mut H, &mut Context<'_>) -> R,
+) -> R {
+    core.set_dispatching(conn);
+    let result = call(handler, &mut Context { core: &mut *core });
+    core.set_dispatching(None);
+    result
 }
 
 impl<H: Handler> Drop for Reactor<H> {
     fn drop(&mut self) {
         self.shared.close();
-    }
-}
-
-fn id_of(index: usize, conn: &crate::conn::Conn) -> ConnId {
-    ConnId {
-        index: index as u32,
-        generation: conn.generation,
-    }
-}
-
-/// Puts a drained work list's allocation back, unless the list was
-/// refilled meanwhile (then the new one is kept).
-fn recycle(list: &mut Vec<ConnId>, mut old: Vec<ConnId>) {
-    if list.is_empty() {
-        old.clear();
-        *list = old;
     }
 }

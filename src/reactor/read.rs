@@ -39,10 +39,14 @@
 
 use std::io::{self, Read};
 
-use super::Reactor;
+use mio::net::TcpStream;
+
+use super::core::Core;
+use super::{dispatch, Reactor};
 use crate::buffer::Buffer;
-use crate::conn::{CloseReason, ConnId, State};
-use crate::handler::{Context, Handler};
+use crate::conn::{CloseReason, ConnId};
+use crate::handler::Handler;
+use crate::state::{Action, Event, State};
 
 /// What one read did.
 enum Outcome {
@@ -70,7 +74,7 @@ impl<H: Handler> Reactor<H> {
     /// drained, closed, paused, or out of budget (then the connection goes
     /// on the ready list).
     pub(super) fn read(&mut self, id: ConnId) {
-        let mut budget = self.core.config.read_budget;
+        let mut budget = self.core.config().read_budget;
         let mut first = true;
         loop {
             let Some(conn) = self.core.conn_mut(id) else {
@@ -87,7 +91,7 @@ impl<H: Handler> Reactor<H> {
             }
             // Input left for later is offered once per serve, first.
             if std::mem::take(&mut first) && std::mem::take(&mut conn.reoffer) {
-                self.offer(id);
+                self.reoffer(id);
                 continue;
             }
             if conn.reoffer {
@@ -133,12 +137,12 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.core.conn_mut(id) else {
             return Outcome::Closed;
         };
-        let result = read_retrying(&mut &conn.stream, &mut self.scratch);
+        let result = receive(&conn.stream, &mut self.scratch);
         let n = match self.settle(id, result, self.scratch.len()) {
             Ok(n) => n,
             Err(outcome) => return outcome,
         };
-        let consumed = self.dispatch(id, Source::Scratch(n));
+        let consumed = self.offer(id, Source::Scratch(n));
         if consumed < n {
             self.core
                 .keep_input(id, &self.scratch[consumed..n], consumed == 0);
@@ -151,7 +155,7 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.core.conn_mut(id) else {
             return Outcome::Closed;
         };
-        let result = read_retrying(&mut &conn.stream, &mut self.scratch);
+        let result = receive(&conn.stream, &mut self.scratch);
         match self.settle(id, result, self.scratch.len()) {
             Ok(n) => Outcome::Data(n),
             Err(outcome) => outcome,
@@ -160,7 +164,7 @@ impl<H: Handler> Reactor<H> {
 
     /// A read appended to the input the connection holds.
     fn read_buffered(&mut self, id: ConnId) -> Outcome {
-        let max_input = self.core.config.max_input;
+        let max_input = self.core.config().max_input;
         let Some(conn) = self.core.conn_mut(id) else {
             return Outcome::Closed;
         };
@@ -172,13 +176,13 @@ impl<H: Handler> Reactor<H> {
             .min(self.scratch.len());
         if room == 0 {
             // Full, and the handler found no frame in it last time.
-            self.core.kill(id, CloseReason::InputTooLarge);
+            self.core.abort(id, CloseReason::InputTooLarge);
             return Outcome::Closed;
         }
         // Into the scratch buffer, then only what came is appended: a
         // partial frame that trickles in costs each read its own bytes,
         // not a zero-filled 64 KiB of room in the connection's buffer.
-        let result = read_retrying(&mut &conn.stream, &mut self.scratch[..room]);
+        let result = receive(&conn.stream, &mut self.scratch[..room]);
         let n = match self.settle(id, result, room) {
             Ok(n) => n,
             Err(outcome) => return outcome,
@@ -194,7 +198,7 @@ impl<H: Handler> Reactor<H> {
 
     /// Offers the input the connection holds without reading: the handler
     /// resumed reading, or its output drained.
-    fn offer(&mut self, id: ConnId) {
+    fn reoffer(&mut self, id: ConnId) {
         if let Some(input) = self.core.conn_mut(id).and_then(|c| c.input.take()) {
             self.dispatch_held(id, input);
         }
@@ -205,17 +209,17 @@ impl<H: Handler> Reactor<H> {
     fn dispatch_held(&mut self, id: ConnId, mut input: Box<Buffer>) {
         // Counting the new bytes may have closed it (the buffer budget).
         let consumed = if self.core.conn(id).is_some_and(|c| c.can_read()) {
-            self.dispatch(id, Source::Held(input.as_slice()))
+            self.offer(id, Source::Held(input.as_slice()))
         } else {
             0
         };
         input.consume(consumed);
-        let max_input = self.core.config.max_input;
+        let max_input = self.core.config().max_input;
         match self.core.conn_mut(id) {
             Some(conn) if conn.state().may_read() && !input.is_empty() => {
                 if consumed == 0 && conn.can_read() && input.len() >= max_input {
-                    self.core.pool.give(input);
-                    self.core.kill(id, CloseReason::InputTooLarge);
+                    self.core.give_buffer(input);
+                    self.core.abort(id, CloseReason::InputTooLarge);
                 } else {
                     let capacity = input.capacity();
                     conn.input = Some(input);
@@ -223,7 +227,7 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             _ => {
-                self.core.pool.give(input);
+                self.core.give_buffer(input);
                 self.core.count_input(id, 0);
             }
         }
@@ -237,7 +241,7 @@ impl<H: Handler> Reactor<H> {
         result: io::Result<usize>,
         offered: usize,
     ) -> Result<usize, Outcome> {
-        let now = self.core.now;
+        let now = self.core.now();
         let Some(conn) = self.core.conn_mut(id) else {
             return Err(Outcome::Closed);
         };
@@ -248,7 +252,7 @@ impl<H: Handler> Reactor<H> {
                 if n < offered && !conn.fin_seen {
                     conn.readable = false; // a short read emptied the socket
                 }
-                self.core.stats.bytes_in += n as u64;
+                self.core.counters().bytes_in += n as u64;
                 Ok(n)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -257,7 +261,7 @@ impl<H: Handler> Reactor<H> {
             }
             Err(e) => {
                 log::debug!("conn {id}: read: {e}");
-                self.core.kill(id, CloseReason::from_io(&e));
+                self.core.abort(id, CloseReason::from_io(&e));
                 Err(Outcome::Closed)
             }
         }
@@ -271,17 +275,14 @@ impl<H: Handler> Reactor<H> {
     /// much work as it allows itself per call) is offered the rest from
     /// the ready list, after the other connections, so it cannot hold the
     /// loop for them; one that took nothing waits for new bytes.
-    fn dispatch(&mut self, id: ConnId, source: Source<'_>) -> usize {
+    fn offer(&mut self, id: ConnId, source: Source<'_>) -> usize {
         let input = match source {
             Source::Scratch(n) => &self.scratch[..n],
             Source::Held(held) => held,
         };
-        self.core.dispatching = Some(id);
-        let mut cx = Context {
-            core: &mut self.core,
-        };
-        let consumed = self.handler.on_data(&mut cx, id, input);
-        self.core.dispatching = None;
+        let consumed = dispatch(&mut self.handler, &mut self.core, Some(id), |h, cx| {
+            h.on_data(cx, id, input)
+        });
         if consumed > input.len() {
             log::warn!(
                 "conn {id}: handler consumed {consumed} of {} bytes",
@@ -328,60 +329,71 @@ impl<H: Handler> Reactor<H> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
                 log::debug!("conn {id}: paused, and the peer is gone: {e}");
-                self.core.kill(id, CloseReason::from_io(&e));
+                self.core.abort(id, CloseReason::from_io(&e));
             }
         }
     }
 
-    /// The peer's FIN: tell the handler, with the input it left; its
-    /// default closes once output is flushed.
+    /// The peer's FIN, read: the state machine decides; the handler hears
+    /// it with the input it left (`on_read_closed`; its default closes
+    /// once output is flushed).
     fn peer_closed(&mut self, id: ConnId) {
         let Some(conn) = self.core.conn_mut(id) else {
             return;
         };
         conn.readable = false;
         conn.eof = true;
-        let index = id.index as usize;
-        let both_closed = match conn.state() {
-            // We closed first; now their FIN came: done.
-            State::Lingering(reason) => return self.core.kill(id, reason),
-            State::Open => {
-                conn.set_state(index, State::ReadClosed);
-                false
-            }
-            // Our FIN is queued: flush, then close.
-            State::WriteClosing => {
-                conn.set_state(index, State::Draining(CloseReason::PeerClosed));
-                false
-            }
-            // Both FINs exchanged: the handler hears of it (with the last
-            // record, if any), then the connection closes.
-            State::WriteClosed => true,
-            _ => return,
-        };
         conn.reoffer = false;
         let input = conn.input.take();
-        let rest = input.as_ref().map_or(&[][..], |b| b.as_slice());
-        self.core.dispatching = Some(id);
-        let mut cx = Context {
-            core: &mut self.core,
-        };
-        self.handler.on_read_closed(&mut cx, id, rest);
-        self.core.dispatching = None;
+        if self.core.apply(id, Event::PeerFin) == Some(Action::TellReadClosed) {
+            let rest = input.as_ref().map_or(&[][..], |b| b.as_slice());
+            dispatch(&mut self.handler, &mut self.core, Some(id), |h, cx| {
+                h.on_read_closed(cx, id, rest)
+            });
+            if self.core.conn(id).is_some_and(|c| !c.state().is_closed()) {
+                self.core.push_flush(id);
+            }
+        }
         if let Some(input) = input {
-            self.core.pool.give(input);
+            self.core.give_buffer(input);
             self.core.count_input(id, 0);
         }
-        if both_closed {
-            return self.core.kill(id, CloseReason::PeerClosed);
-        }
-        self.core.push_flush(id);
     }
 }
 
-fn read_retrying(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+impl Core {
+    /// Keeps input the handler did not consume (a partial frame, or frames
+    /// it left for later) in the connection's own buffer. Input past
+    /// `max_input` that the handler could take nothing of (`stuck`) aborts
+    /// it; a handler that took some keeps the rest, offered again on the
+    /// next turn.
+    fn keep_input(&mut self, id: ConnId, rest: &[u8], stuck: bool) {
+        let max_input = self.config().max_input;
+        let Some(conn) = self.conn(id) else {
+            return;
+        };
+        if !conn.state().may_read() {
+            return; // closing: nobody will read it
+        }
+        if stuck && rest.len() >= max_input {
+            return self.abort(id, CloseReason::InputTooLarge);
+        }
+        let mut buffer = self.take_buffer();
+        buffer.extend(rest);
+        let capacity = buffer.capacity();
+        if let Some(conn) = self.conn_mut(id) {
+            conn.input = Some(buffer);
+            self.count_input(id, capacity);
+        }
+    }
+}
+
+/// The seam on the read side: bytes arrive from the socket here, one
+/// `read` call (`Interrupted` retried). A transport that decrypts (TLS)
+/// goes here, and nothing else on this side changes.
+fn receive(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        match src.read(buf) {
+        match (&*stream).read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             result => return result,
         }

@@ -23,16 +23,19 @@
 //! the reactor consistent for the next call.
 
 use std::io;
+use std::time::Duration;
 
 use mio::{Events, Interest};
 use signal_hook_mio::v1_0::Signals;
 
-use super::core::{Lifecycle, TimerEvent};
-use super::{id_of, Reactor, Status, SIGNALS};
+use super::core::Lifecycle;
+use super::timeouts::TimerEvent;
+use super::{Reactor, Status, SIGNALS};
 use crate::config::EVENTS_CAPACITY;
-use crate::conn::{CloseReason, ConnId, State};
+use crate::conn::{CloseReason, ConnId};
 use crate::handle::Command;
-use crate::handler::{Context, Handler};
+use crate::handler::Handler;
+use crate::state::State;
 use crate::sys::{SIGINT, SIGTERM};
 
 impl<H: Handler> Reactor<H> {
@@ -42,7 +45,6 @@ impl<H: Handler> Reactor<H> {
     pub fn handle_signals(&mut self) -> io::Result<()> {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         self.core
-            .poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         self.signals = Some(signals);
@@ -66,9 +68,9 @@ impl<H: Handler> Reactor<H> {
             } else {
                 "SIGTERM"
             };
-            if self.core.lifecycle == Lifecycle::Running && !self.core.shutdown_requested {
+            if self.core.lifecycle() == Lifecycle::Running && !self.core.shutdown_requested() {
                 log::info!("{name}: shutting down gracefully (again to stop at once)");
-                self.core.shutdown_requested = true;
+                self.core.request_shutdown();
             } else {
                 log::warn!("{name} again: stopping now");
                 self.stop_now = true;
@@ -80,8 +82,8 @@ impl<H: Handler> Reactor<H> {
     pub(super) fn check_shutdown(&mut self) -> Status {
         // Cleared whatever the lifecycle: a request while draining changes
         // nothing, and must not keep the next poll from sleeping.
-        let requested = std::mem::take(&mut self.core.shutdown_requested);
-        if (requested || self.stop_now) && self.core.lifecycle == Lifecycle::Running {
+        let requested = self.core.take_shutdown_request();
+        if (requested || self.stop_now) && self.core.lifecycle() == Lifecycle::Running {
             self.begin_shutdown();
         }
         if !self.queued.is_empty() {
@@ -92,10 +94,10 @@ impl<H: Handler> Reactor<H> {
             self.stop_now = false;
             self.cut_remaining();
         }
-        if self.core.lifecycle == Lifecycle::Draining && self.core.conns.is_empty() {
+        if self.core.lifecycle() == Lifecycle::ShuttingDown && self.core.len() == 0 {
             self.finish_shutdown();
         }
-        match self.core.lifecycle {
+        match self.core.lifecycle() {
             Lifecycle::Stopped => Status::Stopped,
             _ => Status::Running,
         }
@@ -106,26 +108,20 @@ impl<H: Handler> Reactor<H> {
     /// reactor's own state is settled before any handler code runs, so a
     /// handler that panics here leaves a drain that goes on.
     fn begin_shutdown(&mut self) {
-        self.core.lifecycle = Lifecycle::Draining;
-        let timeout = self.core.config.shutdown_timeout;
-        let at = self
-            .core
-            .now
-            .saturating_add(super::core::millis_ceil(timeout));
-        self.core.wheel.insert(at, TimerEvent::ShutdownDeadline);
+        self.core.set_lifecycle(Lifecycle::ShuttingDown);
+        let timeout = self.core.config().shutdown_timeout;
+        let at = self.core.time().after(timeout);
+        self.core.wheel().insert(at, TimerEvent::ShutdownDeadline);
         self.queued = self.take_backlog();
         self.listeners.clear();
-        let ids = self.all_conns();
-        self.draining_from = ids.len() + self.queued.len();
+        let ids = self.core.open_ids();
+        self.closing_from = ids.len() + self.queued.len();
         log::info!(
             "shutting down: draining {} connections and {} taken from the listen queue (deadline {timeout:?})",
             ids.len(),
             self.queued.len()
         );
-        let mut cx = Context {
-            core: &mut self.core,
-        };
-        self.handler.on_shutdown(&mut cx);
+        self.dispatch(None, |h, cx| h.on_shutdown(cx));
         self.admit_backlog();
         // A request may sit in a socket whose edge this turn's poll did not
         // report (its event is still in the kernel's list): read every
@@ -164,39 +160,50 @@ impl<H: Handler> Reactor<H> {
     /// The deadline passed, or a second signal came: cut what is left,
     /// with RST where an answer may be cut short.
     pub(super) fn cut_remaining(&mut self) {
-        let ids = self.all_conns();
+        let ids = self.core.open_ids();
         if !ids.is_empty() {
             log::warn!(
                 "shutdown: cutting {} of {} connections",
                 ids.len(),
-                self.draining_from
+                self.closing_from
             );
         }
-        self.core.stats.shutdown_cut += ids.len() as u64;
+        self.core.counters().shutdown_cut += ids.len() as u64;
         for id in ids {
-            self.core.cut(id);
+            self.cut(id);
         }
+    }
+
+    /// Closes at the shutdown deadline or a second signal: with RST unless
+    /// our FIN already followed the whole answer (lingering), so an answer
+    /// cut short never looks complete to the peer.
+    fn cut(&mut self, id: ConnId) {
+        let Some(conn) = self.core.conn(id) else {
+            return;
+        };
+        if !matches!(conn.state(), State::Lingering(_)) {
+            // SO_LINGER 0: the close in step 8 sends RST.
+            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+        }
+        self.core.abort(id, CloseReason::Shutdown);
     }
 
     /// Every connection is gone: refuse further posts, and deliver the
     /// messages posted before that (a post that succeeded is never lost).
     fn finish_shutdown(&mut self) {
-        let stats = &mut self.core.stats;
-        stats.shutdown_drained = (self.draining_from as u64).saturating_sub(stats.shutdown_cut);
+        let stats = self.core.counters();
+        stats.shutdown_closed = (self.closing_from as u64).saturating_sub(stats.shutdown_cut);
         log::info!(
-            "shutdown complete: {} connections drained, {} cut",
-            stats.shutdown_drained,
+            "shutdown complete: {} connections closed, {} cut",
+            stats.shutdown_closed,
             stats.shutdown_cut
         );
-        self.core.lifecycle = Lifecycle::Stopped;
+        self.core.set_lifecycle(Lifecycle::Stopped);
         let mut late = self.shared.close();
         self.inbox.append(&mut late);
         while let Some(command) = self.inbox.pop_front() {
             if let Command::Post(message) = command {
-                let mut cx = Context {
-                    core: &mut self.core,
-                };
-                self.handler.on_message(&mut cx, message);
+                self.dispatch(None, |h, cx| h.on_message(cx, message));
             }
         }
     }
@@ -211,43 +218,28 @@ impl<H: Handler> Reactor<H> {
         if self.events.capacity() == 0 {
             self.events = Events::with_capacity(EVENTS_CAPACITY);
         }
-        if let Some(id) = self.core.dispatching.take() {
+        if let Some(id) = self.core.dispatching() {
+            self.core.set_dispatching(None);
             log::error!("conn {id}: handler panicked: resetting the connection");
-            self.core.kill(id, CloseReason::HandlerPanic);
+            self.core.abort(id, CloseReason::HandlerPanic);
         }
         // The waker's and the signal pipe's edges may have been among the
         // events cut off: take what they announced now.
         self.shared.take_into(&mut self.inbox);
         self.on_signals();
-        self.core.closing = None;
-        self.core.ready.clear();
-        self.core.flush.clear();
-        let ids: Vec<ConnId> = self.core.conns.iter().map(|(i, c)| id_of(i, c)).collect();
-        let mut buffers = 0;
-        for &id in &ids {
+        self.core.clear_lists();
+        for id in self.core.all_ids() {
             if let Some(conn) = self.core.conn_mut(id) {
                 conn.readable = true;
                 conn.writable = true;
-                conn.on_ready_list = false;
-                conn.on_flush_list = false;
-                buffers += usize::from(conn.input.is_some()) + usize::from(conn.output.is_some());
             }
             self.core.push_ready(id);
             self.core.push_flush(id);
         }
         // A buffer in the handler's hands when it panicked was dropped.
-        self.core.pool.set_in_use(buffers);
+        self.core.recount_buffers();
         for l in &mut self.listeners {
             l.pending = true;
         }
-    }
-
-    fn all_conns(&self) -> Vec<ConnId> {
-        self.core
-            .conns
-            .iter()
-            .filter(|(_, c)| !c.state().is_closed())
-            .map(|(i, c)| id_of(i, c))
-            .collect()
     }
 }
