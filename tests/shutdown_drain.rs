@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{client, PATIENCE};
-use evloop::{Config, ConnId, Context, Handle, Handler, Reactor, Stats, Status};
+use evloop::{Config, ConnId, Context, Handle, Handler, ManualClock, Reactor, Stats, Status};
 
 /// What the test sees of the handler.
 #[derive(Default)]
@@ -27,6 +27,8 @@ struct Seen {
 enum Msg {
     /// Write the answer owed to this connection.
     Answer(ConnId),
+    /// Say so once handled (the test knows a turn has run).
+    Sync(std::sync::mpsc::Sender<()>),
 }
 
 /// A line protocol: `slow\n` is answered later (by a timer after `delay`,
@@ -77,8 +79,12 @@ impl Handler for Owed {
     }
 
     fn on_message(&mut self, cx: &mut Context<'_>, msg: Msg) {
-        let Msg::Answer(conn) = msg;
-        self.answer(cx, conn);
+        match msg {
+            Msg::Answer(conn) => self.answer(cx, conn),
+            Msg::Sync(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 
     fn is_busy(&self, conn: ConnId) -> bool {
@@ -99,6 +105,21 @@ struct Running {
 }
 
 fn start(config: Config, delay: Option<Duration>, big: usize) -> Running {
+    start_with(config, delay, big, None)
+}
+
+/// As `start`, with a clock the test moves itself.
+fn start_clocked(config: Config, delay: Option<Duration>, big: usize) -> (Running, ManualClock) {
+    let clock = ManualClock::new();
+    (start_with(config, delay, big, Some(clock.clone())), clock)
+}
+
+fn start_with(
+    config: Config,
+    delay: Option<Duration>,
+    big: usize,
+    clock: Option<ManualClock>,
+) -> Running {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let owed = Owed {
         delay,
@@ -106,7 +127,11 @@ fn start(config: Config, delay: Option<Duration>, big: usize) -> Running {
         busy: HashSet::new(),
         seen: Arc::clone(&seen),
     };
-    let mut reactor = Reactor::new(owed, config).expect("reactor");
+    let mut reactor = match clock {
+        Some(clock) => Reactor::with_clock(owed, config, clock),
+        None => Reactor::new(owed, config),
+    }
+    .expect("reactor");
     let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
     let handle = reactor.handle();
     let thread = thread::spawn(move || {
@@ -139,6 +164,32 @@ impl Running {
 
     fn join(self) -> Stats {
         common::join_within(self.thread)
+    }
+
+    /// Shutdown, then the deadline passes on the manual clock: a
+    /// millisecond early the reactor still runs; at the deadline it cuts
+    /// what is left and stops.
+    fn shut_down_past_the_deadline(self, clock: &ManualClock, timeout: Duration) -> Stats {
+        assert!(self.handle.shutdown());
+        let end = Instant::now() + PATIENCE;
+        while !self.seen.lock().unwrap().shutdown {
+            assert!(Instant::now() < end, "shutdown never began");
+            thread::sleep(Duration::from_millis(2));
+        }
+        clock.advance(timeout - Duration::from_millis(1));
+        // A posted message wakes the loop, which reads the clock; the
+        // second runs only after the turn that read it ended.
+        for _ in 0..2 {
+            let (done, turned) = std::sync::mpsc::channel();
+            assert!(self.handle.post(Msg::Sync(done)).is_ok());
+            turned
+                .recv_timeout(PATIENCE)
+                .expect("the reactor did not turn");
+        }
+        assert!(!self.thread.is_finished(), "cut before the deadline");
+        clock.advance(Duration::from_millis(1));
+        assert!(self.handle.shutdown());
+        self.join()
     }
 }
 
@@ -290,13 +341,14 @@ fn connections_waiting_in_the_listen_queue_are_served_not_reset() {
 
 #[test]
 fn output_cut_at_the_deadline_ends_with_rst_not_fin() {
+    let timeout = Duration::from_secs(5);
     let config = Config {
-        shutdown_timeout: Duration::from_millis(200),
+        shutdown_timeout: timeout,
         ..Config::default()
     };
     // 4 MiB of answer to a client that reads none of it: most of it is
     // still in the server's buffer at the deadline.
-    let server = start(config, Some(Duration::ZERO), 4 << 20);
+    let (server, clock) = start_clocked(config, Some(Duration::ZERO), 4 << 20);
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(16 * 1024).unwrap();
     socket.connect(&server.addr.into()).unwrap();
@@ -304,9 +356,7 @@ fn output_cut_at_the_deadline_ends_with_rst_not_fin() {
     stalled.set_read_timeout(Some(PATIENCE)).unwrap();
     stalled.write_all(b"slow\n").unwrap();
     server.wait_slow(1);
-    thread::sleep(Duration::from_millis(50));
-    assert!(server.handle.shutdown());
-    let stats = server.join();
+    let stats = server.shut_down_past_the_deadline(&clock, timeout);
     assert_eq!(stats.shutdown_cut, 1, "{stats}");
     match read_to_end(&mut stalled) {
         Err(kind) => assert_eq!(kind, ErrorKind::ConnectionReset),
@@ -320,16 +370,16 @@ fn output_cut_at_the_deadline_ends_with_rst_not_fin() {
 
 #[test]
 fn a_connection_owed_an_answer_at_the_deadline_is_reset() {
+    let timeout = Duration::from_secs(5);
     let config = Config {
-        shutdown_timeout: Duration::from_millis(100),
+        shutdown_timeout: timeout,
         ..Config::default()
     };
-    let server = start(config, None, 0);
+    let (server, clock) = start_clocked(config, None, 0);
     let mut c = client(server.addr);
     c.write_all(b"slow\n").unwrap();
     server.wait_slow(1);
-    assert!(server.handle.shutdown());
-    let stats = server.join();
+    let stats = server.shut_down_past_the_deadline(&clock, timeout);
     assert_eq!(stats.shutdown_cut, 1, "{stats}");
     assert_eq!(read_to_end(&mut c), Err(ErrorKind::ConnectionReset));
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use evloop::{CloseReason, Config, ConnId, Context, Handle, Handler, Reactor, Stats};
+use evloop::{CloseReason, Config, ConnId, Context, Handle, Handler, ManualClock, Reactor, Stats};
 
 /// How long a test waits for anything before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -119,6 +119,8 @@ pub struct Server {
     pub handle: Handle<Job>,
     pub record: Arc<Mutex<Record>>,
     thread: Option<JoinHandle<Reactor<Probe>>>,
+    /// The reactor's clock, when the test moves time itself.
+    clock: Option<ManualClock>,
 }
 
 impl Server {
@@ -136,7 +138,22 @@ impl Server {
         Self::spawn(config, false, true)
     }
 
+    /// An echoing server whose clock moves only by [`Server::advance`]:
+    /// timeouts are tested without sleeping them out.
+    pub fn start_clocked(config: Config) -> Server {
+        Self::spawn_with_clock(config, true, false, Some(ManualClock::new()))
+    }
+
     fn spawn(config: Config, echo: bool, lines: bool) -> Server {
+        Self::spawn_with_clock(config, echo, lines, None)
+    }
+
+    fn spawn_with_clock(
+        config: Config,
+        echo: bool,
+        lines: bool,
+        clock: Option<ManualClock>,
+    ) -> Server {
         let _ = env_logger::builder().is_test(true).try_init();
         let record = Arc::new(Mutex::new(Record::default()));
         let probe = Probe {
@@ -144,7 +161,11 @@ impl Server {
             lines,
             record: Arc::clone(&record),
         };
-        let mut reactor = Reactor::new(probe, config).expect("reactor");
+        let mut reactor = match &clock {
+            Some(clock) => Reactor::with_clock(probe, config, clock.clone()),
+            None => Reactor::new(probe, config),
+        }
+        .expect("reactor");
         let addr = reactor
             .listen("127.0.0.1:0".parse().unwrap())
             .expect("listen");
@@ -158,7 +179,21 @@ impl Server {
             handle,
             record,
             thread: Some(thread),
+            clock,
         }
+    }
+
+    /// Moves the reactor's manual clock by `by`, and returns once a whole
+    /// turn has read it: a posted job wakes the loop (step 4 of a turn
+    /// that read the new time; its step 7 fires what is due), and a
+    /// second one runs only after that turn ended.
+    pub fn advance(&self, by: Duration) {
+        self.clock
+            .as_ref()
+            .expect("a server started with start_clocked")
+            .advance(by);
+        self.exec(|_, _| ());
+        self.exec(|_, _| ());
     }
 
     /// Runs `f` on the reactor thread and returns its result.
