@@ -115,7 +115,7 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Fail outbound connects that take longer.
     pub connect_timeout: Duration,
-    /// Graceful shutdown cuts what has not drained after this long.
+    /// Graceful shutdown cuts what has not closed after this long.
     pub shutdown_timeout: Duration,
     /// Stop reading a connection above this much waiting output.
     pub high_water: usize,

@@ -3,7 +3,7 @@
 //! The reactor's thread is asleep in `epoll_wait` most of the time, so
 //! another thread cannot just call into it. A [`Handle`] pushes a command on
 //! a mutex-guarded queue and then wakes the poll through a [`mio::Waker`]
-//! (an `eventfd` registered with the poll). The reactor drains the queue in
+//! (an `eventfd` registered with the poll). The reactor takes the whole queue in
 //! the turn that wakes it. This is the only lock in the crate, and the
 //! reactor's thread takes it only when the waker fires.
 

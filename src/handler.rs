@@ -108,7 +108,7 @@ pub trait Handler {
     /// `on_data`.
     ///
     /// The reactor asks when shutdown begins and after each time the
-    /// connection is served or its output flushed during the drain.
+    /// connection is served or its output flushed during shutdown.
     fn is_busy(&self, conn: ConnId) -> bool {
         let _ = conn;
         false
@@ -253,7 +253,7 @@ impl Context<'_> {
     }
 
     /// Begins the reactor's graceful shutdown at the end of this turn.
-    /// Asking again while it drains changes nothing.
+    /// Asking again while it shuts down changes nothing.
     pub fn shutdown(&mut self) {
         self.core.request_shutdown();
     }

@@ -18,7 +18,7 @@
 //!  3. now = clock()                    read once per turn, passed down
 //!  4. for each event:
 //!       listener -> accept until WouldBlock, batch limit, max_conns or EMFILE
-//!       waker    -> drain the command queue (shutdown, posted messages)
+//!       waker    -> take the posted commands (shutdown, messages)
 //!       signal   -> SIGINT/SIGTERM: begin graceful shutdown (again: stop now)
 //!       conn     -> note readiness; read (budgeted), hand input to the
 //!                   handler, write its output once
@@ -106,13 +106,35 @@
 //! entry fires the reactor checks what has really passed and re-arms. So
 //! an I/O event never touches the wheel.
 //!
-//! ## Modules
+//! ## Time as an input
 //!
-//! | module | teaches |
+//! The reactor reads its [`Clock`] once per turn; a test hands it a
+//! [`ManualClock`] ([`Reactor::with_clock`]) and moves time itself, so
+//! timeouts are tested to the millisecond without sleeping.
+//!
+//! ## A connection's life
+//!
+//! A connection's [`State`] changes only by events fed to a pure state
+//! machine (`src/state.rs`): an event in, the next state and what the
+//! reactor must do out, tested edge by edge with no sockets. The guide's
+//! chapter on a connection's life shows the whole table.
+//!
+//! ## Modules, along the data path
+//!
+//! | file | what it holds |
 //! | --- | --- |
+//! | `reactor/mod.rs` | the loop: `run_once`, one method per step; `dispatch`, the one way the handler is called |
+//! | `reactor/accept.rs` | listeners, accept batches, `max_conns`, `EMFILE` |
+//! | `reactor/read.rs` | the read side: socket -> handler, the readiness rules; its seam `receive` |
+//! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seam `send` |
+//! | `reactor/timeouts.rs` | the turn's clock reading; connection deadlines, lazily re-armed |
+//! | `reactor/shutdown.rs` | graceful shutdown, signals, recovery from a handler's panic |
+//! | `reactor/budget.rs` | memory across connections |
+//! | `reactor/core.rs` | the reactor's state apart from the handler; `apply` feeds the state machine |
+//! | `state` | the connection state machine, pure, with its table of edges |
+//! | `conn` | generational ids, close reasons, the per-connection record |
 //! | [`timer`] | timing wheels: slot arithmetic, levels, cascading |
-//! | `reactor` | the loop's steps; `reactor/read.rs` the readiness rules |
-//! | `conn` | the connection state machine and generational ids |
+//! | `clock` | [`Clock`], [`SystemClock`], [`ManualClock`] |
 //! | `buffer` | buffers with cursors, and the pool |
 //! | `config` | every limit, with its reason |
 #![deny(unsafe_code)]

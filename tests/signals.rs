@@ -90,12 +90,12 @@ fn sigterm_drains_large_responses_in_flight_and_exits_zero() {
         (conns * size as u64) >> 20
     );
     // The signal came with every connection open and streaming: the
-    // drain went on serving them (what arrives during it is answered)
+    // shutdown went on serving them (what arrives during it is answered)
     // until each went quiet.
     assert!(
         server
             .log()
-            .contains(&format!("shutting down: draining {conns} connections")),
+            .contains(&format!("shutting down: closing {conns} connections")),
         "SIGTERM did not find every connection open"
     );
     assert_eq!(

@@ -20,6 +20,9 @@
 //! buffers in the pool are not counted here: the pool bounds its own
 //! bytes (`Config::pool_bytes`).
 
+use super::core::Core;
+use crate::conn::{CloseReason, ConnId};
+
 /// The sum of every connection's buffer capacity, and its bound.
 pub(crate) struct Budget {
     held: usize,
@@ -41,18 +44,87 @@ impl Budget {
         self.held > self.max
     }
 
-    /// One buffer's count (`counted`, kept in the connection) becomes
-    /// `capacity`. Returns whether that grew the sum past the bound: the
-    /// caller closes the largest holders (`Core::shed`).
-    pub(crate) fn set(&mut self, counted: &mut usize, capacity: usize) -> bool {
-        let grew = capacity > *counted;
-        self.held = self.held + capacity - *counted;
-        *counted = capacity;
-        grew && self.passed()
+    /// One buffer's count goes from `old` to `new`. Returns whether that
+    /// grew the sum past the bound: the caller closes the largest holders
+    /// (`Core::shed`).
+    fn change(&mut self, old: usize, new: usize) -> bool {
+        self.held = self.held + new - old;
+        new > old && self.passed()
     }
 
     /// A closed connection's count leaves the sum.
     pub(crate) fn forget(&mut self, held: usize) {
         self.held -= held;
+    }
+}
+
+/// Which of a connection's two buffers.
+#[derive(Clone, Copy)]
+enum Side {
+    Input,
+    Output,
+}
+
+impl Core {
+    /// `id`'s input buffer now has `capacity` bytes (0: it has none); past
+    /// the budget, the largest holders are closed.
+    pub(crate) fn count_input(&mut self, id: ConnId, capacity: usize) {
+        let _ = self.count(id, capacity, Side::Input);
+    }
+
+    /// `id`'s output buffer now has `capacity` bytes (0: it has none).
+    /// Returns whether that passed the budget (and closed the largest
+    /// holders, which may be `id` itself).
+    pub(crate) fn count_output(&mut self, id: ConnId, capacity: usize) -> bool {
+        self.count(id, capacity, Side::Output)
+    }
+
+    /// A closed connection counts nothing: `Core::release` returned its
+    /// buffers and its count at once.
+    fn count(&mut self, id: ConnId, capacity: usize, side: Side) -> bool {
+        let Some(conn) = self.conn_mut(id).filter(|c| !c.state().is_closed()) else {
+            return false;
+        };
+        let counted = match side {
+            Side::Input => &mut conn.held.input,
+            Side::Output => &mut conn.held.output,
+        };
+        let old = std::mem::replace(counted, capacity);
+        let passed = self.budget().change(old, capacity);
+        if passed {
+            self.shed();
+        }
+        passed
+    }
+
+    /// The buffers passed `max_buffered`: close the connections holding
+    /// the most until the rest fits, as Redis's `maxmemory-clients` does.
+    /// A peer that trickles a large partial frame, or reads nothing of a
+    /// large answer, is the one that pays, not the well-behaved ones.
+    ///
+    /// Costs a scan of the connections and a sort of those holding bytes;
+    /// it runs only when the budget is passed, and every run closes at
+    /// least one connection, so a peer cannot make it run for free.
+    fn shed(&mut self) {
+        let mut holders: Vec<(usize, ConnId)> = self
+            .open_ids()
+            .into_iter()
+            .filter_map(|id| Some((self.conn(id)?.held.total(), id)))
+            .filter(|&(held, _)| held > 0)
+            .collect();
+        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
+        let before = self.budget().held();
+        let mut closed = 0;
+        for (_, id) in holders {
+            if !self.budget().passed() {
+                break;
+            }
+            self.abort(id, CloseReason::OverBudget);
+            closed += 1;
+        }
+        log::warn!(
+            "buffers hold {before} bytes, past max_buffered ({}): closed the {closed} largest holders",
+            self.config().max_buffered
+        );
     }
 }

@@ -148,6 +148,11 @@ impl Core {
         self.time.now()
     }
 
+    /// The sum of every connection's buffers (see `budget.rs`).
+    pub(crate) fn budget(&mut self) -> &mut Budget {
+        &mut self.budget
+    }
+
     pub(crate) fn admission(&mut self) -> &mut Admission {
         &mut self.admission
     }
@@ -485,74 +490,6 @@ impl Core {
 
     pub(crate) fn closing(&self) -> Option<(ConnId, SocketAddr)> {
         self.closing
-    }
-
-    // ---- memory across connections (the sums; see budget.rs) -----------
-
-    /// `id`'s input buffer now has `capacity` bytes (0: it has none); past
-    /// the budget, the largest holders are closed.
-    pub(crate) fn count_input(&mut self, id: ConnId, capacity: usize) {
-        let _ = self.count(id, capacity, false);
-    }
-
-    /// `id`'s output buffer now has `capacity` bytes (0: it has none).
-    /// Returns whether that passed the budget (and closed the largest
-    /// holders, which may be `id` itself).
-    pub(crate) fn count_output(&mut self, id: ConnId, capacity: usize) -> bool {
-        self.count(id, capacity, true)
-    }
-
-    /// A closed connection counts nothing: `release` returned its buffers
-    /// and its count at once.
-    fn count(&mut self, id: ConnId, capacity: usize, output: bool) -> bool {
-        let Some(conn) = self
-            .conns
-            .get_mut(id.index as usize)
-            .filter(|c| c.generation == id.generation && !c.state().is_closed())
-        else {
-            return false;
-        };
-        let counted = if output {
-            &mut conn.held.output
-        } else {
-            &mut conn.held.input
-        };
-        let passed = self.budget.set(counted, capacity);
-        if passed {
-            self.shed();
-        }
-        passed
-    }
-
-    /// The budget is passed: close the connections holding the most until
-    /// the rest fits (see `budget.rs` for why these).
-    fn shed(&mut self) {
-        let mut holders: Vec<(usize, ConnId)> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.held.total() > 0 && !c.state().is_closed())
-            .map(|(i, c)| {
-                let id = ConnId {
-                    index: i as u32,
-                    generation: c.generation,
-                };
-                (c.held.total(), id)
-            })
-            .collect();
-        holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));
-        let before = self.budget.held();
-        let mut closed = 0;
-        for (_, id) in holders {
-            if !self.budget.passed() {
-                break;
-            }
-            self.abort(id, CloseReason::OverBudget);
-            closed += 1;
-        }
-        log::warn!(
-            "buffers hold {before} bytes, past max_buffered ({}): closed the {closed} largest holders",
-            self.config.max_buffered
-        );
     }
 }
 

@@ -91,7 +91,7 @@ pub struct Reactor<H: Handler> {
     /// SIGINT/SIGTERM, once [`handle_signals`](Self::handle_signals) is
     /// called.
     signals: Option<signal_hook_mio::v1_0::Signals>,
-    /// A second signal (or `stop`) asked to stop without draining.
+    /// A second signal (or `stop`) asked to stop without waiting for quiet.
     stop_now: bool,
     /// Connections open when shutdown began.
     closing_from: usize,
@@ -195,7 +195,7 @@ impl<H: Handler> Reactor<H> {
 
     /// Begins graceful shutdown at the end of the next turn (see
     /// [`Handle::shutdown`] from other threads). Asking again while it
-    /// drains changes nothing.
+    /// shuts down changes nothing.
     pub fn shutdown(&mut self) {
         self.core.request_shutdown();
     }

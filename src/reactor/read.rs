@@ -8,7 +8,7 @@
 //!   budget runs out; in the last case it goes on the ready list, because
 //!   no new edge will come for bytes that already wait.
 //! - A read that returns less than the room offered has emptied the socket
-//!   (the kernel copies all it has). Counting that as drained saves the
+//!   (the kernel copies all it has). Counting that as empty saves the
 //!   extra read that would only return `WouldBlock`: the C epoll floor
 //!   never pays it, and neither does sozu. The exception is an event that
 //!   carried the peer's FIN: then read on to the `0` that says so, or the
@@ -71,7 +71,7 @@ enum Source<'a> {
 
 impl<H: Handler> Reactor<H> {
     /// Offers input the handler left, then reads and dispatches until
-    /// drained, closed, paused, or out of budget (then the connection goes
+    /// empty, closed, paused, or out of budget (then the connection goes
     /// on the ready list).
     pub(super) fn read(&mut self, id: ConnId) {
         let mut budget = self.core.config().read_budget;
@@ -197,7 +197,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Offers the input the connection holds without reading: the handler
-    /// resumed reading, or its output drained.
+    /// resumed reading, or its output drained (`on_drain`).
     fn reoffer(&mut self, id: ConnId) {
         if let Some(input) = self.core.conn_mut(id).and_then(|c| c.input.take()) {
             self.dispatch_held(id, input);

@@ -9,14 +9,14 @@
 //! 3. close each connection with FIN once it is *quiet*: no input left, no
 //!    output waiting, and the handler owes it nothing
 //!    ([`Handler::is_busy`]). Until then it is served as usual, so a
-//!    request sent before or during the drain is answered, even by a
+//!    request sent before or during shutdown is answered, even by a
 //!    timer or a posted message. The close lingers, so the last bytes are
 //!    not destroyed by a RST;
 //! 4. at the deadline, cut whatever is left with RST: an answer cut short
 //!    must not end in a FIN that makes it look complete. A second
 //!    SIGINT/SIGTERM cuts at once.
 //!
-//! Asking again while draining changes nothing; the request flag is
+//! Asking again while shutting down changes nothing; the request flag is
 //! cleared every turn, so it can never keep the poll from sleeping.
 //!
 //! A handler that panics unwinds out of `run_once`; `recover` first makes
@@ -51,7 +51,7 @@ impl<H: Handler> Reactor<H> {
         Ok(())
     }
 
-    /// Stops without draining: every connection is cut at the end of this
+    /// Stops without waiting for quiet: every connection is cut at the end of this
     /// turn (what a second signal does).
     pub fn stop(&mut self) {
         self.stop_now = true;
@@ -80,7 +80,7 @@ impl<H: Handler> Reactor<H> {
 
     /// Step 9: begin a requested shutdown, cut if asked, report when done.
     pub(super) fn check_shutdown(&mut self) -> Status {
-        // Cleared whatever the lifecycle: a request while draining changes
+        // Cleared whatever the lifecycle: a request while shutting down changes
         // nothing, and must not keep the next poll from sleeping.
         let requested = self.core.take_shutdown_request();
         if (requested || self.stop_now) && self.core.lifecycle() == Lifecycle::Running {
@@ -106,7 +106,7 @@ impl<H: Handler> Reactor<H> {
     /// Stop accepting (after taking what waits in the queues), set the
     /// deadline, tell the handler, and close every quiet connection. The
     /// reactor's own state is settled before any handler code runs, so a
-    /// handler that panics here leaves a drain that goes on.
+    /// handler that panics here leaves a shutdown that goes on.
     fn begin_shutdown(&mut self) {
         self.core.set_lifecycle(Lifecycle::ShuttingDown);
         let timeout = self.core.config().shutdown_timeout;
@@ -117,7 +117,7 @@ impl<H: Handler> Reactor<H> {
         let ids = self.core.open_ids();
         self.closing_from = ids.len() + self.queued.len();
         log::info!(
-            "shutting down: draining {} connections and {} taken from the listen queue (deadline {timeout:?})",
+            "shutting down: closing {} connections as they go quiet, and {} taken from the listen queue (deadline {timeout:?})",
             ids.len(),
             self.queued.len()
         );
@@ -135,7 +135,7 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// During the drain: closes `id` with FIN (after its output) once
+    /// During shutdown: closes `id` with FIN (after its output) once
     /// nothing is left to do for it.
     pub(super) fn close_if_quiet(&mut self, id: ConnId) {
         let Some(conn) = self.core.conn(id) else {
@@ -146,7 +146,7 @@ impl<H: Handler> Reactor<H> {
         // waits for the peer's, is still on its way somewhere.
         let open = matches!(conn.state(), State::Open | State::ReadClosed);
         // Input waiting in the kernel is a request already sent, so not
-        // quiet. A connection being read is drained of it by `serve` (or
+        // quiet. A connection being read has it read by `serve` (or
         // is on the ready list, still readable); a paused one is asked.
         let unread =
             conn.state().may_read() && conn.readable && (!conn.is_paused() || conn.input_waiting());
