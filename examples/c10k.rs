@@ -29,9 +29,20 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
-use common::Echo;
-use evloop::{Config, Handle, Reactor, Stats};
+use evloop::{Config, ConnId, Context, Handle, Handler, Reactor, Stats};
 use serde_json::Value;
+
+/// The echo server under test: `examples/echo.rs`'s protocol.
+struct Echo;
+
+impl Handler for Echo {
+    type Message = ();
+
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        let _ = cx.write(conn, input);
+        input.len()
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(about = "C10K: 10,000 connections on one evloop thread, measured")]

@@ -6,17 +6,32 @@
 //! nc 127.0.0.1 7000        # type a line: it comes back
 //! ```
 //!
-//! The whole protocol is one method, `Echo::on_data` in
-//! `examples/common/mod.rs` (shared with the C10K demo): every byte that
+//! The whole protocol is one method, `Echo::on_data`, below: every byte that
 //! arrives is queued back and reported consumed. The reactor does the
 //! rest: one write per dispatch, backpressure for clients that do not
-//! read, idle timeouts, and a graceful drain on SIGINT/SIGTERM.
+//! read, idle timeouts, and graceful shutdown on SIGINT/SIGTERM.
 
 mod common;
 
 use clap::Parser;
-use common::Echo;
-use evloop::Reactor;
+use evloop::{ConnId, Context, Handler, Reactor};
+
+/// The echo protocol, whole: every byte that arrives is queued back to the
+/// sender and reported consumed. The reactor does the rest: it writes the
+/// echo in one call at the end of the dispatch, stops reading a client that
+/// does not read its echoes (backpressure), and closes quiet ones.
+struct Echo;
+
+impl Handler for Echo {
+    type Message = ();
+
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        // A write fails only if the client is gone or past the output
+        // limit; the reactor has already closed it then.
+        let _ = cx.write(conn, input);
+        input.len()
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(about = "Echo server on the evloop reactor")]
@@ -30,7 +45,8 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     common::init();
     let mut reactor = Reactor::new(Echo, cli.server.config())?;
     reactor.listen(cli.server.addr)?;
-    // SIGINT/SIGTERM: drain and exit 0; a second one stops at once.
+    // SIGINT/SIGTERM: close connections as they go quiet and exit 0; a
+    // second signal stops at once.
     reactor.handle_signals()?;
     reactor.run()?;
     Ok(common::exit_code(&reactor.stats()))

@@ -6,24 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use evloop::{Cidr, Config, ConnId, Context, Handler, Keepalive, Stats};
-
-/// The echo protocol, whole: every byte that arrives is queued back to the
-/// sender and reported consumed. The reactor does the rest: it writes the
-/// echo in one call at the end of the dispatch, stops reading a client that
-/// does not read its echoes (backpressure), and closes quiet ones.
-pub struct Echo;
-
-impl Handler for Echo {
-    type Message = ();
-
-    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
-        // A write fails only if the client is gone or past the output
-        // limit; the reactor has already closed it then.
-        let _ = cx.write(conn, input);
-        input.len()
-    }
-}
+use evloop::{Cidr, Config, Keepalive, Stats};
 
 /// Flags every server example takes.
 #[derive(Args, Debug, Clone)]
@@ -124,7 +107,7 @@ pub fn init() {
     }
 }
 
-/// The exit code after `run` returned: 0 when shutdown drained every
+/// The exit code after `run` returned: 0 when shutdown closed every
 /// connection, 1 when some had to be cut.
 pub fn exit_code(stats: &Stats) -> std::process::ExitCode {
     log::info!("{stats}");

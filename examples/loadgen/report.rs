@@ -13,7 +13,7 @@ pub struct Tally {
     pub latency: Histogram<u64>,
     /// Requests completed during the measured (active) period.
     pub ops: u64,
-    /// Requests completed in all (warm-up and drain included).
+    /// Requests completed in all (warm-up and the wind-down included).
     pub ops_total: u64,
     /// Reply bytes received during the measured period.
     pub bytes: u64,
