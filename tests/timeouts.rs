@@ -54,6 +54,16 @@ fn read_end(s: &mut TcpStream) -> Result<usize, ErrorKind> {
     }
 }
 
+/// The deadline `after` from now, checked on both sides: a millisecond
+/// early `conn` is still open; at the deadline it closes for `reason`.
+fn closes_at(server: &Server, conn: ConnId, after: Duration, reason: CloseReason) {
+    server.advance(after - MS);
+    assert_eq!(server.record().reason_of(conn), None, "closed early");
+    server.advance(MS);
+    server.wait_for("close", |r| r.reason_of(conn).is_some());
+    assert_eq!(server.record().reason_of(conn), Some(reason));
+}
+
 fn idle(after: Duration) -> Config {
     Config {
         idle_timeout: Some(after),
@@ -66,13 +76,11 @@ fn idle_a_quiet_connection_is_closed_at_its_idle_timeout() {
     let server = Server::start_clocked(idle(Duration::from_secs(60)));
     let mut s = client(server.addr);
     let conn = the_conn(&server);
-    server.advance(Duration::from_secs(60) - MS);
-    assert!(server.record().closed.is_empty(), "closed early");
-    server.advance(MS);
-    server.wait_for("close", |r| !r.closed.is_empty());
-    assert_eq!(
-        server.record().reason_of(conn),
-        Some(CloseReason::IdleTimeout)
+    closes_at(
+        &server,
+        conn,
+        Duration::from_secs(60),
+        CloseReason::IdleTimeout,
     );
     assert_eq!(server.stats().closed_for(CloseReason::IdleTimeout), 1);
     // An idle close is graceful: FIN, not RST.
@@ -91,13 +99,11 @@ fn idle_activity_keeps_a_connection_open() {
     }
     assert!(server.record().closed.is_empty(), "closed while active");
     // The lazy re-arm counts from the last byte, not from the open.
-    server.advance(Duration::from_millis(200) - MS);
-    assert!(server.record().closed.is_empty(), "closed early");
-    server.advance(MS);
-    server.wait_for("close", |r| !r.closed.is_empty());
-    assert_eq!(
-        server.record().reason_of(conn),
-        Some(CloseReason::IdleTimeout)
+    closes_at(
+        &server,
+        conn,
+        Duration::from_millis(200),
+        CloseReason::IdleTimeout,
     );
 }
 
@@ -128,13 +134,11 @@ fn write_stall_output_without_progress_is_reset_at_the_write_timeout() {
     let mut s = stalled_client(server.addr);
     let conn = the_conn(&server);
     queue_unread(&server, conn, 4 << 20);
-    server.advance(Duration::from_secs(30) - MS);
-    assert!(server.record().closed.is_empty(), "closed early");
-    server.advance(MS);
-    server.wait_for("close", |r| !r.closed.is_empty());
-    assert_eq!(
-        server.record().reason_of(conn),
-        Some(CloseReason::WriteTimeout)
+    closes_at(
+        &server,
+        conn,
+        Duration::from_secs(30),
+        CloseReason::WriteTimeout,
     );
     // Output that will never be delivered ends with RST.
     assert_eq!(read_end(&mut s), Err(ErrorKind::ConnectionReset));
@@ -156,13 +160,11 @@ fn soft_limit_output_above_it_past_the_grace_is_a_slow_consumer() {
     queue_unread(&server, conn, 8 << 20);
     let waiting = server.exec(move |cx, _| cx.output_len(conn).unwrap_or(0));
     assert!(waiting > 1 << 20, "only {waiting} bytes wait");
-    server.advance(Duration::from_secs(10) - MS);
-    assert!(server.record().closed.is_empty(), "closed early");
-    server.advance(MS);
-    server.wait_for("close", |r| !r.closed.is_empty());
-    assert_eq!(
-        server.record().reason_of(conn),
-        Some(CloseReason::SlowConsumer)
+    closes_at(
+        &server,
+        conn,
+        Duration::from_secs(10),
+        CloseReason::SlowConsumer,
     );
     assert_eq!(read_end(&mut s), Err(ErrorKind::ConnectionReset));
 }
@@ -179,11 +181,7 @@ fn linger_a_peer_that_never_sends_its_fin_is_let_go_at_the_linger_timeout() {
     let state = server.exec(move |cx, _| cx.state(conn));
     assert_eq!(state, Some(evloop::State::Lingering(CloseReason::Closed)));
     assert_eq!(read_end(&mut s), Ok(0), "our FIN");
-    server.advance(evloop::LINGER_TIMEOUT - MS);
-    assert!(server.record().closed.is_empty(), "closed early");
-    server.advance(MS);
-    server.wait_for("close", |r| !r.closed.is_empty());
-    assert_eq!(server.record().reason_of(conn), Some(CloseReason::Closed));
+    closes_at(&server, conn, evloop::LINGER_TIMEOUT, CloseReason::Closed);
 }
 
 #[test]
@@ -210,13 +208,11 @@ fn connect_an_unanswered_connect_times_out() {
         ..Config::default()
     });
     let conn = server.exec(move |cx, _| cx.connect(target).expect("connect"));
-    server.advance(Duration::from_secs(10) - MS);
-    assert_eq!(server.record().reason_of(conn), None, "closed early");
-    server.advance(MS);
-    server.wait_for("close", |r| r.reason_of(conn).is_some());
-    assert_eq!(
-        server.record().reason_of(conn),
-        Some(CloseReason::ConnectTimeout)
+    closes_at(
+        &server,
+        conn,
+        Duration::from_secs(10),
+        CloseReason::ConnectTimeout,
     );
     let mut buf = [0; 1];
     let _ = fillers[0].set_nonblocking(true);
