@@ -1,11 +1,13 @@
-//! The C10K demo: 10,000 connections on one reactor thread, measured.
+//! Example 8 of 8: the C10K demo, 10,000 connections on one reactor
+//! thread, measured.
 //!
 //! ```sh
 //! cargo run --release --example c10k                 # 10,000 connections
 //! cargo run --release --example c10k -- --sweep      # 100 .. 19,000, with a chart
 //! ```
 //!
-//! This process runs the echo server (one reactor thread); a child process
+//! What it teaches: what one thread holds, measured honestly. This
+//! process runs the echo server (one reactor thread); a child process
 //! runs the load generator (`examples/loadgen`), because each process may
 //! hold at most 20,000 descriptors on this machine and 10,000 connections
 //! need 10,000 on each side. The load ramps up every connection, keeps all
@@ -16,6 +18,11 @@
 //!
 //! Exits non-zero, saying why, if any connection failed or any byte
 //! differed.
+//!
+//! Read next: docs/BENCHMARKS.md, this demo's figures and every other
+//! measurement, each with the command that made it; or go back to
+//! examples/raw_echo.rs (example 1) and the guide (`evloop::guide`,
+//! `docs/guide/`) for why each piece is there.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The TCP guide's echo client, on the reactor.
+//! Example 3 of 8: the TCP guide's echo client, on the reactor.
 //!
 //! ```sh
 //! cargo run --example client -- hello world       # two messages
@@ -10,10 +10,13 @@
 //! back, and non-zero with a reason if it cannot connect, the server
 //! closes early, or an echo takes longer than `--timeout`.
 //!
-//! What it teaches beyond the server: an outbound connection in the same
-//! slab as accepted ones, a thread feeding the reactor through a `Handle`
-//! (stdin is blocking; the reactor must never be), and a user timer as the
-//! reply deadline.
+//! What it teaches: an outbound connection (a non-blocking connect) in the
+//! same slab as accepted ones, a thread feeding the reactor through a
+//! `Handle` (stdin is blocking; the reactor must never be), and a user
+//! timer as the reply deadline.
+//!
+//! Read next: examples/chat/main.rs (example 4), a server that writes to
+//! connections other than the one it is serving.
 
 use std::collections::VecDeque;
 use std::io::BufRead;

@@ -1,15 +1,21 @@
-//! An echo server (RFC 862, the first program of every TCP tutorial), on
-//! the reactor.
+//! Example 2 of 8: an echo server on the reactor.
 //!
 //! ```sh
 //! cargo run --release --example echo -- --addr 127.0.0.1:7000
 //! nc 127.0.0.1 7000        # type a line: it comes back
 //! ```
 //!
-//! The whole protocol is one method, `Echo::on_data`, below: every byte that
-//! arrives is queued back and reported consumed. The reactor does the
-//! rest: one write per dispatch, backpressure for clients that do not
-//! read, idle timeouts, and graceful shutdown on SIGINT/SIGTERM.
+//! What it teaches: the server of example 1 (`examples/raw_echo.rs`)
+//! with the loop taken out of the program. The whole protocol is one
+//! method, `Echo::on_data`, below: every byte that arrives is queued back
+//! and reported consumed. The reactor does the rest, including the three
+//! things raw_echo gets wrong: backpressure for clients that do not read,
+//! idle timeouts, and accept back-off when descriptors run out; and one
+//! write per dispatch, and a graceful shutdown on SIGINT/SIGTERM. Run it
+//! with `RUST_LOG=evloop=trace` to watch every event and state change.
+//!
+//! Read next: examples/client.rs (example 3), the other end of the
+//! connection on the same reactor.
 
 mod common;
 
@@ -18,7 +24,7 @@ use evloop::{ConnId, Context, Handler, Reactor};
 
 /// The echo protocol, whole: every byte that arrives is queued back to the
 /// sender and reported consumed. The reactor does the rest: it writes the
-/// echo in one call at the end of the dispatch, stops reading a client that
+/// echo in one call at the end of the serve, stops reading a client that
 /// does not read its echoes (backpressure), and closes quiet ones.
 struct Echo;
 

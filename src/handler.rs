@@ -185,9 +185,10 @@ impl Context<'_> {
         self.core.time().now_instant()
     }
 
-    /// Queues `data` for `conn`. It is written at the end of the current
-    /// dispatch (or of this turn, for a connection other than the one being
-    /// served), in one system call with everything else queued for it.
+    /// Queues `data` for `conn`. It is written once the connection being
+    /// served has had its input read (or in step 6 of this turn, for any
+    /// other connection), in one system call with everything else queued
+    /// for it.
     pub fn write(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
         self.core.write(conn, data)
     }

@@ -22,7 +22,7 @@
 //!       signal   -> SIGINT/SIGTERM: begin graceful shutdown (again: stop now)
 //!       conn     -> note readiness; read (budgeted), hand input to the
 //!                   handler, write its output once
-//!  5. service the ready list           conns cut short by a budget or resumed
+//!  5. serve the ready list             conns cut short by a budget or resumed
 //!  6. flush output                     one write per conn with queued output
 //!  7. expire timers                    idle (lazily re-armed), write, connect, user
 //!  8. reap                             free closed slots, on_close
@@ -145,6 +145,7 @@ mod buffer;
 mod clock;
 mod config;
 mod conn;
+pub mod guide;
 mod handle;
 mod handler;
 mod reactor;

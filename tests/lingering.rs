@@ -1,5 +1,5 @@
 //! A connection entering `Lingering` reads and discards the input that
-//! arrived while it drained, even if its handler had paused reading: left
+//! arrived while it was closing, even if its handler had paused reading: left
 //! unread, that input makes the kernel answer our close with RST, which
 //! destroys output the peer has not read yet.
 
@@ -41,7 +41,7 @@ impl Handler for AnswerAndClose {
 }
 
 #[test]
-fn lingering_discards_input_that_came_while_paused_and_draining() {
+fn lingering_discards_input_that_came_while_paused_and_closing() {
     let closed = Arc::new(Mutex::new(None));
     let handler = AnswerAndClose {
         closed: Arc::clone(&closed),
@@ -51,7 +51,7 @@ fn lingering_discards_input_that_came_while_paused_and_draining() {
     let handle = reactor.handle();
     let server = thread::spawn(move || reactor.run().unwrap());
     // A small receive window keeps most of the answer in the server while
-    // the junk arrives: the connection is draining, with reading paused.
+    // the junk arrives: the connection is closing, with reading paused.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(16 * 1024).unwrap();
     socket.connect(&addr.into()).unwrap();

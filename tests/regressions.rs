@@ -1,6 +1,6 @@
 //! Regressions for defects an adversarial review of the core found: a
 //! panic that lost the commands and signals of its turn, a panic in the
-//! middle of beginning shutdown, a drain that closed connections with
+//! middle of beginning shutdown, a shutdown that closed connections with
 //! requests received but unread (behind backpressure, whose reproduction
 //! depends on socket sizes, and behind a pause, which pins the cause), and
 //! the peer's FIN after ours that skipped `on_read_closed`.
@@ -82,7 +82,7 @@ fn a_panic_does_not_lose_the_shutdown_and_post_of_its_turn() {
 }
 
 #[test]
-fn a_panic_while_opening_the_listen_queue_leaves_the_listeners_closed_and_the_drain_going() {
+fn a_panic_while_opening_the_listen_queue_leaves_the_listeners_closed_and_shutdown_going() {
     let config = Config {
         accept_batch: 1,
         ..Config::default()
@@ -116,7 +116,7 @@ fn a_panic_while_opening_the_listen_queue_leaves_the_listeners_closed_and_the_dr
     assert_eq!(
         reactor.handler().opened,
         2,
-        "accepted a connection during the drain"
+        "accepted a connection during shutdown"
     );
 }
 
@@ -131,7 +131,7 @@ impl Handler for Amplify {
 }
 
 #[test]
-fn the_drain_answers_requests_waiting_behind_backpressure() {
+fn shutdown_answers_requests_waiting_behind_backpressure() {
     let config = Config {
         soft_limit: 256 << 20,
         hard_limit: 256 << 20,
@@ -253,7 +253,7 @@ impl Handler for OneAtATime {
 }
 
 #[test]
-fn the_drain_answers_a_request_waiting_unread_behind_a_pause() {
+fn shutdown_answers_a_request_waiting_unread_behind_a_pause() {
     let running = harness::spawn(OneAtATime, Config::default());
     let mut c = client(running.addr);
     c.write_all(b"1\n").unwrap();

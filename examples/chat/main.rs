@@ -1,4 +1,4 @@
-//! A chat server: every line goes to everyone else.
+//! Example 4 of 8: a chat server, where every line goes to everyone else.
 //!
 //! ```sh
 //! cargo run --release --example chat -- --addr 127.0.0.1:7070
@@ -8,12 +8,12 @@
 //! Commands: `/nick NAME`, `/who`, `/quit`. Joins and leaves are
 //! announced.
 //!
-//! What it teaches beyond echo: **writing to connections other than the
-//! one being served** (a broadcast: the reactor queues each copy and
-//! flushes them all in step 6 of the turn), and **the slow consumer**: a
-//! member who stops reading cannot make the server buffer without end,
-//! nor slow the room down. Past the soft output limit for the grace period,
-//! or past the hard limit at once, the reactor disconnects them.
+//! What it teaches: **writing to connections other than the one being
+//! served** (a broadcast: the reactor queues each copy and flushes them
+//! all in step 6 of the turn), and **the slow consumer**: a member who
+//! stops reading cannot make the server buffer without end, nor slow the
+//! room down. Past the soft output limit for the grace period, or past the
+//! hard limit at once, the reactor disconnects them.
 //!
 //! And what a room owes its members: one member's flood is taken a
 //! bounded amount of work per call (`WORK_PER_CALL`; the reactor offers
@@ -21,13 +21,15 @@
 //! announced together once per tick instead of one broadcast each (a room
 //! that fills up does not cost the square of its size, and a slow
 //! member's drop cannot set off a cascade of drops), the room's queued
-//! output is
-//! capped (`ROOM_BUFFERED`, or `--max-buffered`: past it the reactor drops
-//! the members furthest behind), `/who` costs one pass over the room and
-//! lists at most `WHO_NAMED` names, names are unique, and control
-//! characters (terminal escapes among them) are stripped before a line is
-//! relayed, so no member can rewrite another's screen or pass for someone
-//! else.
+//! output is capped (`ROOM_BUFFERED`, or `--max-buffered`: past it the
+//! reactor drops the members furthest behind), `/who` costs one pass over
+//! the room and lists at most `WHO_NAMED` names, names are unique, and
+//! control characters (terminal escapes among them) are stripped before a
+//! line is relayed, so no member can rewrite another's screen or pass for
+//! someone else.
+//!
+//! Read next: examples/http/main.rs (example 5), a real protocol with
+//! pipelining, strict framing and limits answered in the protocol.
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -1,4 +1,4 @@
-//! An HTTP/1.1 server on the reactor, parsing with httparse.
+//! Example 5 of 8: an HTTP/1.1 server on the reactor, parsing with httparse.
 //!
 //! ```sh
 //! cargo run --release --example http -- --addr 127.0.0.1:8080
@@ -14,8 +14,8 @@
 //! meets the reactor: deadlines on the timer wheel, and a streamed
 //! response paced by the client.
 //!
-//! What it teaches beyond echo: **pipelining** (every complete request in
-//! the input is answered, and all the answers go out in one write),
+//! What it teaches: **pipelining** (every complete request in the input
+//! is answered, and all the answers go out in one write),
 //! **framing a body two ways** (Content-Length, and chunked for a body of
 //! unknown length: both strict, because a server and a proxy that disagree
 //! on where a request ends can be made to smuggle one), **limits answered
@@ -28,6 +28,10 @@
 //! output is under the high-water mark, and the rest from `on_drain`), and
 //! **work done once a second instead of once a request** (the Date header,
 //! and the whole `GET /` response built around it).
+//!
+//! Read next: examples/kv/main.rs (example 6), a second real protocol,
+//! parsed in two phases, with state kept per connection and expiry on the
+//! timer wheel.
 
 mod chunked;
 #[path = "../common/mod.rs"]

@@ -1,7 +1,9 @@
-//! A Redis-compatible key-value server: redis-cli and redis-benchmark
-//! work against it, and so does Redis 7.0.15's own test suite for
-//! strings, counters and expiry (`unit/type/string`, `unit/type/incr`,
-//! `unit/expire`, run against it as an external server).
+//! Example 6 of 8: a Redis-compatible key-value server.
+//!
+//! redis-cli and redis-benchmark work against it, and so does Redis
+//! 7.0.15's own test suite for strings, counters and expiry
+//! (`unit/type/string`, `unit/type/incr`, `unit/expire`, run against it
+//! as an external server).
 //!
 //! ```sh
 //! cargo run --release --example kv -- --addr 127.0.0.1:6380
@@ -19,7 +21,7 @@
 //!     --tags -needs:debug --tags -needs:repl --tags -needs:config-maxmemory
 //! ```
 //!
-//! What it teaches beyond echo: a real protocol parsed in two phases
+//! What it teaches: a real protocol parsed in two phases
 //! (`resp.rs`), **pipelining** (every whole command in the input is run and
 //! all replies leave in one write), **per-connection state** kept by the
 //! handler (the selected database, the client's name and id: `Client`,
@@ -86,6 +88,10 @@
 //! handed to the reactor in pieces as it is built, so past the hard output
 //! limit the connection is closed as a slow consumer after at most that
 //! much, not after the whole reply was built.
+//!
+//! Read next: examples/loadgen/main.rs (example 7), a client that holds
+//! thousands of connections on the same reactor, to load any of these
+//! servers.
 
 mod bitmaps;
 mod collections;

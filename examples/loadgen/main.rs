@@ -1,5 +1,6 @@
-//! A load generator on the reactor's own outbound connections: one thread
-//! holding thousands of connections, each checked byte for byte.
+//! Example 7 of 8: a load generator on the reactor's own outbound
+//! connections: one thread holding thousands of connections, each checked
+//! byte for byte.
 //!
 //! ```sh
 //! cargo run --release --example loadgen -- --addr 127.0.0.1:7000 --conns 1000 --duration 5
@@ -15,6 +16,9 @@
 //! What it teaches: a client is the same reactor as a server. Connections
 //! are outbound, timers pace the ramp and the open loop, and per-connection
 //! state lives in a `Vec` indexed by `ConnId::index`.
+//!
+//! Read next: examples/c10k.rs (example 8), which runs this against the
+//! echo server with 10,000 connections and reports what it measured.
 
 mod report;
 mod wire;

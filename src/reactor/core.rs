@@ -65,7 +65,7 @@ pub(crate) struct Core {
     lifecycle: Lifecycle,
     shutdown_requested: bool,
     /// The connection whose callback runs: its output is flushed at the
-    /// end of that dispatch, not in step 6, and a panic resets it.
+    /// end of its serve, not in step 6, and a panic resets it.
     dispatching: Option<ConnId>,
     /// The connection whose `on_close` runs, and its peer: the slot is
     /// already free, but the handler may still ask where it came from.

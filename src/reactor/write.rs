@@ -5,7 +5,7 @@
 //!    limits: past the hard limit the connection is aborted as a slow
 //!    consumer; past the high-water mark reading stops (backpressure);
 //!    past the soft limit a grace period starts. Nothing is written yet.
-//! 2. **Flush.** At the end of the dispatch that queued it (or in step 6
+//! 2. **Flush.** At the end of the serve that queued it (or in step 6
 //!    for output queued from elsewhere: a timer, a posted message, another
 //!    connection), one `write` call takes what the socket will. A short
 //!    write means the socket buffer is full: the rest waits for the next

@@ -1,8 +1,8 @@
 //! Graceful shutdown loses nothing: a request that came before or during
-//! the drain gets its whole answer, even one written later by a timer or a
+//! shutdown gets its whole answer, even one written later by a timer or a
 //! posted message; idle connections close at once with FIN; connections
 //! waiting in the listen queue are served, not reset; output cut at the
-//! deadline ends with RST; asking again while draining does not spin.
+//! deadline ends with RST; asking again while shutting down does not spin.
 
 mod common;
 
@@ -212,7 +212,7 @@ fn read_to_end(s: &mut TcpStream) -> Result<Vec<u8>, ErrorKind> {
 }
 
 #[test]
-fn an_answer_written_by_a_timer_during_the_drain_is_delivered() {
+fn an_answer_written_by_a_timer_during_shutdown_is_delivered() {
     let server = start(Config::default(), Some(Duration::from_millis(150)), 0);
     let mut c = client(server.addr);
     c.write_all(b"slow\n").unwrap();
@@ -225,13 +225,13 @@ fn an_answer_written_by_a_timer_during_the_drain_is_delivered() {
 }
 
 #[test]
-fn an_answer_from_a_posted_message_during_the_drain_is_delivered() {
+fn an_answer_from_a_posted_message_during_shutdown_is_delivered() {
     let server = start(Config::default(), None, 0);
     let mut c = client(server.addr);
     c.write_all(b"slow\n").unwrap();
     let conn = server.wait_slow(1)[0];
     assert!(server.handle.shutdown());
-    // The drain has begun (or is about to); the answer comes after.
+    // Shutdown has begun (or is about to); the answer comes after.
     thread::sleep(Duration::from_millis(50));
     assert!(server.handle.post(Msg::Answer(conn)).is_ok());
     assert_eq!(read_to_end(&mut c), Ok(b"answer\n".to_vec()));
@@ -240,10 +240,10 @@ fn an_answer_from_a_posted_message_during_the_drain_is_delivered() {
 }
 
 #[test]
-fn a_request_completed_during_the_drain_is_answered() {
+fn a_request_completed_during_shutdown_is_answered() {
     let server = start(Config::default(), None, 0);
-    // A slow request keeps the drain open; the other connection holds a
-    // partial line when shutdown begins, and finishes it during the drain.
+    // A slow request keeps shutdown going; the other connection holds a
+    // partial line when shutdown begins, and finishes it during shutdown.
     let mut slow = client(server.addr);
     slow.write_all(b"slow\n").unwrap();
     let owed = server.wait_slow(1)[0];
@@ -385,7 +385,7 @@ fn a_connection_owed_an_answer_at_the_deadline_is_reset() {
 }
 
 #[test]
-fn asking_again_while_draining_changes_nothing_and_does_not_spin() {
+fn asking_again_while_shutting_down_changes_nothing_and_does_not_spin() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let owed = Owed {
         delay: Some(Duration::from_millis(300)),
@@ -420,7 +420,10 @@ fn asking_again_while_draining_changes_nothing_and_does_not_spin() {
     let turns = reactor.stats().turns - turns_at_start;
     // A spinning loop makes tens of thousands of turns in 300 ms; a
     // sleeping one a handful (the waker, the timer, the flush, the reap).
-    assert!(turns < 50, "{turns} turns while draining: the loop spun");
+    assert!(
+        turns < 50,
+        "{turns} turns while shutting down: the loop spun"
+    );
     assert_eq!(reader.join().unwrap(), Ok(b"answer\n".to_vec()));
     assert!(!handle.shutdown(), "a stopped reactor still takes commands");
 }
