@@ -85,6 +85,15 @@
 //! are reused, not freed: the wheel keeps the memory of the most records it
 //! has held at once.
 //!
+//! # Where the code is
+//!
+//! - this file: the public API and [`expire`](TimerWheel::expire)'s walk
+//!   over the occupied slots;
+//! - `slots.rs`: the arithmetic above (which level and slot a deadline
+//!   goes to, where a slot starts), tested pair by pair;
+//! - `arena.rs`: the blocks of records behind the slots and the compaction
+//!   that drops tombstones.
+//!
 //! # What a tick means
 //!
 //! The wheel never reads a clock: time is an integer argument, so tests
@@ -102,34 +111,18 @@
 //! start of the slot that holds them): the caller may wake early, once per
 //! level at most, to let a slot cascade, and never late.
 
+mod arena;
+mod slots;
+
 use slab::Slab;
+
+use self::arena::{Arena, Chain, Record, NIL, SWEEP_SLACK, TOMBSTONES_PER_LIVE};
+pub use self::slots::LEVELS;
+use self::slots::{level_for, slot_for, slot_start, Level};
 
 /// A point in time, counted in the caller's ticks.
 pub type Tick = u64;
 
-/// Bits of a deadline consumed by one level: 64 slots fit one `u64` bitmap.
-const SLOT_BITS: u32 = 6;
-/// Slots per level.
-const SLOTS: usize = 1 << SLOT_BITS;
-/// Number of levels. 11 × 6 = 66 bits ≥ 64, so every `u64` deadline has a
-/// level and no deadline is ever clamped or fired early, however far ahead.
-pub const LEVELS: usize = 11;
-/// Tombstones tolerated before a sweep beyond [`TOMBSTONES_PER_LIVE`] per
-/// live timer: small wheels never sweep.
-const SWEEP_SLACK: usize = 4096;
-/// Tombstones tolerated per live timer before a sweep. A sweep reads every
-/// record, so with a ratio `k` cancelling everything costs `(k+1)/k`
-/// record checks per cancel: 2 at `k = 1` (measured 26 ns per cancel),
-/// 1.33 at `k = 3` (19 ns). The price is memory: at most `k + 1` 16-byte
-/// records per live timer. Idle connections make no tombstones (their
-/// timers re-arm lazily), so only timer churn pays it.
-const TOMBSTONES_PER_LIVE: usize = 3;
-/// Records per block: 62 × 16 bytes plus the block's two links is 1 KiB,
-/// large enough that a cascade reads memory sequentially, small enough that
-/// a nearly empty slot wastes little.
-const BLOCK_RECORDS: usize = 62;
-/// End of a block chain.
-const NIL: u32 = u32::MAX;
 /// Inserts between unconditional sweeps. Generations are 32-bit and wrap;
 /// a sweep every 2^31 inserts means no tombstone is ever older than 2^31
 /// generations, so none can be mistaken for a newer timer in its index.
@@ -147,114 +140,12 @@ pub struct TimerId {
     generation: u32,
 }
 
-/// What a slot holds: enough to cascade a timer without touching its entry.
-#[derive(Debug, Clone, Copy)]
-struct Record {
-    deadline: Tick,
-    id: TimerId,
-}
-
-impl Record {
-    const EMPTY: Record = Record {
-        deadline: 0,
-        id: TimerId {
-            index: NIL,
-            generation: 0,
-        },
-    };
-}
-
 /// A live timer in the slab. Its record sits in some slot; the entry is only
 /// read when the record fires, is cancelled, or is swept.
 #[derive(Debug)]
 struct Entry<T> {
     generation: u32,
     value: T,
-}
-
-/// A piece of a slot's list: records filled front to back, then the next
-/// block. Blocks come from one arena per wheel and go back to its free list.
-#[derive(Debug, Clone)]
-struct Block {
-    records: [Record; BLOCK_RECORDS],
-    len: u32,
-    next: u32,
-}
-
-/// A slot's list of blocks: records are pushed at the tail block.
-#[derive(Debug, Clone, Copy)]
-struct Chain {
-    head: u32,
-    tail: u32,
-}
-
-impl Chain {
-    const EMPTY: Chain = Chain {
-        head: NIL,
-        tail: NIL,
-    };
-}
-
-/// The blocks behind every chain, with a free list threaded through
-/// `next`. Blocks are reused, never returned to the allocator: the wheel's
-/// memory is that of the most records it has held at once.
-#[derive(Debug)]
-struct Arena {
-    blocks: Vec<Block>,
-    free: u32,
-}
-
-impl Arena {
-    /// Appends a record to a chain, taking a new tail block when the last
-    /// one is full.
-    #[inline]
-    fn push(&mut self, chain: &mut Chain, record: Record) {
-        if chain.tail == NIL || self.blocks[chain.tail as usize].len as usize == BLOCK_RECORDS {
-            let block = self.alloc();
-            match chain.tail {
-                NIL => chain.head = block,
-                tail => self.blocks[tail as usize].next = block,
-            }
-            chain.tail = block;
-        }
-        let tail = &mut self.blocks[chain.tail as usize];
-        tail.records[tail.len as usize] = record;
-        tail.len += 1;
-    }
-
-    fn alloc(&mut self) -> u32 {
-        if self.free != NIL {
-            let block = self.free;
-            let b = &mut self.blocks[block as usize];
-            self.free = b.next;
-            b.len = 0;
-            b.next = NIL;
-            return block;
-        }
-        self.blocks.push(Block {
-            records: [Record::EMPTY; BLOCK_RECORDS],
-            len: 0,
-            next: NIL,
-        });
-        // 2^32 blocks of 1 KiB is 4 TiB: memory runs out long before.
-        u32::try_from(self.blocks.len() - 1).expect("timer block arena exceeds u32 indices")
-    }
-
-    /// Puts a read block on the free list; returns the block after it.
-    fn free_block(&mut self, block: u32) -> u32 {
-        let b = &mut self.blocks[block as usize];
-        let next = b.next;
-        b.next = self.free;
-        self.free = block;
-        next
-    }
-}
-
-/// One ring of 64 slots and the bitmap of which slots are non-empty.
-#[derive(Debug)]
-struct Level {
-    occupied: u64,
-    slots: [Chain; SLOTS],
 }
 
 /// A hierarchical hashed timing wheel holding values of type `T`.
@@ -309,15 +200,9 @@ impl<T> TimerWheel<T> {
     pub fn with_capacity(capacity: usize) -> Self {
         TimerWheel {
             entries: Slab::with_capacity(capacity),
-            levels: std::array::from_fn(|_| Level {
-                occupied: 0,
-                slots: [Chain::EMPTY; SLOTS],
-            }),
+            levels: [Level::EMPTY; LEVELS],
             overdue: Chain::EMPTY,
-            arena: Arena {
-                blocks: Vec::with_capacity(capacity / BLOCK_RECORDS),
-                free: NIL,
-            },
+            arena: Arena::with_capacity(capacity),
             records: 0,
             elapsed: 0,
             generation: 0,
@@ -515,46 +400,17 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// Squeezes the tombstones out of a chain in place: live records slide
-    /// toward the head and emptied blocks at the end are freed.
+    /// Drops a chain's tombstones (see [`Arena::compact`]).
     fn compact(&mut self, chain: Chain) -> Chain {
-        let (mut write, mut at) = (chain.head, 0usize);
-        let mut read = chain.head;
-        while read != NIL {
-            let len = self.arena.blocks[read as usize].len as usize;
-            for i in 0..len {
-                let record = self.arena.blocks[read as usize].records[i];
-                if self.live(record.id).is_none() {
-                    self.records -= 1;
-                    continue;
-                }
-                if at == BLOCK_RECORDS {
-                    self.arena.blocks[write as usize].len = BLOCK_RECORDS as u32;
-                    write = self.arena.blocks[write as usize].next;
-                    at = 0;
-                }
-                self.arena.blocks[write as usize].records[at] = record;
-                at += 1;
-            }
-            read = self.arena.blocks[read as usize].next;
-        }
-        if chain.head == NIL || (write == chain.head && at == 0) {
-            let mut block = chain.head;
-            while block != NIL {
-                block = self.arena.free_block(block);
-            }
-            return Chain::EMPTY;
-        }
-        let tail = &mut self.arena.blocks[write as usize];
-        tail.len = at as u32;
-        let mut rest = std::mem::replace(&mut tail.next, NIL);
-        while rest != NIL {
-            rest = self.arena.free_block(rest);
-        }
-        Chain {
-            head: chain.head,
-            tail: write,
-        }
+        let entries = &self.entries;
+        let live = |id: TimerId| {
+            entries
+                .get(id.index as usize)
+                .is_some_and(|e| e.generation == id.generation)
+        };
+        let (chain, dropped) = self.arena.compact(chain, live);
+        self.records -= dropped;
+        chain
     }
 
     /// The earliest occupied slot as `(level, slot, start tick)`.
@@ -581,79 +437,15 @@ impl<T> TimerWheel<T> {
     }
 }
 
-/// The level for `deadline` seen from `elapsed`: the base-64 digit of the
-/// highest bit in which they differ. Level 0 when they differ only in the
-/// lowest digit (or not at all).
-fn level_for(elapsed: Tick, deadline: Tick) -> usize {
-    // `| (SLOTS - 1)` makes the lowest digit always count as differing, so
-    // the result is at least level 0 even when the two are equal.
-    let differing = (elapsed ^ deadline) | (SLOTS as u64 - 1);
-    let highest_bit = 63 - differing.leading_zeros();
-    (highest_bit / SLOT_BITS) as usize
-}
-
-/// The slot of `tick` at `level`: that level's base-64 digit of the tick.
-fn slot_for(tick: Tick, level: usize) -> usize {
-    ((tick >> (level as u32 * SLOT_BITS)) & (SLOTS as u64 - 1)) as usize
-}
-
-/// The first tick of `slot` at `level`, in the level block holding `now`:
-/// `now` with the digits of `level` and below replaced by `slot, 0, ..., 0`.
-fn slot_start(now: Tick, level: usize, slot: usize) -> Tick {
-    let shift = level as u32 * SLOT_BITS;
-    // Bits above this level; level 10's block is all of u64 (shift 66).
-    let block = now
-        .checked_shr(shift + SLOT_BITS)
-        .and_then(|high| high.checked_shl(shift + SLOT_BITS))
-        .unwrap_or(0);
-    block | ((slot as u64) << shift)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::slots::SLOT_BITS;
     use super::*;
 
     fn fire<T>(wheel: &mut TimerWheel<T>, now: Tick) -> Vec<T> {
         let mut out = Vec::new();
         wheel.expire(now, &mut out);
         out
-    }
-
-    #[test]
-    fn level_for_each_level_boundary() {
-        assert_eq!(level_for(0, 0), 0);
-        assert_eq!(level_for(0, 1), 0);
-        for level in 1..LEVELS {
-            let span = 1u64 << (level as u32 * SLOT_BITS).min(63);
-            if level as u32 * SLOT_BITS < 64 {
-                // The last tick of the level below and the first of this one.
-                assert_eq!(level_for(0, span - 1), level - 1, "span {span}");
-                assert_eq!(level_for(0, span), level, "span {span}");
-            }
-        }
-        assert_eq!(level_for(0, u64::MAX), LEVELS - 1);
-        assert_eq!(level_for(u64::MAX - 1, u64::MAX), 0);
-        // Digits equal above level 0: same block, level 0.
-        assert_eq!(level_for(64, 127), 0);
-        // 63 -> 64 crosses a level-0 block boundary though only 1 apart.
-        assert_eq!(level_for(63, 64), 1);
-        assert_eq!(level_for(4095, 4096), 2);
-    }
-
-    #[test]
-    fn slot_for_and_slot_start_each_level() {
-        for level in 0..LEVELS - 1 {
-            let shift = level as u32 * SLOT_BITS;
-            let tick = (5u64 << shift) + (1u64 << shift) / 2;
-            assert_eq!(slot_for(tick, level), 5);
-            assert_eq!(slot_start(tick, level, 5), 5u64 << shift);
-            assert_eq!(slot_start(tick, level, 63), 63u64 << shift);
-        }
-        // The top level holds only the top 4 bits and its block is all of u64.
-        assert_eq!(slot_for(u64::MAX, LEVELS - 1), 15);
-        assert_eq!(slot_start(u64::MAX, LEVELS - 1, 15), 15u64 << 60);
-        // Higher digits of now are kept.
-        assert_eq!(slot_start(3 * 4096 + 70, 1, 2), 3 * 4096 + 128);
     }
 
     #[test]
