@@ -1,177 +1,284 @@
-//! The storage behind the slots: records in 1 KiB blocks, one arena of
-//! blocks per wheel, and the compaction that squeezes tombstones out.
+//! Where timers live: their records, in blocks chained per slot, and a
+//! dense table that says where each timer's record is.
 //!
-//! A slot is a chain of blocks, not a linked list of entries, so that a
-//! cascade reads records in memory order (see the module docs of
-//! [`timer`](super) for the measurement that chose this).
+//! A record holds the timer's deadline, id and value, so firing a timer
+//! reads its record (in memory order, with the rest of its block) and
+//! nothing else: no per-timer entry elsewhere to fetch, which is what cost
+//! the earlier design one cache miss per fired timer.
+//!
+//! Cancel has to find the record, so the *place table*, indexed by the
+//! timer's index, holds where its record is (`block << BLOCK_SHIFT | pos`)
+//! and its generation. Moving a record (a cascade, or filling a hole on
+//! cancel) writes its new place; firing writes the place free. These are
+//! stores without loads, so they do not hold up the walk.
+//!
+//! Cancel leaves no tombstone: the chain's last record moves into the hole,
+//! so every record in the arena is a live timer, and no sweep is needed.
+//!
+//! ```text
+//!  chain head ─▶ block (≤ 64 records, the only partly filled one)
+//!                 next ─▶ block (64 records) ─▶ block (64) ─▶ NIL
+//!
+//!  places[index] = { generation, at = block << 6 | pos }   (live)
+//!                  { generation + 1, at = next free index } (free)
+//! ```
 
 use super::{Tick, TimerId};
 
-/// Tombstones tolerated before a sweep beyond [`TOMBSTONES_PER_LIVE`] per
-/// live timer: small wheels never sweep.
-pub(super) const SWEEP_SLACK: usize = 4096;
-/// Tombstones tolerated per live timer before a sweep. A sweep reads every
-/// record, so with a ratio `k` cancelling everything costs `(k+1)/k`
-/// record checks per cancel: 2 at `k = 1` (measured 26 ns per cancel),
-/// 1.33 at `k = 3` (19 ns). The price is memory: at most `k + 1` 16-byte
-/// records per live timer. Idle connections make no tombstones (their
-/// timers re-arm lazily), so only timer churn pays it.
-pub(super) const TOMBSTONES_PER_LIVE: usize = 3;
-/// Records per block: 62 × 16 bytes plus the block's two links is 1 KiB,
-/// large enough that a cascade reads memory sequentially, small enough that
-/// a nearly empty slot wastes little.
-pub(super) const BLOCK_RECORDS: usize = 62;
-/// End of a block chain.
+/// log2 of [`BLOCK_RECORDS`]: a record's place packs its block index and
+/// its position in the block into one `u32`.
+const BLOCK_SHIFT: u32 = 6;
+/// Records per block. At 24 bytes a record (a `u64` value) a block is
+/// 1.5 KiB: large enough that a cascade reads memory sequentially, small
+/// enough that a nearly empty slot wastes little.
+pub(super) const BLOCK_RECORDS: usize = 1 << BLOCK_SHIFT;
+/// Blocks a place can name: 2^26 blocks of 64 records is 2^32 records,
+/// as many as `u32` timer indices can name.
+const MAX_BLOCKS: usize = 1 << (32 - BLOCK_SHIFT);
+/// No block: the end of a chain, or of the block free list.
 pub(super) const NIL: u32 = u32::MAX;
+/// No free place: every index handed out is live.
+const NO_FREE_PLACE: u32 = u32::MAX;
 
-/// What a slot holds: enough to cascade a timer without touching its entry.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Record {
+/// One timer: what it fires with, when, and its id.
+#[derive(Debug)]
+pub(super) struct Record<T> {
     pub(super) deadline: Tick,
     pub(super) id: TimerId,
+    pub(super) value: T,
 }
 
-impl Record {
-    const EMPTY: Record = Record {
-        deadline: 0,
-        id: TimerId {
-            index: NIL,
-            generation: 0,
-        },
-    };
-}
-
-/// A piece of a slot's list: records filled front to back, then the next
-/// block. Blocks come from one arena per wheel and go back to its free list.
-#[derive(Debug, Clone)]
-pub(super) struct Block {
-    pub(super) records: [Record; BLOCK_RECORDS],
-    pub(super) len: u32,
-    next: u32,
-}
-
-/// A slot's list of blocks: records are pushed at the tail block.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Chain {
-    pub(super) head: u32,
-    tail: u32,
-}
-
-impl Chain {
-    pub(super) const EMPTY: Chain = Chain {
-        head: NIL,
-        tail: NIL,
-    };
-}
-
-/// The blocks behind every chain, with a free list threaded through
-/// `next`. Blocks are reused, never returned to the allocator: the wheel's
-/// memory is that of the most records it has held at once.
+/// A piece of a chain. Only the chain's head block may be partly filled;
+/// `chain` is the chain it belongs to, so cancel can find that head.
 #[derive(Debug)]
-pub(super) struct Arena {
-    pub(super) blocks: Vec<Block>,
-    free: u32,
+struct Block<T> {
+    /// Capacity [`BLOCK_RECORDS`], allocated once and kept across reuse.
+    records: Vec<Record<T>>,
+    next: u32,
+    chain: u16,
 }
 
-impl Arena {
-    /// An arena with room for `records` records before it allocates.
-    pub(super) fn with_capacity(records: usize) -> Self {
+/// Where timer `index` is. Live: its generation and its record's place.
+/// Free: a generation no outstanding id has, and the next free index.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    generation: u32,
+    at: u32,
+}
+
+/// The records of every chain, the free list of blocks, and the place
+/// table. Blocks and places are reused, never returned to the allocator:
+/// the arena keeps the memory of the most timers it has held at once.
+#[derive(Debug)]
+pub(super) struct Arena<T> {
+    blocks: Vec<Block<T>>,
+    free_blocks: u32,
+    /// The head block of each chain, `NIL` when the chain is empty.
+    heads: Vec<u32>,
+    places: Vec<Place>,
+    free_places: u32,
+    /// Live timers, which is also the number of records.
+    len: usize,
+}
+
+impl<T> Arena<T> {
+    /// An arena of `chains` empty chains with room for `capacity` timers
+    /// before the place table grows.
+    pub(super) fn new(chains: usize, capacity: usize) -> Self {
+        debug_assert!(chains <= usize::from(u16::MAX), "{chains} chains");
         Arena {
-            blocks: Vec::with_capacity(records / BLOCK_RECORDS),
-            free: NIL,
+            blocks: Vec::with_capacity(capacity / BLOCK_RECORDS),
+            free_blocks: NIL,
+            heads: vec![NIL; chains],
+            places: Vec::with_capacity(capacity),
+            free_places: NO_FREE_PLACE,
+            len: 0,
         }
     }
 
-    /// Appends a record to a chain, taking a new tail block when the last
-    /// one is full.
-    #[inline]
-    pub(super) fn push(&mut self, chain: &mut Chain, record: Record) {
-        if chain.tail == NIL || self.blocks[chain.tail as usize].len as usize == BLOCK_RECORDS {
-            let block = self.alloc();
-            match chain.tail {
-                NIL => chain.head = block,
-                tail => self.blocks[tail as usize].next = block,
+    /// Live timers.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(super) fn is_chain_empty(&self, chain: usize) -> bool {
+        self.heads[chain] == NIL
+    }
+
+    /// Adds a timer to `chain` and returns its id. `O(1)` amortised: the
+    /// place table or the block list may grow.
+    pub(super) fn insert(&mut self, chain: usize, deadline: Tick, value: T) -> TimerId {
+        let id = match self.free_places {
+            NO_FREE_PLACE => {
+                // 2^32 timers would need over 100 GiB: memory runs out first.
+                let index = u32::try_from(self.places.len())
+                    .ok()
+                    .filter(|&i| i != NO_FREE_PLACE)
+                    .expect("timer place table exceeds u32 indices");
+                self.places.push(Place {
+                    generation: 0,
+                    at: 0,
+                });
+                TimerId {
+                    index,
+                    generation: 0,
+                }
             }
-            chain.tail = block;
-        }
-        let tail = &mut self.blocks[chain.tail as usize];
-        tail.records[tail.len as usize] = record;
-        tail.len += 1;
+            index => {
+                let place = self.places[index as usize];
+                self.free_places = place.at;
+                TimerId {
+                    index,
+                    generation: place.generation,
+                }
+            }
+        };
+        self.len += 1;
+        self.push(
+            chain,
+            Record {
+                deadline,
+                id,
+                value,
+            },
+        );
+        id
     }
 
-    fn alloc(&mut self) -> u32 {
-        if self.free != NIL {
-            let block = self.free;
+    /// Appends a record to `chain`, taking a new head block when the head
+    /// is full, and writes the record's new place.
+    #[inline]
+    pub(super) fn push(&mut self, chain: usize, record: Record<T>) {
+        let mut head = self.heads[chain];
+        if head == NIL || self.blocks[head as usize].records.len() == BLOCK_RECORDS {
+            head = self.alloc(chain, head);
+            self.heads[chain] = head;
+        }
+        let records = &mut self.blocks[head as usize].records;
+        let at = head << BLOCK_SHIFT | records.len() as u32;
+        self.places[record.id.index as usize].at = at;
+        records.push(record);
+    }
+
+    /// Removes a live timer and returns its value and the chain it was in,
+    /// and whether that chain is now empty; `None` for a stale id. The
+    /// chain's last record fills the hole: `O(1)`.
+    pub(super) fn remove(&mut self, id: TimerId) -> Option<(T, usize, bool)> {
+        let at = self.live(id)?;
+        let (block, pos) = ((at >> BLOCK_SHIFT) as usize, (at as usize) % BLOCK_RECORDS);
+        let chain = usize::from(self.blocks[block].chain);
+        let head = self.heads[chain] as usize;
+        let last = self.blocks[head]
+            .records
+            .pop()
+            .expect("a chain's head block is never empty");
+        let record = if (head, self.blocks[head].records.len()) == (block, pos) {
+            last
+        } else {
+            self.places[last.id.index as usize].at = at;
+            std::mem::replace(&mut self.blocks[block].records[pos], last)
+        };
+        debug_assert_eq!(record.id, id, "place {at:#x} holds another timer");
+        if self.blocks[head].records.is_empty() {
+            self.heads[chain] = self.free_block(head as u32);
+        }
+        Some((self.fire(record), chain, self.heads[chain] == NIL))
+    }
+
+    /// Frees the place of a record that has left its chain and returns the
+    /// record's value. A store, no load: the generation comes from the
+    /// record.
+    #[inline]
+    pub(super) fn fire(&mut self, record: Record<T>) -> T {
+        let index = record.id.index;
+        self.places[index as usize] = Place {
+            generation: record.id.generation.wrapping_add(1),
+            at: self.free_places,
+        };
+        self.free_places = index;
+        self.len -= 1;
+        record.value
+    }
+
+    /// The value of a live timer.
+    pub(super) fn get(&self, id: TimerId) -> Option<&T> {
+        let at = self.live(id)?;
+        let block = &self.blocks[(at >> BLOCK_SHIFT) as usize];
+        Some(&block.records[(at as usize) % BLOCK_RECORDS].value)
+    }
+
+    /// The place of a live timer's record; `None` for a stale id.
+    ///
+    /// A freed place's generation is one past that of the id it last
+    /// served, so no outstanding id matches it until the index is handed
+    /// out again with that generation. Generations wrap after 2^32 reuses
+    /// of one index: an id held across that many is the one stale id this
+    /// check can mistake for live.
+    pub(super) fn live(&self, id: TimerId) -> Option<u32> {
+        let place = self.places.get(id.index as usize)?;
+        (place.generation == id.generation).then_some(place.at)
+    }
+
+    /// Detaches a chain, returning its first block (or `NIL`): the caller
+    /// reads each block with [`open`](Self::open) and
+    /// [`close`](Self::close) and moves or fires every record.
+    pub(super) fn take_chain(&mut self, chain: usize) -> u32 {
+        std::mem::replace(&mut self.heads[chain], NIL)
+    }
+
+    /// The records of a detached block, to drain.
+    pub(super) fn open(&mut self, block: u32) -> Vec<Record<T>> {
+        std::mem::take(&mut self.blocks[block as usize].records)
+    }
+
+    /// Gives back a block's drained records (empty, capacity kept), frees
+    /// the block and returns the next one in its chain.
+    pub(super) fn close(&mut self, block: u32, records: Vec<Record<T>>) -> u32 {
+        debug_assert!(records.is_empty(), "block {block} closed with records");
+        self.blocks[block as usize].records = records;
+        self.free_block(block)
+    }
+
+    /// Records in every chain, counted by walking them: for tests to check
+    /// that no record outlives its timer.
+    #[cfg(test)]
+    pub(super) fn records(&self) -> usize {
+        let mut count = 0;
+        for &head in &self.heads {
+            let mut block = head;
+            while block != NIL {
+                count += self.blocks[block as usize].records.len();
+                block = self.blocks[block as usize].next;
+            }
+        }
+        count
+    }
+
+    /// A block for the head of `chain`, in front of `next`.
+    fn alloc(&mut self, chain: usize, next: u32) -> u32 {
+        let chain = chain as u16;
+        if self.free_blocks != NIL {
+            let block = self.free_blocks;
             let b = &mut self.blocks[block as usize];
-            self.free = b.next;
-            b.len = 0;
-            b.next = NIL;
+            self.free_blocks = b.next;
+            (b.next, b.chain) = (next, chain);
             return block;
         }
+        assert!(self.blocks.len() < MAX_BLOCKS, "timer block arena full");
         self.blocks.push(Block {
-            records: [Record::EMPTY; BLOCK_RECORDS],
-            len: 0,
-            next: NIL,
+            records: Vec::with_capacity(BLOCK_RECORDS),
+            next,
+            chain,
         });
-        // 2^32 blocks of 1 KiB is 4 TiB: memory runs out long before.
-        u32::try_from(self.blocks.len() - 1).expect("timer block arena exceeds u32 indices")
+        (self.blocks.len() - 1) as u32
     }
 
-    /// Puts a read block on the free list; returns the block after it.
-    pub(super) fn free_block(&mut self, block: u32) -> u32 {
+    /// Puts an empty block on the free list; returns the block after it.
+    fn free_block(&mut self, block: u32) -> u32 {
         let b = &mut self.blocks[block as usize];
         let next = b.next;
-        b.next = self.free;
-        self.free = block;
+        b.next = self.free_blocks;
+        self.free_blocks = block;
         next
-    }
-
-    /// Squeezes the records `live` rejects (tombstones) out of a chain in
-    /// place: live records slide toward the head and emptied blocks at the
-    /// end are freed. Returns the new chain and how many records it dropped.
-    pub(super) fn compact(
-        &mut self,
-        chain: Chain,
-        live: impl Fn(TimerId) -> bool,
-    ) -> (Chain, usize) {
-        let (mut write, mut at) = (chain.head, 0usize);
-        let mut read = chain.head;
-        let mut dropped = 0;
-        while read != NIL {
-            let len = self.blocks[read as usize].len as usize;
-            for i in 0..len {
-                let record = self.blocks[read as usize].records[i];
-                if !live(record.id) {
-                    dropped += 1;
-                    continue;
-                }
-                if at == BLOCK_RECORDS {
-                    self.blocks[write as usize].len = BLOCK_RECORDS as u32;
-                    write = self.blocks[write as usize].next;
-                    at = 0;
-                }
-                self.blocks[write as usize].records[at] = record;
-                at += 1;
-            }
-            read = self.blocks[read as usize].next;
-        }
-        if chain.head == NIL || (write == chain.head && at == 0) {
-            let mut block = chain.head;
-            while block != NIL {
-                block = self.free_block(block);
-            }
-            return (Chain::EMPTY, dropped);
-        }
-        let tail = &mut self.blocks[write as usize];
-        tail.len = at as u32;
-        let mut rest = std::mem::replace(&mut tail.next, NIL);
-        while rest != NIL {
-            rest = self.free_block(rest);
-        }
-        let chain = Chain {
-            head: chain.head,
-            tail: write,
-        };
-        (chain, dropped)
     }
 }

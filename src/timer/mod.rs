@@ -52,7 +52,7 @@
 //! something due next tick, and [`TimerWheel::expire`] jumps over empty
 //! stretches instead of walking them tick by tick.
 //!
-//! # Slots are blocks of records; cancel leaves a tombstone
+//! # Slots are blocks of records; a record holds the value
 //!
 //! The textbook wheel threads each slot as an intrusive doubly linked list,
 //! which makes cancel an unlink. This wheel's first version did that, and
@@ -60,39 +60,46 @@
 //! list once per level, and each step of a list walk is a cache miss that
 //! cannot start until the previous one ends.
 //!
-//! So a slot here is a chain of 1 KiB blocks of 16-byte records
-//! `(deadline, index, generation)`, and the timer's value lives in a slab
-//! entry. A cascade moves records from block to block, reading memory in
-//! order, and never reads an entry; firing
-//! reads one entry per record, and those reads are independent, so the CPU
-//! overlaps their misses. Cancel removes the slab entry and leaves the
-//! record where it is: a *tombstone*, which the generation check skips when
-//! its slot comes up. Tombstones are bounded: when they pass three per
-//! live timer plus 4,096, a sweep drops them all (its cost, spread over
-//! the cancels that made it necessary, is a constant per cancel).
+//! The second version made a slot a chain of blocks of 16-byte records
+//! `(deadline, index, generation)`, read in memory order, with each value in
+//! a slab entry. Firing still read the slab entry, one cache miss per fired
+//! timer: 106 ns per timer at a million (`benches/timer_wheel.rs`). Cancel
+//! left the record as a tombstone, swept when they passed three per live
+//! timer.
+//!
+//! So now a record is `(deadline, id, value)`: firing moves the value out
+//! of the block it is reading and touches nothing else but one store to
+//! the timer's place in a dense table (`arena.rs`), which says where each
+//! live timer's record is, so cancel can find it. Cancel moves the chain's
+//! last record into the hole: no tombstones, no sweep, every record a live
+//! timer. The price: each cascade also writes the moved record's place (a
+//! store, not a load, so the walk does not wait on it), and cancel is two
+//! dependent reads (the place, then the record) where a heap with lazy
+//! deletion needs one.
 //!
 //! # Costs
 //!
 //! | operation | cost |
 //! | --- | --- |
-//! | [`insert`](TimerWheel::insert) | `O(1)`: a slab insert and a record appended to a block |
-//! | [`cancel`](TimerWheel::cancel) | `O(1)` amortised: a generation check and a slab remove; now and then a sweep |
-//! | [`expire`](TimerWheel::expire) | `O(fired + cascaded + tombstones reached)` plus `O(LEVELS)` per occupied slot reached |
+//! | [`insert`](TimerWheel::insert) | `O(1)`: a place taken from the free list, a record pushed on a block |
+//! | [`cancel`](TimerWheel::cancel) | `O(1)`: the place, the record, the chain's last record moved into the hole |
+//! | [`expire`](TimerWheel::expire) | `O(fired + cascaded)` plus `O(LEVELS)` per occupied slot reached |
 //! | [`next_deadline`](TimerWheel::next_deadline) | `O(LEVELS)`: one bitmap scan per level |
 //!
-//! Memory: a slab entry per live timer, a 16-byte record per live timer and
-//! per tombstone (at most three per live timer plus 4,096), in blocks that
-//! are reused, not freed: the wheel keeps the memory of the most records it
-//! has held at once.
+//! Memory: per live timer, one record (16 bytes plus the value, rounded to
+//! its alignment: 24 for a `u64`, 32 for the reactor's `TimerEvent`) and an
+//! 8-byte place; blocks and places are reused, not freed: the wheel keeps
+//! the memory of the most timers it has held at once.
 //!
 //! # Where the code is
 //!
 //! - this file: the public API and [`expire`](TimerWheel::expire)'s walk
 //!   over the occupied slots;
 //! - `slots.rs`: the arithmetic above (which level and slot a deadline
-//!   goes to, where a slot starts), tested pair by pair;
-//! - `arena.rs`: the blocks of records behind the slots and the compaction
-//!   that drops tombstones.
+//!   goes to, where a slot starts) and the occupancy bitmaps, tested pair
+//!   by pair;
+//! - `arena.rs`: the records, the blocks they sit in, and the place table
+//!   that finds a record for cancel.
 //!
 //! # What a tick means
 //!
@@ -114,38 +121,23 @@
 mod arena;
 mod slots;
 
-use slab::Slab;
-
-use self::arena::{Arena, Chain, Record, NIL, SWEEP_SLACK, TOMBSTONES_PER_LIVE};
+use self::arena::{Arena, Record, NIL};
 pub use self::slots::LEVELS;
-use self::slots::{level_for, slot_for, slot_start, Level};
+use self::slots::{chain, level_for, slot_for, Occupancy, CHAINS, OVERDUE};
 
 /// A point in time, counted in the caller's ticks.
 pub type Tick = u64;
 
-/// Inserts between unconditional sweeps. Generations are 32-bit and wrap;
-/// a sweep every 2^31 inserts means no tombstone is ever older than 2^31
-/// generations, so none can be mistaken for a newer timer in its index.
-const GENERATION_SWEEP: u32 = 1 << 31;
-
 /// Names one inserted timer, for [`TimerWheel::cancel`].
 ///
-/// Ids are generational: the slab index of a fired or cancelled timer is
-/// reused by later inserts, and the generation tells the new timer from the
-/// old, so a stale id held by a connection that has moved on never cancels
+/// Ids are generational: the index of a fired or cancelled timer is reused
+/// by later inserts, and the generation tells the new timer from the old,
+/// so a stale id held by a connection that has moved on never cancels
 /// somebody else's timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId {
     index: u32,
     generation: u32,
-}
-
-/// A live timer in the slab. Its record sits in some slot; the entry is only
-/// read when the record fires, is cancelled, or is swept.
-#[derive(Debug)]
-struct Entry<T> {
-    generation: u32,
-    value: T,
 }
 
 /// A hierarchical hashed timing wheel holding values of type `T`.
@@ -168,20 +160,14 @@ struct Entry<T> {
 /// ```
 #[derive(Debug)]
 pub struct TimerWheel<T> {
-    entries: Slab<Entry<T>>,
-    levels: [Level; LEVELS],
-    /// Records inserted with a deadline already passed: they fire on the
-    /// next [`expire`](Self::expire).
-    overdue: Chain,
-    /// The blocks behind every chain.
-    arena: Arena,
-    /// Records in all slots and `overdue`, live and tombstones alike.
-    records: usize,
-    /// The last tick [`expire`](Self::expire) has processed: every entry due
+    /// Every timer's record, in the chain of its slot (or the overdue
+    /// chain), and where each one is.
+    arena: Arena<T>,
+    /// Which slots' chains are non-empty.
+    occupied: Occupancy,
+    /// The last tick [`expire`](Self::expire) has processed: every timer due
     /// at or before it has fired.
     elapsed: Tick,
-    /// Generation for the next insert.
-    generation: u32,
 }
 
 impl<T> Default for TimerWheel<T> {
@@ -199,24 +185,20 @@ impl<T> TimerWheel<T> {
     /// An empty wheel with room for `capacity` timers before it allocates.
     pub fn with_capacity(capacity: usize) -> Self {
         TimerWheel {
-            entries: Slab::with_capacity(capacity),
-            levels: [Level::EMPTY; LEVELS],
-            overdue: Chain::EMPTY,
-            arena: Arena::with_capacity(capacity),
-            records: 0,
+            arena: Arena::new(CHAINS, capacity),
+            occupied: Occupancy::default(),
             elapsed: 0,
-            generation: 0,
         }
     }
 
     /// Number of live timers (inserted, not yet fired or cancelled).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.arena.len()
     }
 
     /// True when no timer is live.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.arena.len() == 0
     }
 
     /// The last tick [`expire`](Self::expire) processed (0 for a new wheel).
@@ -225,74 +207,53 @@ impl<T> TimerWheel<T> {
     }
 
     /// Adds a timer that fires at `deadline` and returns its id. `O(1)`
-    /// (amortised: a slot's chain may take a block from the arena, which
-    /// grows when none is free).
+    /// (amortised: the arena grows when no block or index is free).
     ///
     /// A deadline at or before [`now`](Self::now) is already due: it fires
     /// on the next [`expire`](Self::expire), whatever tick that is given.
     pub fn insert(&mut self, deadline: Tick, value: T) -> TimerId {
-        let generation = self.generation;
-        self.generation = self.generation.wrapping_add(1);
-        if self.generation % GENERATION_SWEEP == 0 {
-            self.sweep();
-        }
-        let key = self.entries.insert(Entry { generation, value });
-        // A slab of 2^32 timers would need well over 100 GiB; a failed
-        // conversion here means memory ran out long before.
-        let index = u32::try_from(key).expect("timer slab exceeds u32 indices");
-        let id = TimerId { index, generation };
-        self.place(Record { deadline, id });
-        id
+        let chain = self.chain_for(deadline);
+        self.arena.insert(chain, deadline, value)
     }
 
     /// Removes a live timer and returns its value; `None` if the id has
-    /// already fired, been cancelled, or names a reused slot. `O(1)`
-    /// (amortised: now and then it triggers a sweep of tombstones).
-    ///
-    /// Only the entry is removed; its record stays in its slot as a
-    /// tombstone, skipped when the slot comes up.
+    /// already fired, been cancelled, or names a reused index. `O(1)`: the
+    /// last record of the timer's chain moves into its place.
     pub fn cancel(&mut self, id: TimerId) -> Option<T> {
-        let entry = self.entries.get(id.index as usize)?;
-        if entry.generation != id.generation {
-            return None;
-        }
-        let value = self.entries.remove(id.index as usize).value;
-        let tombstones = self.records - self.entries.len();
-        if tombstones > TOMBSTONES_PER_LIVE * self.entries.len() + SWEEP_SLACK {
-            self.sweep();
+        let (value, chain, emptied) = self.arena.remove(id)?;
+        if emptied {
+            self.occupied.clear(chain);
         }
         Some(value)
     }
 
     /// The value of a live timer; `None` once it fired or was cancelled.
     pub fn get(&self, id: TimerId) -> Option<&T> {
-        self.live(id).map(|entry| &entry.value)
+        self.arena.get(id)
     }
 
     /// True while `id` names a timer that has neither fired nor been
     /// cancelled.
     pub fn contains(&self, id: TimerId) -> bool {
-        self.live(id).is_some()
+        self.arena.live(id).is_some()
     }
 
     /// The earliest tick at which [`expire`](Self::expire) may have work:
     /// `None` when no timer is live. Exact for timers due within the
     /// current 64-tick block, otherwise the start of the earliest non-empty
     /// slot (a lower bound: never later than the true deadline, earlier if
-    /// that slot holds only later or cancelled timers). If an overdue timer
+    /// that slot's timers are due later in its span). If an overdue timer
     /// waits, this is [`now`](Self::now). `O(LEVELS)`.
     pub fn next_deadline(&self) -> Option<Tick> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        if self.overdue.head != NIL {
+        if !self.arena.is_chain_empty(OVERDUE) {
             return Some(self.elapsed);
         }
-        self.next_slot().map(|(_, _, tick)| tick)
+        self.occupied.next(self.elapsed).map(|(_, _, tick)| tick)
     }
 
     /// Advances the wheel to `now` and appends the value of every timer due
-    /// at or before `now` to `out`; returns how many fired.
+    /// at or before `now` to `out`; returns how many fired. Timers due at
+    /// the same tick come out in no particular order.
     ///
     /// Every due timer leaves the wheel before this returns, so the caller
     /// dispatches them after the wheel is consistent again, and a timer
@@ -302,25 +263,25 @@ impl<T> TimerWheel<T> {
     /// [`now`](Self::now) is treated as no advance: time does not go back.
     pub fn expire(&mut self, now: Tick, out: &mut Vec<T>) -> usize {
         let before = out.len();
-        let overdue = std::mem::replace(&mut self.overdue, Chain::EMPTY);
-        self.drain_chain(overdue, |wheel, record| wheel.fire(record.id, out));
+        self.drain(OVERDUE, |wheel, record| out.push(wheel.arena.fire(record)));
         // Visit occupied slots in deadline order. Each visit moves `elapsed`
         // to the slot's start, fires what is due and cascades the rest to a
         // lower level: one visit per level per cascaded slot at most, plus
         // one per level-0 slot that fires.
-        while let Some((level, slot, start)) = self.next_slot() {
+        while let Some((level, slot, start)) = self.occupied.next(self.elapsed) {
             if start > now {
                 break;
             }
             self.elapsed = start;
-            let chain = self.take_slot(level, slot);
-            self.drain_chain(chain, |wheel, record| {
+            let chain = chain(level, slot);
+            self.occupied.clear(chain);
+            self.drain(chain, |wheel, record| {
                 if record.deadline <= start {
-                    wheel.fire(record.id, out);
+                    out.push(wheel.arena.fire(record));
                 } else {
-                    // Later in this slot's span: a lower level now. Moving
-                    // the record does not touch the entry.
-                    wheel.place(record);
+                    // Later in this slot's span: a lower level now.
+                    let chain = wheel.chain_for(record.deadline);
+                    wheel.arena.push(chain, record);
                 }
             });
         }
@@ -328,112 +289,30 @@ impl<T> TimerWheel<T> {
         out.len() - before
     }
 
-    /// The live entry `id` names, if any.
-    fn live(&self, id: TimerId) -> Option<&Entry<T>> {
-        self.entries
-            .get(id.index as usize)
-            .filter(|e| e.generation == id.generation)
-    }
-
-    /// Fires the timer behind a due record, unless it is a tombstone.
-    fn fire(&mut self, id: TimerId, out: &mut Vec<T>) {
-        if self.live(id).is_some() {
-            out.push(self.entries.remove(id.index as usize).value);
+    /// The chain a deadline belongs in, seen from `elapsed`, marking its
+    /// slot occupied.
+    fn chain_for(&mut self, deadline: Tick) -> usize {
+        if deadline <= self.elapsed {
+            return OVERDUE;
         }
+        let level = level_for(self.elapsed, deadline);
+        let slot = slot_for(deadline, level);
+        self.occupied.set(level, slot);
+        chain(level, slot)
     }
 
-    /// Puts a record in the chain its deadline belongs to, relative to
-    /// `elapsed`.
-    fn place(&mut self, record: Record) {
-        self.records += 1;
-        let chain = if record.deadline <= self.elapsed {
-            &mut self.overdue
-        } else {
-            let level = level_for(self.elapsed, record.deadline);
-            let slot = slot_for(record.deadline, level);
-            let lvl = &mut self.levels[level];
-            lvl.occupied |= 1 << slot;
-            &mut lvl.slots[slot]
-        };
-        self.arena.push(chain, record);
-    }
-
-    /// Detaches a slot's chain and clears its occupancy bit.
-    fn take_slot(&mut self, level: usize, slot: usize) -> Chain {
-        let lvl = &mut self.levels[level];
-        lvl.occupied &= !(1 << slot);
-        std::mem::replace(&mut lvl.slots[slot], Chain::EMPTY)
-    }
-
-    /// Hands every record of a detached chain to `f`, in order, returning
-    /// each block to the free list once read, so `f` may place records into
+    /// Detaches a chain and hands each of its records to `f`, returning
+    /// each block to the arena once read, so `f` may push records into
     /// other chains and reuse those very blocks.
-    fn drain_chain(&mut self, chain: Chain, mut f: impl FnMut(&mut Self, Record)) {
-        let mut block = chain.head;
+    fn drain(&mut self, chain: usize, mut f: impl FnMut(&mut Self, Record<T>)) {
+        let mut block = self.arena.take_chain(chain);
         while block != NIL {
-            let len = self.arena.blocks[block as usize].len as usize;
-            self.records -= len;
-            for i in 0..len {
-                let record = self.arena.blocks[block as usize].records[i];
+            let mut records = self.arena.open(block);
+            for record in records.drain(..) {
                 f(self, record);
             }
-            block = self.arena.free_block(block);
+            block = self.arena.close(block, records);
         }
-    }
-
-    /// Drops every tombstone: `O(records)`, run when tombstones pass
-    /// [`TOMBSTONES_PER_LIVE`] per live timer plus [`SWEEP_SLACK`], and
-    /// every [`GENERATION_SWEEP`] inserts.
-    fn sweep(&mut self) {
-        self.overdue = self.compact(self.overdue);
-        for level in 0..LEVELS {
-            let mut occupied = self.levels[level].occupied;
-            while occupied != 0 {
-                let slot = occupied.trailing_zeros() as usize;
-                occupied &= occupied - 1;
-                let chain = self.compact(self.levels[level].slots[slot]);
-                self.levels[level].slots[slot] = chain;
-                if chain.head == NIL {
-                    self.levels[level].occupied &= !(1 << slot);
-                }
-            }
-        }
-    }
-
-    /// Drops a chain's tombstones (see [`Arena::compact`]).
-    fn compact(&mut self, chain: Chain) -> Chain {
-        let entries = &self.entries;
-        let live = |id: TimerId| {
-            entries
-                .get(id.index as usize)
-                .is_some_and(|e| e.generation == id.generation)
-        };
-        let (chain, dropped) = self.arena.compact(chain, live);
-        self.records -= dropped;
-        chain
-    }
-
-    /// The earliest occupied slot as `(level, slot, start tick)`.
-    ///
-    /// Lower levels always come first: every record at level `L` agrees with
-    /// `elapsed` on all digits above `L` and lies strictly ahead of it on
-    /// digit `L`, so any slot at level `L` starts after the whole current
-    /// block of level `L - 1` ends.
-    fn next_slot(&self) -> Option<(usize, usize, Tick)> {
-        for (level, lvl) in self.levels.iter().enumerate() {
-            if lvl.occupied == 0 {
-                continue;
-            }
-            let now_slot = slot_for(self.elapsed, level);
-            debug_assert!(
-                level == 0 || lvl.occupied & ((1u64 << now_slot) - 1) == 0,
-                "level {level} has a slot behind now (slot {now_slot}, occupied {:#x})",
-                lvl.occupied
-            );
-            let slot = lvl.occupied.trailing_zeros() as usize;
-            return Some((level, slot, slot_start(self.elapsed, level, slot)));
-        }
-        None
     }
 }
 
@@ -529,7 +408,7 @@ mod tests {
         let old = wheel.insert(5, "old");
         assert_eq!(fire(&mut wheel, 5), ["old"]);
         let new = wheel.insert(50, "new");
-        assert_eq!(old.index, new.index, "the slab slot is reused");
+        assert_eq!(old.index, new.index, "the index is reused");
         assert_eq!(wheel.cancel(old), None);
         assert_eq!(wheel.len(), 1);
         assert_eq!(wheel.cancel(new), Some("new"));
@@ -545,8 +424,8 @@ mod tests {
         let mut fired = fire(&mut wheel, 40);
         fired.sort();
         assert_eq!(fired, [1, 3]);
-        assert_eq!(wheel.levels[0].occupied, 0);
-        assert_eq!(wheel.records, 0);
+        assert_eq!(wheel.occupied.level(0), 0);
+        assert_eq!(wheel.arena.records(), 0);
     }
 
     #[test]
@@ -559,40 +438,66 @@ mod tests {
     }
 
     #[test]
-    fn tombstones_stay_bounded_by_sweeps() {
+    fn cancel_leaves_no_tombstone() {
         let mut wheel = TimerWheel::new();
         let ids: Vec<_> = (0..20_000u64).map(|i| wheel.insert(1_000 + i, i)).collect();
-        for &id in &ids[..19_000] {
+        for (n, &id) in ids[..19_000].iter().enumerate() {
             wheel.cancel(id);
-            assert!(
-                wheel.records <= (TOMBSTONES_PER_LIVE + 1) * wheel.len() + SWEEP_SLACK + 1,
-                "{} records for {} live",
-                wheel.records,
-                wheel.len()
-            );
+            if n % 1_000 == 0 {
+                assert_eq!(wheel.arena.records(), wheel.len(), "after {n} cancels");
+            }
         }
+        assert_eq!(wheel.arena.records(), 1_000);
         let mut fired = fire(&mut wheel, 100_000);
         fired.sort();
         assert_eq!(fired, (19_000..20_000).collect::<Vec<_>>());
-        assert_eq!(wheel.records, 0);
+        assert_eq!(wheel.arena.records(), 0);
     }
 
     #[test]
-    fn sweep_keeps_live_timers_and_their_deadlines() {
+    fn cancel_moves_the_chains_last_record_into_the_hole() {
         let mut wheel = TimerWheel::new();
         let a = wheel.insert(70, 'a');
         let b = wheel.insert(5_000, 'b');
         let c = wheel.insert(9, 'c');
         wheel.cancel(b);
-        wheel.sweep();
-        assert_eq!(wheel.records, 2);
+        assert_eq!(wheel.arena.records(), 2);
         assert!(wheel.contains(a) && wheel.contains(c) && !wheel.contains(b));
         assert_eq!(fire(&mut wheel, 9), ['c']);
         assert_eq!(fire(&mut wheel, 70), ['a']);
     }
 
     #[test]
-    fn next_deadline_is_none_when_only_tombstones_remain() {
+    fn moved_records_stay_findable_across_blocks_and_cascades() {
+        // 200 timers in one level-1 slot: four blocks. Cancel from the
+        // oldest block (its hole is filled from the head block), then the
+        // timers that moved, then let the slot cascade and cancel again.
+        let mut wheel = TimerWheel::new();
+        let ids: Vec<_> = (0..200u64).map(|i| wheel.insert(64 + i % 64, i)).collect();
+        for &id in ids.iter().step_by(3) {
+            assert!(wheel.cancel(id).is_some());
+        }
+        for (i, &id) in ids.iter().enumerate() {
+            assert_eq!(
+                wheel.get(id).copied(),
+                (i % 3 != 0).then_some(i as u64),
+                "{i}"
+            );
+        }
+        assert!(fire(&mut wheel, 63).is_empty()); // up to the cascade
+        for (i, &id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 1) {
+            assert_eq!(wheel.cancel(id), Some(i as u64));
+            assert_eq!(wheel.cancel(id), None);
+        }
+        let mut fired = fire(&mut wheel, 200);
+        fired.sort();
+        assert_eq!(fired, (0..200).filter(|i| i % 3 == 2).collect::<Vec<_>>());
+        assert_eq!(wheel.arena.records(), 0);
+        assert_eq!(wheel.next_deadline(), None);
+    }
+
+    #[test]
+    fn next_deadline_is_none_once_the_last_timer_is_cancelled() {
         let mut wheel = TimerWheel::new();
         let id = wheel.insert(500, ());
         wheel.cancel(id);

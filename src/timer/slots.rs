@@ -5,7 +5,6 @@
 //! two ticks, tested exhaustively at every level boundary below, because an
 //! off-by-one here fires a timer a whole slot early or late.
 
-use super::arena::Chain;
 use super::Tick;
 
 /// Bits of a deadline consumed by one level: 64 slots fit one `u64` bitmap.
@@ -16,18 +15,55 @@ pub(super) const SLOTS: usize = 1 << SLOT_BITS;
 /// level and no deadline is ever clamped or fired early, however far ahead.
 pub const LEVELS: usize = 11;
 
-/// One ring of 64 slots and the bitmap of which slots are non-empty.
-#[derive(Debug)]
-pub(super) struct Level {
-    pub(super) occupied: u64,
-    pub(super) slots: [Chain; SLOTS],
+/// Chains in a wheel: one per slot of every level, then the overdue chain.
+pub(super) const CHAINS: usize = LEVELS * SLOTS + 1;
+/// The chain of records inserted with a deadline already passed: they fire
+/// on the next `expire`.
+pub(super) const OVERDUE: usize = LEVELS * SLOTS;
+
+/// The chain that holds `slot` of `level`.
+pub(super) fn chain(level: usize, slot: usize) -> usize {
+    level * SLOTS + slot
 }
 
-impl Level {
-    pub(super) const EMPTY: Level = Level {
-        occupied: 0,
-        slots: [Chain::EMPTY; SLOTS],
-    };
+/// One bit per slot, set while the slot's chain is non-empty: finding the
+/// next non-empty slot is one `trailing_zeros` per level.
+#[derive(Debug, Default)]
+pub(super) struct Occupancy([u64; LEVELS]);
+
+impl Occupancy {
+    pub(super) fn set(&mut self, level: usize, slot: usize) {
+        self.0[level] |= 1 << slot;
+    }
+
+    /// Clears the bit of a level slot's chain; the overdue chain has none.
+    pub(super) fn clear(&mut self, chain: usize) {
+        if chain != OVERDUE {
+            self.0[chain / SLOTS] &= !(1 << (chain % SLOTS));
+        }
+    }
+
+    /// The earliest occupied slot as `(level, slot, start tick)`.
+    ///
+    /// Lower levels always come first: every record at level `L` agrees with
+    /// `elapsed` on all digits above `L` and lies strictly ahead of it on
+    /// digit `L`, so any slot at level `L` starts after the whole current
+    /// block of level `L - 1` ends.
+    pub(super) fn next(&self, elapsed: Tick) -> Option<(usize, usize, Tick)> {
+        let (level, &occupied) = self.0.iter().enumerate().find(|(_, &o)| o != 0)?;
+        let now_slot = slot_for(elapsed, level);
+        debug_assert!(
+            level == 0 || occupied & ((1u64 << now_slot) - 1) == 0,
+            "level {level} has a slot behind now (slot {now_slot}, occupied {occupied:#x})"
+        );
+        let slot = occupied.trailing_zeros() as usize;
+        Some((level, slot, slot_start(elapsed, level, slot)))
+    }
+
+    #[cfg(test)]
+    pub(super) fn level(&self, level: usize) -> u64 {
+        self.0[level]
+    }
 }
 
 /// The level for `deadline` seen from `elapsed`: the base-64 digit of the
@@ -188,5 +224,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn occupancy_finds_the_lowest_level_first_and_clears_by_chain() {
+        let mut occupancy = Occupancy::default();
+        assert_eq!(occupancy.next(0), None);
+        occupancy.set(2, 1);
+        occupancy.set(1, 63);
+        occupancy.set(1, 5);
+        assert_eq!(occupancy.next(0), Some((1, 5, 5 * 64)));
+        occupancy.clear(chain(1, 5));
+        assert_eq!(occupancy.next(0), Some((1, 63, 63 * 64)));
+        occupancy.clear(chain(1, 63));
+        assert_eq!(occupancy.next(0), Some((2, 1, 4_096)));
+        occupancy.clear(OVERDUE);
+        assert_eq!(occupancy.level(2), 1 << 1);
+        occupancy.clear(chain(2, 1));
+        assert_eq!(occupancy.next(0), None);
+        // Chains number every slot once and the overdue chain after them.
+        assert_eq!(chain(LEVELS - 1, SLOTS - 1) + 1, OVERDUE);
+        assert_eq!(OVERDUE + 1, CHAINS);
     }
 }
