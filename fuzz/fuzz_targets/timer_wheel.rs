@@ -8,8 +8,8 @@
 //! cancelled or reused one; `len`, `contains` and `get` agree with the
 //! model; `next_deadline` is never later than the earliest deadline, and
 //! following it reaches that deadline, never waking twice at one tick for
-//! nothing (a slot of later or cancelled timers costs a wake-up; that is
-//! the price of a lower bound).
+//! nothing (a slot of timers due later in its span costs a wake-up; that
+//! is the price of a lower bound).
 #![no_main]
 
 use std::collections::BTreeSet;
@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 use evloop::timer::{Tick, TimerId, TimerWheel, LEVELS};
 use libfuzzer_sys::{arbitrary, fuzz_target};
 
-/// Timers per run: enough for a sweep (it takes more than 4,096
-/// tombstones), few enough that a run takes milliseconds.
+/// Timers per run: enough for chains of many blocks (64 records each) in
+/// one slot, few enough that a run takes milliseconds.
 const MAX_TIMERS: usize = 12_000;
 
 #[derive(arbitrary::Arbitrary, Debug)]
@@ -27,7 +27,7 @@ enum Op {
     /// deadlines when `back`.
     Insert { delta: u16, shift: u8, back: bool },
     /// `count` timers at once (modulo 8,192), `spread` ticks apart: enough
-    /// cancels afterwards to make the wheel sweep its tombstones.
+    /// cancels afterwards to empty blocks from the middle of long chains.
     Burst { count: u16, spread: u8 },
     /// Cancels the `which`-th timer ever inserted (fired, cancelled or
     /// live alike).
@@ -53,8 +53,9 @@ struct Model {
     by_deadline: BTreeSet<(Tick, usize)>,
     now: Tick,
     live: usize,
-    /// Timers cancelled so far: their records stay in the wheel as
-    /// tombstones until their slot comes up or a sweep.
+    /// Timers cancelled so far. Cancel leaves no record behind, so they
+    /// only loosen the wake-up bound in `FollowNext`, kept from when
+    /// cancelled records stayed as tombstones.
     cancelled: usize,
 }
 
@@ -188,7 +189,7 @@ fuzz_target!(|ops: Vec<Op>| {
             }
             Op::FollowNext => {
                 // Each wake-up either fires, or moves time forward (a slot
-                // of later or cancelled timers: `next_deadline` is a lower
+                // of timers due later in its span: `next_deadline` is a lower
                 // bound), and each record can only be cascaded down the
                 // levels and dropped once: so the walk ends.
                 let bound = (LEVELS + 1) * (m.live + m.cancelled + 1);
