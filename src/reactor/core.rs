@@ -183,13 +183,14 @@ impl Core {
     }
 
     /// The connection in slab slot `index`, whoever it is (for events,
-    /// which carry the slot).
-    pub(crate) fn id_at(&self, index: usize) -> Option<ConnId> {
-        let conn = self.conns.get(index)?;
-        Some(ConnId {
+    /// which carry the slot), with its id.
+    pub(crate) fn conn_at(&mut self, index: usize) -> Option<(ConnId, &mut Conn)> {
+        let conn = self.conns.get_mut(index)?;
+        let id = ConnId {
             index: index as u32,
             generation: conn.generation,
-        })
+        };
+        Some((id, conn))
     }
 
     /// Connections open now (not closed), in slot order.

@@ -314,10 +314,7 @@ impl<H: Handler> Reactor<H> {
 
     /// A connection's readiness changed.
     fn conn_event(&mut self, event: &Event) {
-        let Some(id) = self.core.id_at(event.token().0) else {
-            return;
-        };
-        let Some(conn) = self.core.conn_mut(id) else {
+        let Some((id, conn)) = self.core.conn_at(event.token().0) else {
             return;
         };
         if conn.state().is_closed() {

@@ -44,6 +44,14 @@ pub(crate) enum Flush {
     Done,
 }
 
+/// What a write left to do.
+struct Settled {
+    /// Output fell to the low-water mark after backpressure.
+    drained: bool,
+    /// Output is empty, and that is an event for the state machine.
+    flushed: Option<Event>,
+}
+
 /// The seam on the write side: bytes leave for the socket here, one
 /// `write` call (`Interrupted` retried). A short count or `WouldBlock`
 /// means the socket buffer is full.
@@ -128,18 +136,19 @@ impl Core {
         if self.send_output(id).is_err() {
             return Flush::Done;
         }
-        let (drained, empty) = self.settle_output(id);
-        if empty {
-            let Some(fin_read) = self.conn(id).map(|c| c.eof) else {
-                return Flush::Done;
-            };
-            self.apply(id, Event::Flushed { fin_read });
+        let Some(Settled { drained, flushed }) = self.settle_output(id) else {
+            return Flush::Done;
+        };
+        if let Some(event) = flushed {
+            // Empty output means something to this state (a FIN waits, or
+            // a close goes on).
+            self.apply(id, event);
             let state = self.conn(id).map(|c| c.state());
             if matches!(state, None | Some(State::Lingering(_) | State::Closed(_))) {
                 // The close went on: there is no reading left to resume.
                 return Flush::Done;
             }
-        } else {
+        } else if self.conn(id).is_some_and(|c| c.output.is_some()) {
             // The socket refused some: make sure the write deadline is
             // armed (a no-op while it already is).
             self.arm(id);
@@ -184,13 +193,10 @@ impl Core {
     }
 
     /// After a write: the emptied buffer back to the pool, the budget's
-    /// count, the soft-limit clock, the water marks. Returns (drained,
-    /// output empty).
-    fn settle_output(&mut self, id: ConnId) -> (bool, bool) {
+    /// count, the soft-limit clock, the water marks.
+    fn settle_output(&mut self, id: ConnId) -> Option<Settled> {
         let (soft, low) = (self.config().soft_limit, self.config().low_water);
-        let Some(conn) = self.conn_mut(id) else {
-            return (false, false);
-        };
+        let conn = self.conn_mut(id)?;
         let len = conn.output_len();
         if len <= soft {
             conn.soft_since = NEVER;
@@ -199,15 +205,22 @@ impl Core {
         if drained {
             conn.backpressured = false;
         }
+        // Asked of the machine here, so a state that makes nothing of
+        // empty output (most of them) costs no more than this.
+        let flushed = Event::Flushed { fin_read: conn.eof };
+        let flushed = (len == 0 && conn.state().on(flushed).is_some()).then_some(flushed);
         let emptied = if len == 0 { conn.output.take() } else { None };
         let capacity = conn.output.as_ref().map_or(0, |b| b.capacity());
+        let recount = capacity != conn.held.output;
         if let Some(buffer) = emptied {
             self.give_buffer(buffer);
         }
-        // What the socket took may have freed the buffer: the count only
-        // shrinks here, so this never sheds.
-        self.count_output(id, capacity);
-        (drained, len == 0)
+        if recount {
+            // What the socket took may have freed the buffer: the count
+            // only shrinks here, so this never sheds.
+            self.count_output(id, capacity);
+        }
+        Some(Settled { drained, flushed })
     }
 }
 
