@@ -5,25 +5,48 @@
 //! state only by feeding it events (`Core::apply` in
 //! `src/reactor/core.rs`).
 //!
-//! ```text
-//!               Connected                     PeerFin
-//!  Connecting ────────────▶ Open ─────────────────────────────▶ ReadClosed
-//!      │                     │ │ ShutdownWrite                   │ │
-//!      │ Close, Abort        │ └───────────▶ WriteClosing        │ │ Close,
-//!      ▼                     │   Flushed ┌──────┘ │ PeerFin      │ │ ShutdownWrite
-//!   Closed(r)                │           ▼        ▼              │ ▼
-//!      ▲                     │     WriteClosed   Closing(r) ◀────┘─┘
-//!      │  PeerFin            │       │  │ Close     ▲   │ Flushed (FIN read)
-//!      ├─────────────────────┼───────┘  └───────────┤   ├──────────────────▶ Closed(r)
-//!      │                     │ Close                │   │ Flushed (no FIN yet)
-//!      │                     └──────────────────────┘   ▼
-//!      │◀──────────────── PeerFin, Abort (linger timeout) ── Lingering(r)
-//!      └──── Abort from any open state: reset, timeout, error, cut, abort
-//! ```
+//! Every edge, drawn from `TABLE` by a test (`cargo test --lib` fails
+//! when this drawing and the table differ; `EVLOOP_WRITE_DOCS=1` redraws
+//! it). `Abort` leads from every state but `Closed` to `Closed(reason)`;
+//! reasons are samples, carried through as `tests::reasons_pass_through`
+//! checks.
 //!
-//! The same edges as a table, generated from [`TABLE`] by a test (which
-//! also fails if [`State::on`] knows an edge the table does not list):
-//! see the guide's chapter on a connection's life.
+// state-diagram:begin
+//! ```text
+//! Connecting            Connected                    ─▶ Open                  calls `on_open`
+//!                       Close(Closed)                ─▶ Closed(Closed)        returns the buffers; reaps
+//!                       Close(Shutdown)              ─▶ Closed(Shutdown)      returns the buffers; reaps
+//!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
+//! Open                  PeerFin                      ─▶ ReadClosed            calls `on_read_closed`; flushes
+//!                       ShutdownWrite                ─▶ WriteClosing          flushes (the FIN waits behind the output)
+//!                       Close(Closed)                ─▶ Closing(Closed)       drops held input; flushes
+//!                       Close(Shutdown)              ─▶ Closing(Shutdown)     drops held input; flushes
+//!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
+//! ReadClosed            ShutdownWrite                ─▶ Closing(PeerClosed)   flushes (the FIN waits behind the output)
+//!                       Close(Closed)                ─▶ Closing(PeerClosed)   drops held input; flushes
+//!                       Close(Shutdown)              ─▶ Closing(Shutdown)     drops held input; flushes
+//!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
+//! WriteClosing          Flushed { fin_read: false }  ─▶ WriteClosed           sends FIN
+//!                       Flushed { fin_read: true }   ─▶ WriteClosed           sends FIN
+//!                       PeerFin                      ─▶ Closing(PeerClosed)   calls `on_read_closed`; flushes
+//!                       Close(Closed)                ─▶ Closing(Closed)       drops held input; flushes
+//!                       Close(Shutdown)              ─▶ Closing(Shutdown)     drops held input; flushes
+//!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
+//! WriteClosed           PeerFin                      ─▶ Closed(PeerClosed)    calls `on_read_closed`; returns the buffers; reaps
+//!                       Close(Closed)                ─▶ Closing(Closed)       drops held input; flushes
+//!                       Close(Shutdown)              ─▶ Closing(Shutdown)     drops held input; flushes
+//!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
+//! Closing(Closed)       Flushed { fin_read: false }  ─▶ Lingering(Closed)     sends FIN; arms the linger timeout; reads to discard
+//!                       Flushed { fin_read: true }   ─▶ Closed(Closed)        returns the buffers; reaps
+//!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
+//! Lingering(Closed)     PeerFin                      ─▶ Closed(Closed)        returns the buffers; reaps
+//!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
+//! ```
+// state-diagram:end
+//!
+//! The same edges as a markdown table are in the guide's chapter on a
+//! connection's life, written by the same test, which also fails if
+//! [`State::on`] makes an edge the table does not list.
 //!
 //! `Lingering` is the graceful close done right: after the last byte of
 //! output, send FIN and read (and discard) until the peer's FIN. Closing

@@ -279,11 +279,68 @@ fn explain(action: Action, next: State) -> &'static str {
     }
 }
 
+/// The edges as text, one block per state: the drawing in `src/state.rs`.
+fn drawing() -> String {
+    let mut out = String::from("//! ```text\n");
+    for &from in STATES {
+        let mut first = true;
+        for row in TABLE.iter().filter(|row| row.0 == from) {
+            let from = if std::mem::take(&mut first) {
+                format!("{from:?}")
+            } else {
+                String::new()
+            };
+            let line = format!(
+                "{from:<21} {:<28} ─▶ {:<21} {}",
+                format!("{:?}", row.1),
+                format!("{:?}", row.2),
+                explain(row.3, row.2)
+            );
+            out.push_str(&format!("//! {}\n", line.trim_end()));
+        }
+    }
+    out.push_str("//! ```\n");
+    out
+}
+
+/// The guide's chapter on a connection's life shows the table, and
+/// `src/state.rs` the drawing, both generated here.
+/// `EVLOOP_WRITE_DOCS=1 cargo test --lib` rewrites them.
+#[test]
+fn the_docs_show_the_table() {
+    let state_rs = concat!(env!("CARGO_MANIFEST_DIR"), "/src/state.rs");
+    let text = std::fs::read_to_string(state_rs).expect("src/state.rs");
+    check_region(
+        std::path::Path::new(state_rs),
+        &text,
+        "// state-diagram:begin\n",
+        "// state-diagram:end",
+        &drawing(),
+    );
+}
+
+/// `path`'s text between `begin` and `end` must be `want`.
+fn check_region(path: &std::path::Path, text: &str, begin: &str, end: &str, want: &str) {
+    let start = text.find(begin).expect("begin marker") + begin.len();
+    let stop = start + text[start..].find(end).expect("end marker");
+    if &text[start..stop] == want {
+        return;
+    }
+    if std::env::var_os("EVLOOP_WRITE_DOCS").is_some() {
+        let updated = format!("{}{want}{}", &text[..start], &text[stop..]);
+        std::fs::write(path, updated).expect("write the docs");
+    } else {
+        panic!(
+            "{} does not show the state machine's table: run EVLOOP_WRITE_DOCS=1 cargo test --lib",
+            path.display()
+        );
+    }
+}
+
 const BEGIN: &str = "<!-- state-table:begin -->\n";
 const END: &str = "<!-- state-table:end -->";
 
-/// The guide's chapter on a connection's life shows the table generated
-/// here. `EVLOOP_WRITE_DOCS=1 cargo test --lib` rewrites it.
+/// The guide's chapter on a connection's life shows the table.
 #[test]
 fn the_guide_shows_the_table() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/guide");
@@ -296,19 +353,6 @@ fn the_guide_shows_the_table() {
         }
     }
     assert_eq!(found.len(), 1, "one chapter holds the state table");
-    let (path, text) = found.remove(0);
-    let start = text.find(BEGIN).expect("begin") + BEGIN.len();
-    let end = start + text[start..].find(END).expect("end marker");
-    let table = markdown();
-    if text[start..end] != table {
-        if std::env::var_os("EVLOOP_WRITE_DOCS").is_some() {
-            let updated = format!("{}{table}{}", &text[..start], &text[end..]);
-            std::fs::write(&path, updated).expect("write the chapter");
-        } else {
-            panic!(
-                "{} does not show the state table: run EVLOOP_WRITE_DOCS=1 cargo test --lib",
-                path.display()
-            );
-        }
-    }
+    let (path, text) = &found[0];
+    check_region(path, text, BEGIN, END, &markdown());
 }
