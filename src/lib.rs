@@ -12,7 +12,7 @@
 //! `run_once` is these steps, in this order, one private method each:
 //!
 //! ```text
-//!  0. the first turn only: on_start   the handler sets its first timers
+//!  0. on_start (first turn only)      the handler sets its first timers
 //!  1. wait = 0 if work is pending, else until the wheel's next deadline
 //!  2. poll(events, wait)               EINTR is a turn with no events
 //!  3. now = clock()                    read once per turn, passed down

@@ -220,7 +220,7 @@ impl<H: Handler> Reactor<H> {
             self.poll(wait)?; //                         2. poll
             self.core.read_clock(); //                   3. now = clock()
             self.handle_events(); //                     4. listeners, waker, signals, conns
-            self.service_ready_list(); //                5. conns cut short or resumed
+            self.serve_ready_list(); //                5. conns cut short or resumed
             self.flush_output(); //                      6. one write per conn with output
             self.expire_timers(); //                     7. idle, write, connect, user timers
             self.reap(); //                              8. free closed slots, on_close
@@ -386,7 +386,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Step 5: serve the connections no event will announce.
-    fn service_ready_list(&mut self) {
+    fn serve_ready_list(&mut self) {
         let ready = self.core.take_ready();
         for &id in &ready {
             if let Some(conn) = self.core.conn_mut(id) {
