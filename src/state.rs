@@ -32,7 +32,7 @@
 //!                       Close(Closed)                ─▶ Closing(Closed)       drops held input; flushes
 //!                       Close(Shutdown)              ─▶ Closing(Shutdown)     drops held input; flushes
 //!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
-//! WriteClosed           PeerFin                      ─▶ Closed(PeerClosed)    calls `on_read_closed`; returns the buffers; reaps
+//! WriteClosed           PeerFin                      ─▶ Closed(PeerClosed)    calls `on_read_closed` first (still in the old state); returns the buffers; reaps
 //!                       Close(Closed)                ─▶ Closing(Closed)       drops held input; flushes
 //!                       Close(Shutdown)              ─▶ Closing(Shutdown)     drops held input; flushes
 //!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
@@ -118,6 +118,12 @@ pub(crate) enum Action {
     /// Hand the handler the input it left, with the news that no more
     /// will come (`on_read_closed`).
     TellReadClosed,
+    /// The same, but *before* the state changes: both FINs are exchanged,
+    /// and the handler hears it while the connection is still
+    /// `WriteClosed` (so a panic or an `abort` there is its own close
+    /// reason); then the connection closes, as `Abort(PeerClosed)` would
+    /// close it.
+    TellReadClosedThenClose,
     /// Stop reading: drop the input the handler left (nobody will read
     /// it) and flush what is queued.
     StopReading,
@@ -161,8 +167,8 @@ impl State {
             (WriteClosing, PeerFin) => (Closing(CloseReason::PeerClosed), TellReadClosed),
 
             // Both FINs exchanged: the handler hears of it (with the last
-            // record, if any), and the connection is done.
-            (WriteClosed, PeerFin) => (Closed(CloseReason::PeerClosed), TellReadClosed),
+            // record, if any), and then the connection is done.
+            (WriteClosed, PeerFin) => (Closed(CloseReason::PeerClosed), TellReadClosedThenClose),
 
             // The peer's FIN is read: nothing can be left unread, so the
             // close sends FIN, not RST.
@@ -262,7 +268,12 @@ pub(crate) const TABLE: &[(State, Event, State, Action)] = {
             StopReading,
         ),
         (WriteClosing, Abort(Reset), Closed(Reset), Nothing),
-        (WriteClosed, PeerFin, Closed(PeerClosed), TellReadClosed),
+        (
+            WriteClosed,
+            PeerFin,
+            Closed(PeerClosed),
+            TellReadClosedThenClose,
+        ),
         (
             WriteClosed,
             Close(ByHandler),

@@ -3,6 +3,7 @@
 //! output and keeps reading.
 
 mod common;
+mod harness;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -61,4 +62,73 @@ fn shutdown_write_sends_fin_after_output_and_keeps_reading() {
     server.wait_for("close", |r| {
         r.reason_of(conn) == Some(CloseReason::PeerClosed)
     });
+}
+
+/// After our FIN, the peer's: what the handler sees in `on_read_closed`,
+/// and what it may still do there.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    Nothing,
+    Abort,
+}
+
+#[derive(Default)]
+struct BothSeen {
+    state: Option<State>,
+    write: Option<Result<(), evloop::SendError>>,
+    closed: Option<CloseReason>,
+}
+
+struct BothFins(harness::Shared<BothSeen>, Then);
+
+impl evloop::Handler for BothFins {
+    type Message = ();
+
+    fn on_open(&mut self, cx: &mut evloop::Context<'_>, conn: evloop::ConnId) {
+        cx.shutdown_write(conn);
+    }
+
+    fn on_data(&mut self, _: &mut evloop::Context<'_>, _: evloop::ConnId, input: &[u8]) -> usize {
+        input.len()
+    }
+
+    fn on_read_closed(&mut self, cx: &mut evloop::Context<'_>, conn: evloop::ConnId, _: &[u8]) {
+        let mut seen = self.0.lock();
+        seen.state = cx.state(conn);
+        seen.write = Some(cx.write(conn, b"late"));
+        if self.1 == Then::Abort {
+            cx.abort(conn);
+        }
+    }
+
+    fn on_close(&mut self, _: &mut evloop::Context<'_>, _: evloop::ConnId, reason: CloseReason) {
+        self.0.lock().closed = Some(reason);
+    }
+}
+
+fn both_fins(then: Then) -> BothSeen {
+    let seen = harness::Shared::<BothSeen>::default();
+    let running = harness::spawn(BothFins(seen.clone(), then), Config::default());
+    let mut s = client(running.addr);
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap(); // our FIN
+    s.shutdown(Shutdown::Write).unwrap(); // theirs
+    seen.wait_for("close", |s| s.closed.is_some());
+    let mut seen = seen.lock();
+    std::mem::take(&mut *seen)
+}
+
+#[test]
+fn the_peers_fin_after_ours_is_heard_while_write_closed_then_closes() {
+    let seen = both_fins(Then::Nothing);
+    assert_eq!(seen.state, Some(State::WriteClosed));
+    assert_eq!(seen.write, Some(Err(evloop::SendError::Closing)));
+    assert_eq!(seen.closed, Some(CloseReason::PeerClosed));
+}
+
+#[test]
+fn an_abort_when_the_peers_fin_follows_ours_is_an_abort() {
+    let seen = both_fins(Then::Abort);
+    assert_eq!(seen.state, Some(State::WriteClosed));
+    assert_eq!(seen.closed, Some(CloseReason::Aborted));
 }

@@ -280,10 +280,17 @@ impl Core {
     /// `Flush`, `SendFin` and `Linger` are done here. Returns the action
     /// (the caller calls the handler for `TellOpen` and
     /// `TellReadClosed`), or `None` if the event changed nothing.
+    ///
+    /// `TellReadClosedThenClose` is the one answer whose state waits: the
+    /// caller tells the handler first, then closes the connection with
+    /// `abort(PeerClosed)`.
     pub(crate) fn apply(&mut self, id: ConnId, event: Event) -> Option<Action> {
         let now = self.now();
         let conn = self.conn_mut(id)?;
         let (next, action) = conn.state().on(event)?;
+        if action == Action::TellReadClosedThenClose {
+            return Some(action);
+        }
         conn.set_state(id, next);
         match action {
             Action::SendFin => {
@@ -310,7 +317,10 @@ impl Core {
                 self.push_flush(id);
             }
             Action::Flush => self.push_flush(id),
-            Action::Nothing | Action::TellOpen | Action::TellReadClosed => {}
+            Action::Nothing
+            | Action::TellOpen
+            | Action::TellReadClosed
+            | Action::TellReadClosedThenClose => {}
         }
         if next.is_closed() {
             self.release(id);

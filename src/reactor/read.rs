@@ -345,14 +345,24 @@ impl<H: Handler> Reactor<H> {
         conn.eof = true;
         conn.reoffer = false;
         let input = conn.input.take();
-        if self.core.apply(id, Event::PeerFin) == Some(Action::TellReadClosed) {
+        let action = self.core.apply(id, Event::PeerFin);
+        if matches!(
+            action,
+            Some(Action::TellReadClosed | Action::TellReadClosedThenClose)
+        ) {
             let rest = input.as_ref().map_or(&[][..], |b| b.as_slice());
             dispatch(&mut self.handler, &mut self.core, Some(id), |h, cx| {
                 h.on_read_closed(cx, id, rest)
             });
-            if self.core.conn(id).is_some_and(|c| !c.state().is_closed()) {
-                self.core.push_flush(id);
+        }
+        match action {
+            // Both FINs are exchanged and the handler has heard: done
+            // (unless it aborted the connection itself).
+            Some(Action::TellReadClosedThenClose) => {
+                self.core.abort(id, CloseReason::PeerClosed);
             }
+            Some(Action::TellReadClosed) => self.core.push_flush(id),
+            _ => {}
         }
         if let Some(input) = input {
             self.core.give_buffer(input);
@@ -381,9 +391,12 @@ impl Core {
         let mut buffer = self.take_buffer();
         buffer.extend(rest);
         let capacity = buffer.capacity();
-        if let Some(conn) = self.conn_mut(id) {
-            conn.input = Some(buffer);
-            self.count_input(id, capacity);
+        match self.conn_mut(id) {
+            Some(conn) => {
+                conn.input = Some(buffer);
+                self.count_input(id, capacity);
+            }
+            None => self.give_buffer(buffer),
         }
     }
 }

@@ -58,9 +58,12 @@ impl Time {
         }
     }
 
-    /// Reads the clock: once per turn.
+    /// Reads the clock: once per turn. A clock that goes backwards (a
+    /// custom [`Clock`] breaking its promise) is held where it was: time
+    /// that went back would make every turn fire and re-arm timers the
+    /// wheel already counts as due.
     pub(crate) fn read(&mut self) {
-        self.now_instant = self.clock.now();
+        self.now_instant = self.now_instant.max(self.clock.now());
         self.now = millis(self.now_instant.saturating_duration_since(self.start));
     }
 

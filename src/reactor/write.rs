@@ -95,6 +95,11 @@ impl Core {
             None
         };
         let Some(conn) = self.conn_mut(id) else {
+            // Not reached (nothing ran since the look above), but a buffer
+            // taken from the pool goes back to it.
+            if let Some(buffer) = fresh {
+                self.give_buffer(buffer);
+            }
             return Err(SendError::Gone);
         };
         if let Some(buffer) = fresh {

@@ -153,7 +153,7 @@ fn the_write_closed_state() {
     // Both FINs exchanged: done, once the handler has heard.
     assert_eq!(
         WriteClosed.on(PeerFin),
-        Some((Closed(PeerClosed), TellReadClosed))
+        Some((Closed(PeerClosed), TellReadClosedThenClose))
     );
     assert_eq!(WriteClosed.on(Flushed { fin_read: true }), None);
     assert_eq!(edges_match(WriteClosed), 4);
@@ -268,8 +268,10 @@ fn markdown() -> String {
 fn explain(action: Action, next: State) -> &'static str {
     match (action, next.is_closed()) {
         (TellOpen, _) => "calls `on_open`",
-        (TellReadClosed, true) => "calls `on_read_closed`; returns the buffers; reaps",
-        (TellReadClosed, false) => "calls `on_read_closed`; flushes",
+        (TellReadClosedThenClose, _) => {
+            "calls `on_read_closed` first (still in the old state); returns the buffers; reaps"
+        }
+        (TellReadClosed, _) => "calls `on_read_closed`; flushes",
         (StopReading, _) => "drops held input; flushes",
         (Flush, _) => "flushes (the FIN waits behind the output)",
         (SendFin, _) => "sends FIN",
