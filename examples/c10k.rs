@@ -313,9 +313,11 @@ type Server = (String, Handle<()>, thread::JoinHandle<Reactor<Echo>>);
 
 fn start_server(config: Config) -> std::io::Result<Server> {
     let mut reactor = Reactor::new(Echo, config)?;
+    let first = reactor.listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let port = reactor
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))?
-        .port();
+        .listener_addr(first)
+        .map(|a| a.port())
+        .ok_or_else(|| std::io::Error::other("the listener closed"))?;
     for last in 2..=LISTEN_ADDRS {
         reactor.listen(SocketAddr::from(([127, 0, 0, last], port)))?;
     }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::conn::{CloseReason, ConnId};
-use crate::reactor::Core;
+use crate::reactor::{Core, ListenerChange, ListenerId};
 use crate::state::State;
 use crate::stats::Stats;
 use crate::timer::TimerId;
@@ -271,6 +271,39 @@ impl Context<'_> {
             Some((id, peer)) if id == conn => Some(peer),
             _ => self.core.conn(conn).map(|c| c.peer),
         }
+    }
+
+    /// The listener that accepted `conn`; `None` for an outbound or
+    /// adopted connection, or one that is gone. One reactor can serve a
+    /// different protocol on each listener this way.
+    pub fn listener(&self, conn: ConnId) -> Option<ListenerId> {
+        let c = self.core.conn(conn)?;
+        (c.listener != crate::conn::NO_LISTENER).then_some(ListenerId(c.listener))
+    }
+
+    /// The local address of `conn` (the address the peer reached, for an
+    /// accepted connection; the one the kernel chose, for an outbound
+    /// one). `None` once it is gone.
+    pub fn local_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.core.conn(conn)?.stream.local_addr().ok()
+    }
+
+    /// Stops accepting on `listener`, from the next accept on (see
+    /// [`Reactor::pause_listener`](crate::Reactor::pause_listener)).
+    pub fn pause_listener(&mut self, listener: ListenerId) {
+        self.core.change_listener(listener, ListenerChange::Pause);
+    }
+
+    /// Accepts on `listener` again (see
+    /// [`Reactor::resume_listener`](crate::Reactor::resume_listener)).
+    pub fn resume_listener(&mut self, listener: ListenerId) {
+        self.core.change_listener(listener, ListenerChange::Resume);
+    }
+
+    /// Closes `listener` before the next accept (see
+    /// [`Reactor::close_listener`](crate::Reactor::close_listener)).
+    pub fn close_listener(&mut self, listener: ListenerId) {
+        self.core.change_listener(listener, ListenerChange::Close);
     }
 
     /// Bytes of output waiting for `conn`.

@@ -132,7 +132,8 @@ fn start_with(
         None => Reactor::new(owed, config),
     }
     .expect("reactor");
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let handle = reactor.handle();
     let thread = thread::spawn(move || {
         reactor.run().expect("run");
@@ -309,7 +310,8 @@ fn connections_waiting_in_the_listen_queue_are_served_not_reset() {
         seen,
     };
     let mut reactor = Reactor::new(owed, config).unwrap();
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let mut clients: Vec<TcpStream> = (0..20)
         .map(|i| {
             let mut c = client(addr);
@@ -394,7 +396,8 @@ fn asking_again_while_shutting_down_changes_nothing_and_does_not_spin() {
         seen: Arc::clone(&seen),
     };
     let mut reactor = Reactor::new(owed, Config::default()).unwrap();
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let handle = reactor.handle();
     let mut c = client(addr);
     c.write_all(b"slow\n").unwrap();

@@ -108,7 +108,8 @@ fn turn_until(
 fn start() -> (Reactor<Fragile>, SocketAddr) {
     let _ = env_logger::builder().is_test(true).try_init();
     let mut reactor = Reactor::new(Fragile::default(), Config::default()).expect("reactor");
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     (reactor, addr)
 }
 

@@ -166,7 +166,8 @@ fn reactor(victim: Option<TimerId>) -> (Reactor<Timers>, std::net::SocketAddr) {
         ..Config::default()
     };
     let mut reactor = Reactor::new(Timers::new(victim), config).expect("reactor");
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     (reactor, addr)
 }
 

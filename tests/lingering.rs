@@ -47,7 +47,8 @@ fn lingering_discards_input_that_came_while_paused_and_closing() {
         closed: Arc::clone(&closed),
     };
     let mut reactor = Reactor::new(handler, Config::default()).unwrap();
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let handle = reactor.handle();
     let server = thread::spawn(move || reactor.run().unwrap());
     // A small receive window keeps most of the answer in the server while

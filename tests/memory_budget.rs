@@ -90,7 +90,8 @@ fn partial_frames_past_the_budget_close_the_largest_holders_and_spare_the_rest()
         config,
     )
     .unwrap();
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let handle = reactor.handle();
     let server = thread::spawn(move || {
         reactor.run().unwrap();
@@ -208,7 +209,8 @@ fn output_past_the_budget_closes_the_connection_that_does_not_read() {
         ..Config::default()
     };
     let mut reactor = Reactor::new(Big, config).unwrap();
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let handle = reactor.handle();
     let server = thread::spawn(move || {
         reactor.run().unwrap();
@@ -267,7 +269,8 @@ fn the_budget_counts_capacity_not_just_the_bytes_left_in_it() {
         }
     }
     let mut reactor = Reactor::new(TakeLines, Config::default()).unwrap();
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let mut c = client(addr);
     let mut line = vec![b'l'; 200 << 10];
     line.extend_from_slice(b"\nx");

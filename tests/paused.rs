@@ -174,7 +174,8 @@ fn one_then_pause() -> (Reactor<OneThenPause>, TcpStream, ConnId) {
         log: Log::default(),
     };
     let mut reactor = Reactor::new(handler, config).expect("reactor");
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let s = client(addr);
     turn_until(&mut reactor, "open", |r| !r.handler().log.opened.is_empty());
     let conn = reactor.handler().log.opened[0];

@@ -53,7 +53,8 @@ impl Handler for Boom {
 #[test]
 fn a_panic_does_not_lose_the_shutdown_and_post_of_its_turn() {
     let mut reactor = Reactor::new(Boom::default(), Config::default()).unwrap();
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let handle = reactor.handle();
     let mut c = client(addr);
     harness::turn_until(&mut reactor, "opened", |r| r.handler().opened == 1);
@@ -92,7 +93,8 @@ fn a_panic_while_opening_the_listen_queue_leaves_the_listeners_closed_and_shutdo
         ..Boom::default()
     };
     let mut reactor = Reactor::new(boom, config).unwrap();
-    let addr = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
     let _a = client(addr);
     let _b = client(addr);
     reactor.shutdown();

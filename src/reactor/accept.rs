@@ -52,6 +52,9 @@ pub(super) struct Listener {
     /// The last accept batch stopped before `WouldBlock`: connections are
     /// still queued, and no new edge will say so.
     pub(super) pending: bool,
+    /// Paused by the program (`pause_listener`), apart from the gate's
+    /// own reasons.
+    pub(super) paused: bool,
     gate: Gate,
     /// The next back-off; back at the minimum once an accept succeeds,
     /// which also ends the episode for logging.
@@ -63,14 +66,16 @@ impl Listener {
         Listener {
             socket,
             pending: true,
+            paused: false,
             gate: Gate::Open,
             backoff: ACCEPT_BACKOFF_MIN,
         }
     }
 
-    /// Connections wait and the gate is open.
+    /// Connections wait, the gate is open, and the program has not paused
+    /// it.
     pub(super) fn ready(&self) -> bool {
-        self.pending && self.gate == Gate::Open
+        self.pending && self.gate == Gate::Open && !self.paused
     }
 }
 
@@ -82,11 +87,17 @@ impl<H: Handler> Reactor<H> {
         if self.core.lifecycle() != Lifecycle::Running {
             return;
         }
+        self.apply_listener_changes();
         for i in 0..self.listeners.len() {
-            if self.listeners[i].ready() {
+            if self.listeners[i].as_ref().is_some_and(Listener::ready) {
                 self.accept(i);
             }
         }
+    }
+
+    /// Listener `i`, if it is open.
+    fn listener(&mut self, i: usize) -> Option<&mut Listener> {
+        self.listeners.get_mut(i)?.as_mut()
     }
 
     fn accept(&mut self, i: usize) {
@@ -98,23 +109,28 @@ impl<H: Handler> Reactor<H> {
                     self.core.config().max_conns,
                     RESUME_BELOW_PERCENT
                 );
-                self.listeners[i].gate = Gate::Full;
+                if let Some(l) = self.listener(i) {
+                    l.gate = Gate::Full;
+                }
                 return;
             }
-            match self.listeners[i].socket.accept() {
+            let Some(l) = self.listener(i) else {
+                return;
+            };
+            match l.socket.accept() {
                 Ok((stream, peer)) => {
-                    self.listeners[i].backoff = ACCEPT_BACKOFF_MIN;
+                    l.backoff = ACCEPT_BACKOFF_MIN;
                     if full {
                         self.reject_with_line(stream);
                     } else if let Err(reason) = self.core.admission().check(peer.ip()) {
                         log::debug!("rejected {peer}: {}", RejectReason::NAMES[reason.index()]);
                         self.reject(stream, reason);
                     } else {
-                        self.admit(stream, peer);
+                        self.admit(stream, peer, i as u32);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listeners[i].pending = false;
+                    l.pending = false;
                     return;
                 }
                 // The connection died in the queue, or a signal came: the
@@ -125,8 +141,8 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<ConnId> {
-        match self.core.add_conn(stream, peer, State::Open) {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, listener: u32) -> Option<ConnId> {
+        match self.core.add_conn(stream, peer, listener, State::Open) {
             Ok(id) => {
                 self.core.counters().accepted += 1;
                 self.core.admission().opened(id.index as usize, peer.ip());
@@ -149,10 +165,13 @@ impl<H: Handler> Reactor<H> {
     /// Bounded: at most `Config::backlog` per listener (what its queue can
     /// hold), so clients that keep connecting cannot hold shutdown here;
     /// an accept error ends the listener's share.
-    pub(super) fn take_backlog(&mut self) -> Vec<(TcpStream, SocketAddr)> {
+    pub(super) fn take_backlog(&mut self) -> Vec<(TcpStream, SocketAddr, u32)> {
         let most = usize::try_from(self.core.config().backlog).unwrap_or(0);
         let mut queued = Vec::new();
-        for l in &self.listeners {
+        for (i, l) in self.listeners.iter().enumerate() {
+            let Some(l) = l else {
+                continue;
+            };
             if l.gate == Gate::BackingOff {
                 continue; // out of descriptors: nothing can be accepted
             }
@@ -160,7 +179,7 @@ impl<H: Handler> Reactor<H> {
             while attempts < most {
                 attempts += 1;
                 match l.socket.accept() {
-                    Ok(accepted) => queued.push(accepted),
+                    Ok((stream, peer)) => queued.push((stream, peer, i as u32)),
                     Err(e) if is_per_connection(&e) => {}
                     Err(_) => break, // WouldBlock: the queue is empty
                 }
@@ -175,12 +194,12 @@ impl<H: Handler> Reactor<H> {
     /// usual. Taken one at a time from `queued`, so a handler that panics
     /// in `on_open` leaves the rest for the next turn.
     pub(super) fn admit_backlog(&mut self) {
-        while let Some((stream, peer)) = self.queued.pop() {
+        while let Some((stream, peer, listener)) = self.queued.pop() {
             if self.core.len() >= self.core.config().max_conns {
                 self.reject_with_line(stream);
             } else if let Err(reason) = self.core.admission().check(peer.ip()) {
                 self.reject(stream, reason);
-            } else if let Some(id) = self.admit(stream, peer) {
+            } else if let Some(id) = self.admit(stream, peer, listener) {
                 if let Some(conn) = self.core.conn_mut(id) {
                     conn.readable = true;
                 }
@@ -213,20 +232,26 @@ impl<H: Handler> Reactor<H> {
     /// ran out, and pause this listener with back-off.
     fn accept_failed(&mut self, i: usize, e: io::Error) {
         self.core.counters().accept_errors += 1;
-        let episode_starts = self.listeners[i].backoff == ACCEPT_BACKOFF_MIN;
+        let Some(l) = self.listener(i) else {
+            return;
+        };
+        let episode_starts = l.backoff == ACCEPT_BACKOFF_MIN;
         if crate::sys::is_out_of_descriptors(&e) {
             self.shed_one(i);
         }
-        let l = &mut self.listeners[i];
         if episode_starts {
             self.core.counters().accept_pauses += 1;
             log::warn!(
                 "accept failed: {e}; pausing accepts with back-off from {ACCEPT_BACKOFF_MIN:?} to {ACCEPT_BACKOFF_MAX:?} (logged once per episode)"
             );
         }
+        let Some(l) = self.listeners.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
         l.gate = Gate::BackingOff;
-        let at = self.core.time().after(l.backoff);
-        l.backoff = (l.backoff * 2).min(ACCEPT_BACKOFF_MAX);
+        let backoff = l.backoff;
+        l.backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+        let at = self.core.time().after(backoff);
         self.core.wheel().insert(at, TimerEvent::AcceptResume(i));
     }
 
@@ -237,7 +262,8 @@ impl<H: Handler> Reactor<H> {
             return;
         };
         drop(reserve);
-        if let Ok((stream, peer)) = self.listeners[i].socket.accept() {
+        let accepted = self.listener(i).map(|l| l.socket.accept());
+        if let Some(Ok((stream, peer))) = accepted {
             log::debug!("shed {peer}: out of descriptors");
             self.reject(stream, RejectReason::OutOfDescriptors);
         }
@@ -246,7 +272,7 @@ impl<H: Handler> Reactor<H> {
 
     /// The back-off timer fired.
     pub(super) fn resume_accepting(&mut self, i: usize) {
-        if let Some(l) = self.listeners.get_mut(i) {
+        if let Some(l) = self.listener(i) {
             if l.gate == Gate::BackingOff {
                 l.gate = Gate::Open;
                 l.pending = true;
@@ -261,7 +287,7 @@ impl<H: Handler> Reactor<H> {
         let below =
             (self.core.config().max_conns as u128 * RESUME_BELOW_PERCENT as u128 / 100) as usize;
         if self.core.len() < below.max(1) {
-            for l in &mut self.listeners {
+            for l in self.listeners.iter_mut().flatten() {
                 if l.gate == Gate::Full {
                     log::info!("below {RESUME_BELOW_PERCENT}% of max_conns: accepting again");
                     l.gate = Gate::Open;

@@ -17,11 +17,12 @@ use slab::Slab;
 
 use super::budget::Budget;
 use super::timeouts::{Time, TimerEvent};
+use super::{ListenerChange, ListenerId};
 use crate::admission::Admission;
 use crate::buffer::{Buffer, BufferPool};
 use crate::clock::Clock;
 use crate::config::{Config, DEFAULT_POOL_MAX_CAPACITY};
-use crate::conn::{CloseReason, Conn, ConnId, Held};
+use crate::conn::{CloseReason, Conn, ConnId, Held, NO_LISTENER};
 use crate::state::{Action, Event, State};
 use crate::stats::Stats;
 use crate::timer::{Tick, TimerWheel};
@@ -70,6 +71,9 @@ pub(crate) struct Core {
     /// The connection whose `on_close` runs, and its peer: the slot is
     /// already free, but the handler may still ask where it came from.
     closing: Option<(ConnId, SocketAddr)>,
+    /// Listener changes asked from callbacks, applied before the next
+    /// accept (the listeners are the reactor's, beside the handler).
+    listener_changes: Vec<(ListenerId, ListenerChange)>,
 }
 
 impl Core {
@@ -96,6 +100,7 @@ impl Core {
             shutdown_requested: false,
             dispatching: None,
             closing: None,
+            listener_changes: Vec::new(),
         })
     }
 
@@ -228,6 +233,7 @@ impl Core {
         &mut self,
         mut stream: TcpStream,
         peer: SocketAddr,
+        listener: u32,
         state: State,
     ) -> io::Result<ConnId> {
         let now = self.now();
@@ -257,7 +263,7 @@ impl Core {
         }
         let generation = self.generations[slot].wrapping_add(1);
         self.generations[slot] = generation;
-        entry.insert(Conn::new(stream, peer, generation, state, now));
+        entry.insert(Conn::new(stream, peer, generation, listener, state, now));
         self.stats.peak = self.stats.peak.max(self.conns.len());
         let id = ConnId { index, generation };
         self.arm(id);
@@ -269,7 +275,7 @@ impl Core {
     pub(crate) fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
         let stream = TcpStream::connect(addr)?;
         self.stats.connects += 1;
-        self.add_conn(stream, addr, State::Connecting)
+        self.add_conn(stream, addr, NO_LISTENER, State::Connecting)
     }
 
     // ---- the state machine -------------------------------------------
@@ -459,6 +465,21 @@ impl Core {
             .map(|(_, c)| usize::from(c.input.is_some()) + usize::from(c.output.is_some()))
             .sum();
         self.pool.set_in_use(held);
+    }
+
+    // ---- listeners -----------------------------------------------------
+
+    /// A change to a listener, asked from a callback.
+    pub(crate) fn change_listener(&mut self, listener: ListenerId, change: ListenerChange) {
+        self.listener_changes.push((listener, change));
+    }
+
+    pub(crate) fn has_listener_changes(&self) -> bool {
+        !self.listener_changes.is_empty()
+    }
+
+    pub(crate) fn take_listener_changes(&mut self) -> Vec<(ListenerId, ListenerChange)> {
+        std::mem::take(&mut self.listener_changes)
     }
 
     // ---- the reactor's own life, and dispatch ----------------------------

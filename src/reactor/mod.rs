@@ -4,6 +4,7 @@
 mod accept;
 mod budget;
 mod core;
+mod listeners;
 mod read;
 mod shutdown;
 mod timeouts;
@@ -19,10 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::event::Event;
-use mio::net::TcpListener;
-use mio::{Events, Interest, Token, Waker};
+use mio::{Events, Token, Waker};
 
 pub(crate) use self::core::Core;
+pub(crate) use self::listeners::ListenerChange;
+pub use self::listeners::ListenerId;
 pub(crate) use self::timeouts::TimerEvent;
 use self::write::Flush;
 use crate::clock::{Clock, SystemClock};
@@ -74,7 +76,9 @@ pub struct Reactor<H: Handler> {
     handler: H,
     core: Core,
     events: Events,
-    listeners: Vec<Listener>,
+    /// Listeners by index ([`ListenerId`]); a closed one leaves `None`,
+    /// so ids are never reused.
+    listeners: Vec<Option<Listener>>,
     shared: Arc<Shared<H::Message>>,
     /// Commands taken from the shared queue, handled one at a time: a
     /// handler that panics on one leaves the rest here for the next turn.
@@ -97,7 +101,7 @@ pub struct Reactor<H: Handler> {
     closing_from: usize,
     /// Connections taken from the listen queues when shutdown began, not
     /// yet opened.
-    queued: Vec<(mio::net::TcpStream, SocketAddr)>,
+    queued: Vec<(mio::net::TcpStream, SocketAddr, u32)>,
     /// `on_start` has been called.
     started: bool,
 }
@@ -137,30 +141,6 @@ impl<H: Handler> Reactor<H> {
             queued: Vec::new(),
             started: false,
         })
-    }
-
-    /// Listens on `addr` (port 0 picks a free port) and returns the address
-    /// bound. SO_REUSEADDR is always set, so a restarted server can bind
-    /// while old connections sit in TIME_WAIT.
-    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
-        use socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        socket.set_reuse_address(true)?;
-        if self.core.config().reuse_port {
-            socket.set_reuse_port(true)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(self.core.config().backlog)?;
-        let mut socket = TcpListener::from_std(socket.into());
-        let token = Token(FIRST_LISTENER - self.listeners.len());
-        self.core
-            .registry()
-            .register(&mut socket, token, Interest::READABLE)?;
-        let local = socket.local_addr()?;
-        self.listeners.push(Listener::new(socket));
-        log::info!("listening on {local}");
-        Ok(local)
     }
 
     /// Starts an outbound connection (see [`Context::connect`]). Outside
@@ -251,7 +231,8 @@ impl<H: Handler> Reactor<H> {
             || !self.queued.is_empty()
             || self.fired_done < self.fired.len()
             || self.stop_now
-            || self.listeners.iter().any(Listener::ready);
+            || self.core.has_listener_changes()
+            || self.listeners.iter().flatten().any(Listener::ready);
         if busy {
             return Some(Duration::ZERO);
         }
@@ -285,7 +266,7 @@ impl<H: Handler> Reactor<H> {
                 WAKER => self.take_commands(),
                 SIGNALS => self.on_signals(),
                 Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
-                    if let Some(l) = self.listeners.get_mut(FIRST_LISTENER - t) {
+                    if let Some(Some(l)) = self.listeners.get_mut(FIRST_LISTENER - t) {
                         l.pending = true;
                     }
                 }

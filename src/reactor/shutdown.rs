@@ -238,7 +238,7 @@ impl<H: Handler> Reactor<H> {
         }
         // A buffer in the handler's hands when it panicked was dropped.
         self.core.recount_buffers();
-        for l in &mut self.listeners {
+        for l in self.listeners.iter_mut().flatten() {
             l.pending = true;
         }
     }

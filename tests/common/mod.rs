@@ -166,9 +166,10 @@ impl Server {
             None => Reactor::new(probe, config),
         }
         .expect("reactor");
-        let addr = reactor
+        let listener = reactor
             .listen("127.0.0.1:0".parse().unwrap())
             .expect("listen");
+        let addr = reactor.listener_addr(listener).expect("bound");
         let handle = reactor.handle();
         let thread = thread::spawn(move || {
             reactor.run().expect("reactor run");

@@ -62,9 +62,10 @@ where
 {
     let _ = env_logger::builder().is_test(true).try_init();
     let mut reactor = Reactor::new(handler, config).expect("reactor");
-    let addr = reactor
+    let listener = reactor
         .listen("127.0.0.1:0".parse().unwrap())
         .expect("listen");
+    let addr = reactor.listener_addr(listener).expect("bound");
     let handle = reactor.handle();
     let thread = thread::spawn(move || {
         reactor.run().expect("reactor run");

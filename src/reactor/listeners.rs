@@ -1,0 +1,211 @@
+//! Where connections come from: listeners, each with an id, opened,
+//! adopted, paused, resumed and closed at run time; and connections
+//! adopted already connected.
+//!
+//! A listener's id is its index in the reactor's table, never reused
+//! while the reactor lives (a closed listener leaves its place empty), so
+//! a connection can say which listener accepted it: one reactor serves
+//! HTTP on one port and an admin protocol on another by asking
+//! [`Context::listener`](crate::Context::listener).
+//!
+//! Adopting: a program that was handed its sockets (systemd socket
+//! activation passes them as descriptors 3, 4, ... with `LISTEN_FDS` set;
+//! a restarting server passes them to its successor) builds a
+//! `std::net::TcpListener` from each and gives it to
+//! [`Reactor::adopt_listener`]:
+//!
+//! ```no_run
+//! use std::net::TcpListener;
+//! use std::os::fd::FromRawFd;
+//! # use evloop::{Config, ConnId, Context, Handler, Reactor};
+//! # struct Echo;
+//! # impl Handler for Echo {
+//! #     type Message = ();
+//! #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { i.len() }
+//! # }
+//! let mut reactor = Reactor::new(Echo, Config::default())?;
+//! let fds: i32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
+//! for fd in 3..3 + fds {
+//!     // SAFETY (the caller's): systemd passed this descriptor, open, a
+//!     // listening TCP socket, to this process alone.
+//!     let listener = unsafe { TcpListener::from_raw_fd(fd) };
+//!     reactor.adopt_listener(listener)?;
+//! }
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+
+use super::accept::Listener;
+use super::{Reactor, FIRST_LISTENER};
+use crate::conn::{ConnId, NO_LISTENER};
+use crate::handler::Handler;
+use crate::state::State;
+
+/// Names a listener of one reactor ([`Reactor::listen`]); the connections
+/// it accepts say so ([`Context::listener`](crate::Context::listener)).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId(pub(crate) u32);
+
+impl ListenerId {
+    /// The listener's place in the reactor's table: 0 for the first one
+    /// opened, and so on.
+    pub fn index(&self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Debug for ListenerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "listener#{}", self.0)
+    }
+}
+
+impl fmt::Display for ListenerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A change to a listener asked from inside a callback, applied before
+/// the next accept (the listeners live beside the handler, not in the
+/// `Context`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListenerChange {
+    Pause,
+    Resume,
+    Close,
+}
+
+impl<H: Handler> Reactor<H> {
+    /// Listens on `addr` (port 0 picks a free port). SO_REUSEADDR is
+    /// always set, so a restarted server can bind while old connections
+    /// sit in TIME_WAIT. [`listener_addr`](Self::listener_addr) says
+    /// which address was bound.
+    ///
+    /// ```no_run
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let web = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// let admin = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// println!("web on {:?}, admin on {:?}", reactor.listener_addr(web), reactor.listener_addr(admin));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen(&mut self, addr: SocketAddr) -> io::Result<ListenerId> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if self.core.config().reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        socket.bind(&addr.into())?;
+        socket.listen(self.core.config().backlog)?;
+        self.adopt_listener(socket.into())
+    }
+
+    /// Takes a listener bound and listening elsewhere (systemd socket
+    /// activation, a predecessor's hand-over; see the module docs): it is
+    /// made non-blocking, registered, and accepted from like any other.
+    pub fn adopt_listener(&mut self, listener: std::net::TcpListener) -> io::Result<ListenerId> {
+        listener.set_nonblocking(true)?;
+        let mut socket = TcpListener::from_std(listener);
+        let index = self.listeners.len();
+        let id = u32::try_from(index)
+            .ok()
+            .filter(|&i| i < NO_LISTENER && index < FIRST_LISTENER)
+            .ok_or_else(|| io::Error::other("too many listeners"))?;
+        self.core.registry().register(
+            &mut socket,
+            Token(FIRST_LISTENER - index),
+            Interest::READABLE,
+        )?;
+        log::info!("listening on {}", socket.local_addr()?);
+        self.listeners.push(Some(Listener::new(socket)));
+        Ok(ListenerId(id))
+    }
+
+    /// Takes a TCP connection already established (by a blocking connect,
+    /// or handed over): it is opened as if accepted, without a listener
+    /// (`on_open`, then served like any other).
+    pub fn adopt_stream(&mut self, stream: std::net::TcpStream) -> io::Result<ConnId> {
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        self.core.read_clock();
+        let id = self
+            .core
+            .add_conn(TcpStream::from_std(stream), peer, NO_LISTENER, State::Open)?;
+        self.opened(id);
+        // Bytes may already wait: no edge will announce them.
+        if let Some(conn) = self.core.conn_mut(id) {
+            conn.readable = true;
+        }
+        self.core.push_ready(id);
+        Ok(id)
+    }
+
+    /// The address `listener` is bound to; `None` once it is closed.
+    pub fn listener_addr(&self, listener: ListenerId) -> Option<SocketAddr> {
+        let l = self.listeners.get(listener.index())?.as_ref()?;
+        l.socket.local_addr().ok()
+    }
+
+    /// Stops accepting on `listener`: new connections wait in its queue
+    /// (up to the backlog; the kernel refuses the rest) until
+    /// [`resume_listener`](Self::resume_listener). `false` if it is
+    /// closed.
+    pub fn pause_listener(&mut self, listener: ListenerId) -> bool {
+        self.change_listener(listener, ListenerChange::Pause)
+    }
+
+    /// Accepts on `listener` again, starting with what waited.
+    pub fn resume_listener(&mut self, listener: ListenerId) -> bool {
+        self.change_listener(listener, ListenerChange::Resume)
+    }
+
+    /// Closes `listener`: the kernel resets connections still in its
+    /// queue, and refuses new ones. Connections it accepted live on.
+    pub fn close_listener(&mut self, listener: ListenerId) -> bool {
+        self.change_listener(listener, ListenerChange::Close)
+    }
+
+    /// Applies what callbacks asked through the `Context` (step 4, before
+    /// accepting).
+    pub(super) fn apply_listener_changes(&mut self) {
+        for (listener, change) in self.core.take_listener_changes() {
+            self.change_listener(listener, change);
+        }
+    }
+
+    fn change_listener(&mut self, listener: ListenerId, change: ListenerChange) -> bool {
+        let Some(slot) = self.listeners.get_mut(listener.index()) else {
+            return false;
+        };
+        let Some(l) = slot.as_mut() else {
+            return false;
+        };
+        match change {
+            ListenerChange::Pause => l.paused = true,
+            ListenerChange::Resume => {
+                l.paused = false;
+                // What waited produced its edge while paused.
+                l.pending = true;
+            }
+            ListenerChange::Close => {
+                // Closing the descriptor removes it from the epoll set.
+                log::info!("closing {listener}");
+                *slot = None;
+            }
+        }
+        true
+    }
+}
