@@ -147,6 +147,26 @@ impl Admission {
         }
     }
 
+    /// New allow list (empty: everyone not denied).
+    pub(crate) fn set_allow(&mut self, allow: Vec<Cidr>) {
+        self.allow = allow;
+    }
+
+    /// New deny list.
+    pub(crate) fn set_deny(&mut self, deny: Vec<Cidr>) {
+        self.deny = deny;
+    }
+
+    /// New per-address cap. Turning it off forgets the counts (they cost
+    /// memory per connection); turning it on counts from then on.
+    pub(crate) fn set_max_per_ip(&mut self, cap: Option<usize>) {
+        if cap.is_none() {
+            self.per_ip = HashMap::new();
+            self.conn_ip = HashMap::new();
+        }
+        self.max_per_ip = cap;
+    }
+
     /// `Err` with the reason if `ip` may not connect now.
     pub(crate) fn check(&self, ip: IpAddr) -> Result<(), RejectReason> {
         if self.deny.iter().any(|c| c.contains(ip)) {

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
 
+use crate::admission::Cidr;
+
 /// What other threads can ask of the reactor.
 #[derive(Debug)]
 pub(crate) enum Command<M> {
@@ -20,6 +22,17 @@ pub(crate) enum Command<M> {
     Shutdown,
     /// Deliver a message to the handler's `on_message`.
     Post(M),
+    /// Change who may connect, and how many.
+    Admit(AdmitChange),
+}
+
+/// A change to admission, made from another thread while the reactor runs.
+#[derive(Debug)]
+pub(crate) enum AdmitChange {
+    MaxConns(usize),
+    Allow(Vec<Cidr>),
+    Deny(Vec<Cidr>),
+    MaxPerIp(Option<usize>),
 }
 
 #[derive(Debug)]
@@ -177,9 +190,47 @@ impl<M> Handle<M> {
     }
 }
 
+/// Who may connect, and how many: changed while the reactor runs, from
+/// any thread. Each takes effect at the reactor's next turn, for the
+/// connections accepted from then on; connections already open stay.
+/// Each returns `false` if the reactor has stopped.
+impl<M> Handle<M> {
+    /// Accept at most `n` connections at once (at least 1: a reactor
+    /// that may accept nothing is [`Reactor::pause_listener`]'s job).
+    /// Lowering it below the connections open stops accepting until
+    /// enough close; raising it reopens listeners at once.
+    ///
+    /// [`Reactor::pause_listener`]: crate::Reactor::pause_listener
+    pub fn set_max_conns(&self, n: usize) -> bool {
+        self.admit(AdmitChange::MaxConns(n.max(1)))
+    }
+
+    /// Only these networks may connect (empty: everyone not denied).
+    pub fn set_allow(&self, allow: Vec<Cidr>) -> bool {
+        self.admit(AdmitChange::Allow(allow))
+    }
+
+    /// These networks may not connect; the deny list wins over the allow
+    /// list.
+    pub fn set_deny(&self, deny: Vec<Cidr>) -> bool {
+        self.admit(AdmitChange::Deny(deny))
+    }
+
+    /// At most this many connections from one address (`None`: no cap).
+    /// Connections are counted per address only while a cap is set, so a
+    /// cap set at run time counts the connections opened from then on.
+    pub fn set_max_per_ip(&self, cap: Option<usize>) -> bool {
+        self.admit(AdmitChange::MaxPerIp(cap))
+    }
+
+    fn admit(&self, change: AdmitChange) -> bool {
+        self.shared.push(Command::Admit(change), false).is_ok()
+    }
+}
+
 fn unwrap_post<M>(command: Command<M>) -> M {
     match command {
         Command::Post(message) => message,
-        Command::Shutdown => unreachable!("push gives back the command it was given"),
+        _ => unreachable!("push gives back the command it was given"),
     }
 }

@@ -287,12 +287,24 @@ impl<H: Handler> Reactor<H> {
         let below =
             (self.core.config().max_conns as u128 * RESUME_BELOW_PERCENT as u128 / 100) as usize;
         if self.core.len() < below.max(1) {
-            for l in self.listeners.iter_mut().flatten() {
-                if l.gate == Gate::Full {
-                    log::info!("below {RESUME_BELOW_PERCENT}% of max_conns: accepting again");
-                    l.gate = Gate::Open;
-                    l.pending = true;
-                }
+            self.open_full_gates();
+        }
+    }
+
+    /// `max_conns` was raised: reopen listeners held at the old limit if
+    /// the new one leaves room (no hysteresis: the program asked).
+    pub(super) fn reopen_when_raised(&mut self) {
+        if self.core.len() < self.core.config().max_conns {
+            self.open_full_gates();
+        }
+    }
+
+    fn open_full_gates(&mut self) {
+        for l in self.listeners.iter_mut().flatten() {
+            if l.gate == Gate::Full {
+                log::info!("below max_conns: accepting again");
+                l.gate = Gate::Open;
+                l.pending = true;
             }
         }
     }

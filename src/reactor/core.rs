@@ -110,8 +110,19 @@ impl Core {
         &self.config
     }
 
+    /// A new `max_conns` (from the `Handle`; at least 1).
+    pub(crate) fn set_max_conns(&mut self, n: usize) {
+        self.config.max_conns = n.max(1);
+    }
+
     pub(crate) fn registry(&self) -> &Registry {
         self.poll.registry()
+    }
+
+    /// The epoll descriptor, for a host loop that waits on it.
+    pub(crate) fn poll_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.poll.as_raw_fd()
     }
 
     /// `epoll_wait`.

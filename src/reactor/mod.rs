@@ -30,7 +30,7 @@ use self::write::Flush;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, EVENTS_CAPACITY, SCRATCH_SIZE};
 use crate::conn::{CloseReason, ConnId};
-use crate::handle::{Command, Handle, Shared};
+use crate::handle::{AdmitChange, Command, Handle, Shared};
 use crate::handler::{Context, Handler};
 use crate::state::{self, Action, State};
 use crate::stats::Stats;
@@ -104,6 +104,9 @@ pub struct Reactor<H: Handler> {
     queued: Vec<(mio::net::TcpStream, SocketAddr, u32)>,
     /// `on_start` has been called.
     started: bool,
+    /// The last poll filled the events buffer: more may be ready, and an
+    /// edge-triggered host loop would not hear of them (see `AsRawFd`).
+    events_full: bool,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -140,6 +143,7 @@ impl<H: Handler> Reactor<H> {
             closing_from: 0,
             queued: Vec::new(),
             started: false,
+            events_full: false,
         })
     }
 
@@ -212,6 +216,15 @@ impl<H: Handler> Reactor<H> {
         })
     }
 
+    /// How long a host loop may wait before calling
+    /// [`run_once`](Self::run_once) again, if the reactor's descriptor
+    /// stays quiet: zero while work waits that no event will announce,
+    /// else until the next timer, `None` with no timer at all. See the
+    /// [`AsRawFd`](#impl-AsRawFd-for-Reactor%3CH%3E) contract.
+    pub fn next_wait(&mut self) -> Option<Duration> {
+        self.poll_timeout(None)
+    }
+
     /// Step 0, on the first turn only: the handler sets its first timers.
     fn start(&mut self) {
         if std::mem::replace(&mut self.started, true) {
@@ -230,6 +243,7 @@ impl<H: Handler> Reactor<H> {
             || !self.inbox.is_empty()
             || !self.queued.is_empty()
             || self.fired_done < self.fired.len()
+            || self.events_full
             || self.stop_now
             || self.core.has_listener_changes()
             || self.listeners.iter().flatten().any(Listener::ready);
@@ -260,7 +274,9 @@ impl<H: Handler> Reactor<H> {
     fn handle_events(&mut self) {
         self.core.counters().turns += 1;
         let events = mem::replace(&mut self.events, Events::with_capacity(0));
+        let mut seen = 0;
         for event in events.iter() {
+            seen += 1;
             self.core.counters().events += 1;
             match event.token() {
                 WAKER => self.take_commands(),
@@ -273,6 +289,7 @@ impl<H: Handler> Reactor<H> {
                 _ => self.conn_event(event),
             }
         }
+        self.events_full = seen >= events.capacity();
         self.events = events;
         if !self.inbox.is_empty() {
             // Left by a handler that panicked on an earlier command.
@@ -289,7 +306,23 @@ impl<H: Handler> Reactor<H> {
             match command {
                 Command::Shutdown => self.core.request_shutdown(),
                 Command::Post(message) => self.dispatch(None, |h, cx| h.on_message(cx, message)),
+                Command::Admit(change) => self.change_admission(change),
             }
+        }
+    }
+
+    /// Who may connect, changed through the `Handle`.
+    fn change_admission(&mut self, change: AdmitChange) {
+        log::info!("admission changed: {change:?}");
+        match change {
+            AdmitChange::MaxConns(n) => {
+                self.core.set_max_conns(n);
+                // Raised: listeners held at the old limit open now.
+                self.reopen_when_raised();
+            }
+            AdmitChange::Allow(allow) => self.core.admission().set_allow(allow),
+            AdmitChange::Deny(deny) => self.core.admission().set_deny(deny),
+            AdmitChange::MaxPerIp(cap) => self.core.admission().set_max_per_ip(cap),
         }
     }
 
@@ -448,6 +481,50 @@ fn dispatch<H: Handler, R>(
     let result = call(handler, &mut Context { core: &mut *core });
     core.set_dispatching(None);
     result
+}
+
+/// The reactor inside another event loop: its poll descriptor (an
+/// epoll instance) becomes readable when it has events. The contract:
+///
+/// 1. register the descriptor for reading in the host loop;
+/// 2. wait at most [`next_wait`](Reactor::next_wait) (a zero means "call
+///    at once": output to flush, a connection cut short, a timer due);
+/// 3. when the descriptor is readable or the wait ends, call
+///    `run_once(Some(Duration::ZERO))`, then go back to 2.
+///
+/// A level-triggered host (`poll(2)`, `select(2)`, epoll without
+/// `EPOLLET`) is told again while events wait. An edge-triggered host
+/// (mio) is not, so step 2 matters: `next_wait` is zero while more may
+/// wait, for instance after a turn that filled its events buffer.
+///
+/// ```no_run
+/// use std::os::fd::AsRawFd;
+/// use std::time::Duration;
+/// use mio::{unix::SourceFd, Events, Interest, Poll, Token};
+/// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+/// # struct Echo;
+/// # impl Handler for Echo {
+/// #     type Message = ();
+/// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { i.len() }
+/// # }
+/// let mut reactor = Reactor::new(Echo, Config::default())?;
+/// reactor.listen("127.0.0.1:7000".parse().unwrap())?;
+/// let mut host = Poll::new()?;
+/// let fd = reactor.as_raw_fd();
+/// host.registry().register(&mut SourceFd(&fd), Token(0), Interest::READABLE)?;
+/// let mut events = Events::with_capacity(64);
+/// loop {
+///     let wait = reactor.next_wait().map_or(Duration::from_secs(1), |w| w.min(Duration::from_secs(1)));
+///     host.poll(&mut events, Some(wait))?;
+///     // ... the host's own events here ...
+///     reactor.run_once(Some(Duration::ZERO))?;
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+impl<H: Handler> std::os::fd::AsRawFd for Reactor<H> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.core.poll_fd()
+    }
 }
 
 impl<H: Handler> Drop for Reactor<H> {
