@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::conn::{CloseReason, ConnId};
-use crate::reactor::{Core, ListenerChange, ListenerId};
+use crate::reactor::{Core, ListenerChange, ListenerId, Readiness, SourceId};
 use crate::state::State;
 use crate::stats::Stats;
 use crate::timer::TimerId;
@@ -112,6 +112,14 @@ pub trait Handler {
     fn is_busy(&self, conn: ConnId) -> bool {
         let _ = conn;
         false
+    }
+
+    /// A foreign source registered with [`Context::register`] became
+    /// ready. The reactor does no I/O on it: read (or write) until
+    /// `WouldBlock`, since the next event comes only when its readiness
+    /// changes again (the rules are in `src/reactor/sources.rs`).
+    fn on_ready(&mut self, cx: &mut Context<'_>, source: SourceId, readiness: Readiness) {
+        let _ = (cx, source, readiness);
     }
 
     /// A timer set with [`Context::set_timer`] fired.
@@ -238,6 +246,60 @@ impl Context<'_> {
     /// before it completes is sent once it does.
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
         self.core.connect(addr)
+    }
+
+    /// Registers a source the program owns (a UDP socket, a pipe, a Unix
+    /// socket, an eventfd or timerfd: any [`mio::event::Source`]) in the
+    /// reactor's poll, edge-triggered; its readiness comes to
+    /// [`Handler::on_ready`] with the id returned. The handler keeps the
+    /// source, and must deregister it before dropping it.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use evloop::{Config, ConnId, Context, Handler, Readiness, Reactor, SourceId};
+    /// use mio::{net::UdpSocket, Interest};
+    ///
+    /// /// UDP echo beside the TCP connections, on the same thread.
+    /// struct Udp(UdpSocket);
+    ///
+    /// impl Handler for Udp {
+    ///     type Message = ();
+    ///     fn on_start(&mut self, cx: &mut Context<'_>) {
+    ///         cx.register(&mut self.0, Interest::READABLE).expect("register");
+    ///     }
+    ///     fn on_ready(&mut self, _: &mut Context<'_>, _: SourceId, _: Readiness) {
+    ///         let mut buf = [0; 1500];
+    ///         // Edge-triggered: read until WouldBlock.
+    ///         while let Ok((n, from)) = self.0.recv_from(&mut buf) {
+    ///             let _ = self.0.send_to(&buf[..n], from);
+    ///         }
+    ///     }
+    ///     fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, input: &[u8]) -> usize {
+    ///         input.len()
+    ///     }
+    /// }
+    ///
+    /// let socket = UdpSocket::bind("127.0.0.1:9000".parse::<SocketAddr>().unwrap())?;
+    /// let mut reactor = Reactor::new(Udp(socket), Config::default())?;
+    /// reactor.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn register(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        interest: mio::Interest,
+    ) -> io::Result<SourceId> {
+        self.core.register_source(source, interest)
+    }
+
+    /// Takes a source out of the poll. `Ok(false)` if `id` is stale (the
+    /// source is left alone).
+    pub fn deregister(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        id: SourceId,
+    ) -> io::Result<bool> {
+        self.core.deregister_source(source, id)
     }
 
     /// Calls `on_timer(token)` once, `after` from now (to the millisecond).

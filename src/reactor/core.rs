@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use super::budget::Budget;
+use super::sources::{SourceId, Sources};
 use super::timeouts::{Time, TimerEvent};
 use super::{ListenerChange, ListenerId};
 use crate::admission::Admission;
@@ -74,6 +75,8 @@ pub(crate) struct Core {
     /// Listener changes asked from callbacks, applied before the next
     /// accept (the listeners are the reactor's, beside the handler).
     listener_changes: Vec<(ListenerId, ListenerChange)>,
+    /// Foreign sources the program registered (see `sources.rs`).
+    sources: Sources,
 }
 
 impl Core {
@@ -101,6 +104,7 @@ impl Core {
             dispatching: None,
             closing: None,
             listener_changes: Vec::new(),
+            sources: Sources::default(),
         })
     }
 
@@ -476,6 +480,32 @@ impl Core {
             .map(|(_, c)| usize::from(c.input.is_some()) + usize::from(c.output.is_some()))
             .sum();
         self.pool.set_in_use(held);
+    }
+
+    // ---- foreign sources -----------------------------------------------
+
+    /// Registers a source the program owns (see `sources.rs`).
+    pub(crate) fn register_source(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        interest: Interest,
+    ) -> io::Result<SourceId> {
+        self.sources
+            .register(self.poll.registry(), source, interest)
+    }
+
+    /// Takes a source out of the poll; `false` for a stale id.
+    pub(crate) fn deregister_source(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        id: SourceId,
+    ) -> io::Result<bool> {
+        self.sources.deregister(self.poll.registry(), source, id)
+    }
+
+    /// The live source an event's token names.
+    pub(crate) fn source_of(&self, token: Token) -> Option<SourceId> {
+        self.sources.of_token(token)
     }
 
     // ---- listeners -----------------------------------------------------

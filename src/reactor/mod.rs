@@ -7,6 +7,7 @@ mod core;
 mod listeners;
 mod read;
 mod shutdown;
+mod sources;
 mod timeouts;
 mod write;
 
@@ -25,6 +26,8 @@ use mio::{Events, Token, Waker};
 pub(crate) use self::core::Core;
 pub(crate) use self::listeners::ListenerChange;
 pub use self::listeners::ListenerId;
+use self::sources::Sources;
+pub use self::sources::{Readiness, SourceId};
 pub(crate) use self::timeouts::TimerEvent;
 use self::write::Flush;
 use crate::clock::{Clock, SystemClock};
@@ -286,6 +289,7 @@ impl<H: Handler> Reactor<H> {
                         l.pending = true;
                     }
                 }
+                token if Sources::owns(token) => self.source_event(event),
                 _ => self.conn_event(event),
             }
         }
@@ -324,6 +328,35 @@ impl<H: Handler> Reactor<H> {
             AdmitChange::Deny(deny) => self.core.admission().set_deny(deny),
             AdmitChange::MaxPerIp(cap) => self.core.admission().set_max_per_ip(cap),
         }
+    }
+
+    /// A foreign source's readiness changed: the handler hears it at
+    /// once, and does the I/O itself.
+    fn source_event(&mut self, event: &Event) {
+        if let Some(source) = self.core.source_of(event.token()) {
+            let readiness = Readiness::of(event);
+            self.dispatch(None, |h, cx| h.on_ready(cx, source, readiness));
+        }
+    }
+
+    /// Registers a source the program owns (a UDP socket, a pipe, a
+    /// timerfd, ...) before or between turns; its readiness comes to
+    /// [`Handler::on_ready`]. See [`Context::register`].
+    pub fn register(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        interest: mio::Interest,
+    ) -> io::Result<SourceId> {
+        self.core.register_source(source, interest)
+    }
+
+    /// Takes a source out of the poll (see [`Context::deregister`]).
+    pub fn deregister(
+        &mut self,
+        source: &mut impl mio::event::Source,
+        id: SourceId,
+    ) -> io::Result<bool> {
+        self.core.deregister_source(source, id)
     }
 
     /// A connection's readiness changed.
