@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::conn::{CloseReason, ConnId};
-use crate::reactor::{Core, ListenerChange, ListenerId, Readiness, SourceId};
+use crate::reactor::{Connect, Core, ListenerChange, ListenerId, Readiness, SourceId};
 use crate::state::State;
 use crate::stats::Stats;
 use crate::timer::TimerId;
@@ -245,7 +245,61 @@ impl Context<'_> {
     /// [`CloseReason::ConnectTimeout`] if it does not. Output written
     /// before it completes is sent once it does.
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
-        self.core.connect(addr)
+        self.core.connect(addr, Connect::default())
+    }
+
+    /// [`connect`](Self::connect), from a chosen local address or with its
+    /// own timeout:
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use evloop::{Connect, Context};
+    /// # fn f(cx: &mut Context<'_>) -> std::io::Result<()> {
+    /// let backend = cx.connect_with(
+    ///     "10.0.0.7:6379".parse().unwrap(),
+    ///     Connect {
+    ///         bind: Some("10.0.0.2:0".parse().unwrap()),
+    ///         timeout: Some(Duration::from_millis(250)),
+    ///     },
+    /// )?;
+    /// # let _ = backend; Ok(()) }
+    /// ```
+    pub fn connect_with(&mut self, addr: SocketAddr, options: Connect) -> io::Result<ConnId> {
+        self.core.connect(addr, options)
+    }
+
+    /// `conn`'s own idle timeout (`None`: never idle-closed), instead of
+    /// [`Config::idle_timeout`](crate::Config::idle_timeout). `false` if
+    /// it is gone.
+    pub fn set_idle_timeout(&mut self, conn: ConnId, timeout: Option<Duration>) -> bool {
+        self.set(conn, |s| s.idle_timeout = Some(timeout))
+    }
+
+    /// `conn`'s own write timeout: how long its output may wait with no
+    /// progress (instead of
+    /// [`Config::write_timeout`](crate::Config::write_timeout)).
+    pub fn set_write_timeout(&mut self, conn: ConnId, timeout: Duration) -> bool {
+        self.set(conn, |s| s.write_timeout = Some(timeout))
+    }
+
+    /// `conn`'s own output limits (instead of
+    /// [`Config::soft_limit`](crate::Config::soft_limit) and
+    /// [`Config::hard_limit`](crate::Config::hard_limit)): past `hard` a
+    /// write closes it as a slow consumer; above `soft` for the soft
+    /// grace, too. `false` if it is gone, or `soft > hard`.
+    pub fn set_output_limits(&mut self, conn: ConnId, soft: usize, hard: usize) -> bool {
+        soft <= hard && self.set(conn, |s| s.output_limits = Some((soft, hard)))
+    }
+
+    /// Changes `conn`'s settings, and re-arms its timer in case a deadline
+    /// moved earlier.
+    fn set(&mut self, conn: ConnId, change: impl FnOnce(&mut crate::reactor::Settings)) -> bool {
+        let Some(settings) = self.core.settings_mut(conn) else {
+            return false;
+        };
+        change(settings);
+        self.core.arm(conn);
+        true
     }
 
     /// Registers a source the program owns (a UDP socket, a pipe, a Unix

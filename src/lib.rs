@@ -168,6 +168,6 @@ pub use config::*;
 pub use conn::{CloseReason, ConnId};
 pub use handle::{Handle, PostError};
 pub use handler::{Context, Handler, SendError};
-pub use reactor::{ListenerId, Reactor, Readiness, SourceId, Status};
+pub use reactor::{Connect, ListenerId, Reactor, Readiness, SourceId, Status};
 pub use state::State;
 pub use stats::Stats;

@@ -16,6 +16,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use super::budget::Budget;
+use super::settings::{Connect, Limits, Settings, Table};
 use super::sources::{SourceId, Sources};
 use super::timeouts::{Time, TimerEvent};
 use super::{ListenerChange, ListenerId};
@@ -77,6 +78,8 @@ pub(crate) struct Core {
     listener_changes: Vec<(ListenerId, ListenerChange)>,
     /// Foreign sources the program registered (see `sources.rs`).
     sources: Sources,
+    /// Settings of connections that have their own (see `settings.rs`).
+    settings: Table,
 }
 
 impl Core {
@@ -105,6 +108,7 @@ impl Core {
             closing: None,
             listener_changes: Vec::new(),
             sources: Sources::default(),
+            settings: Table::default(),
         })
     }
 
@@ -112,6 +116,22 @@ impl Core {
 
     pub(crate) fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The limits in force for `id`: the `Config`'s, under its own
+    /// settings if it has any (a lookup only then).
+    pub(crate) fn limits(&self, id: ConnId) -> Limits {
+        let limits = Limits::of(&self.config);
+        match self.settings.get(id.index) {
+            Some(settings) => limits.with(settings),
+            None => limits,
+        }
+    }
+
+    /// `id`'s own settings, made if it had none; `None` if it is gone.
+    pub(crate) fn settings_mut(&mut self, id: ConnId) -> Option<&mut Settings> {
+        self.conn(id).filter(|c| !c.state().is_closed())?;
+        Some(self.settings.entry(id.index))
     }
 
     /// A new `max_conns` (from the `Handle`; at least 1).
@@ -285,12 +305,34 @@ impl Core {
         Ok(id)
     }
 
-    /// Starts a non-blocking connect (mio returns at once with the socket
-    /// in progress; the first writable event says how it went).
-    pub(crate) fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
-        let stream = TcpStream::connect(addr)?;
+    /// Starts a non-blocking connect (it returns at once with the socket
+    /// in progress; the first writable event says how it went), from
+    /// `options.bind` if set, with its own timeout if set.
+    pub(crate) fn connect(&mut self, addr: SocketAddr, options: Connect) -> io::Result<ConnId> {
+        let stream = match options.bind {
+            None => TcpStream::connect(addr)?,
+            Some(local) => {
+                use socket2::{Domain, Socket, Type};
+                let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+                socket.set_nonblocking(true)?;
+                socket.bind(&local.into())?;
+                match socket.connect(&addr.into()) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+                    Err(e) => return Err(e),
+                }
+                TcpStream::from_std(socket.into())
+            }
+        };
         self.stats.connects += 1;
-        self.add_conn(stream, addr, NO_LISTENER, State::Connecting)
+        let id = self.add_conn(stream, addr, NO_LISTENER, State::Connecting)?;
+        if let Some(timeout) = options.timeout {
+            if let Some(settings) = self.settings_mut(id) {
+                settings.connect_timeout = Some(timeout);
+            }
+            self.arm(id);
+        }
+        Ok(id)
     }
 
     // ---- the state machine -------------------------------------------
@@ -392,6 +434,7 @@ impl Core {
         };
         let conn = self.conns.remove(id.index as usize);
         self.admission.closed(id.index as usize);
+        self.settings.forget(id.index);
         if let Some(timer) = conn.timer {
             self.wheel.cancel(timer);
         }

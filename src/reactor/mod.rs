@@ -6,6 +6,7 @@ mod budget;
 mod core;
 mod listeners;
 mod read;
+mod settings;
 mod shutdown;
 mod sources;
 mod timeouts;
@@ -26,6 +27,8 @@ use mio::{Events, Token, Waker};
 pub(crate) use self::core::Core;
 pub(crate) use self::listeners::ListenerChange;
 pub use self::listeners::ListenerId;
+pub use self::settings::Connect;
+pub(crate) use self::settings::Settings;
 use self::sources::Sources;
 pub use self::sources::{Readiness, SourceId};
 pub(crate) use self::timeouts::TimerEvent;
@@ -154,8 +157,14 @@ impl<H: Handler> Reactor<H> {
     /// a turn the clock is read first, so the connect timeout counts from
     /// this call, not from the last turn.
     pub fn connect(&mut self, addr: SocketAddr) -> io::Result<ConnId> {
+        self.connect_with(addr, Connect::default())
+    }
+
+    /// Starts an outbound connection from a chosen local address, or with
+    /// its own timeout (see [`Context::connect_with`]).
+    pub fn connect_with(&mut self, addr: SocketAddr, options: Connect) -> io::Result<ConnId> {
         self.core.read_clock();
-        self.core.connect(addr)
+        self.core.connect(addr, options)
     }
 
     /// A handle for other threads.

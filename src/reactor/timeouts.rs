@@ -18,8 +18,9 @@
 use std::time::{Duration, Instant};
 
 use super::core::Core;
+use super::settings::Limits;
 use crate::clock::Clock;
-use crate::config::{Config, LINGER_TIMEOUT};
+use crate::config::LINGER_TIMEOUT;
 use crate::conn::{CloseReason, Conn, ConnId, NEVER};
 use crate::state::State;
 use crate::timer::{Tick, TimerId};
@@ -111,10 +112,11 @@ impl Core {
     /// is the common case: I/O moves deadlines later, never earlier, and a
     /// timer that fires early just re-arms.
     pub(crate) fn arm(&mut self, id: ConnId) {
+        let limits = self.limits(id);
         let Some(conn) = self.conn(id) else {
             return;
         };
-        let Some((at, _)) = deadline(conn, self.config()) else {
+        let Some((at, _)) = deadline(conn, &limits) else {
             return;
         };
         if conn.timer.is_some() && conn.timer_at <= at {
@@ -139,10 +141,11 @@ impl Core {
         };
         conn.timer = None;
         conn.timer_at = NEVER;
+        let limits = self.limits(id);
         let Some(conn) = self.conn(id).filter(|c| !c.state().is_closed()) else {
             return;
         };
-        match deadline(conn, self.config()) {
+        match deadline(conn, &limits) {
             Some((at, reason)) if at <= now => {
                 log::debug!("conn {id}: {reason}");
                 self.abort(id, reason);
@@ -154,7 +157,7 @@ impl Core {
 }
 
 /// A connection's earliest deadline and what passing it means.
-fn deadline(conn: &Conn, config: &Config) -> Option<(Tick, CloseReason)> {
+fn deadline(conn: &Conn, config: &Limits) -> Option<(Tick, CloseReason)> {
     match conn.state() {
         State::Connecting => {
             let at = conn

@@ -70,8 +70,8 @@ impl Core {
     pub(crate) fn write(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
         let now = self.now();
         let (hard, high, soft) = {
-            let c = self.config();
-            (c.hard_limit, c.high_water, c.soft_limit)
+            let l = self.limits(id);
+            (l.hard_limit, l.high_water, l.soft_limit)
         };
         let conn = self
             .conn(id)
@@ -200,7 +200,8 @@ impl Core {
     /// After a write: the emptied buffer back to the pool, the budget's
     /// count, the soft-limit clock, the water marks.
     fn settle_output(&mut self, id: ConnId) -> Option<Settled> {
-        let (soft, low) = (self.config().soft_limit, self.config().low_water);
+        let limits = self.limits(id);
+        let (soft, low) = (limits.soft_limit, limits.low_water);
         let conn = self.conn_mut(id)?;
         let len = conn.output_len();
         if len <= soft {
