@@ -124,12 +124,15 @@
 //! | file | what it holds |
 //! | --- | --- |
 //! | `reactor/mod.rs` | the loop: `run_once`, one method per step; `dispatch`, the one way the handler is called |
-//! | `reactor/accept.rs` | listeners, accept batches, `max_conns`, `EMFILE` |
+//! | `reactor/listeners.rs` | listener ids; listen, adopt, pause, resume, close |
+//! | `reactor/accept.rs` | accept batches, `max_conns`, `EMFILE` |
 //! | `reactor/read.rs` | the read side: socket -> handler, the readiness rules; its seam `receive` |
 //! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seam `send` |
 //! | `reactor/timeouts.rs` | the turn's clock reading; connection deadlines, lazily re-armed |
 //! | `reactor/shutdown.rs` | graceful shutdown, signals, recovery from a handler's panic |
 //! | `reactor/budget.rs` | memory across connections |
+//! | `reactor/settings.rs` | one connection's own timeouts and limits; connect options |
+//! | `reactor/sources.rs` | foreign sources the program owns, in the same poll |
 //! | `reactor/core.rs` | the reactor's state apart from the handler; `apply` feeds the state machine |
 //! | `state` | the connection state machine, pure, with its table of edges |
 //! | `conn` | generational ids, close reasons, the per-connection record |
