@@ -1,4 +1,4 @@
-//! Example 8 of 8: the C10K demo, 10,000 connections on one reactor
+//! Example 8 of 9: the C10K demo, 10,000 connections on one reactor
 //! thread, measured.
 //!
 //! ```sh
@@ -19,7 +19,8 @@
 //! Exits non-zero, saying why, if any connection failed or any byte
 //! differed.
 //!
-//! Read next: docs/BENCHMARKS.md, this demo's figures and every other
+//! Read next: examples/embed.rs (example 9), the reactor as one part of
+//! a larger program; docs/BENCHMARKS.md, this demo's figures and every other
 //! measurement, each with the command that made it; or go back to
 //! examples/raw_echo.rs (example 1) and the guide (`evloop::guide`,
 //! `docs/guide/`) for why each piece is there.

@@ -1,6 +1,6 @@
 //! # The guide: non-blocking I/O, from threads to a reactor
 //!
-//! Eight chapters, in a learner's order. Each starts from how the previous
+//! Nine chapters, in a learner's order. Each starts from how the previous
 //! step fails, and each ends with a pointer to the next. The same text is
 //! in `docs/guide/*.md`, readable on GitHub; here it is rendered by
 //! rustdoc, and its Rust code blocks are compiled (and, where they do not
@@ -21,10 +21,13 @@
 //! 7. [Backpressure and memory](backpressure): water marks, output
 //!    limits, the input limit, the scratch buffer, the budget.
 //! 8. [Glossary](glossary): every word, one meaning.
+//! 9. [Embedding evloop](embedding): listeners with ids, foreign sources,
+//!    the reactor inside another loop, changes while it runs, one
+//!    connection's own settings.
 //!
-//! The examples follow the same path, numbered 1 to 8, from
-//! `examples/raw_echo.rs` to `examples/c10k.rs`; each says what it teaches
-//! and what to read next.
+//! The examples follow the same path, numbered 1 to 9, from
+//! `examples/raw_echo.rs` to `examples/c10k.rs` and `examples/embed.rs`;
+//! each says what it teaches and what to read next.
 
 #[doc = include_str!("../docs/guide/01-threads.md")]
 pub mod threads {}
@@ -49,3 +52,6 @@ pub mod backpressure {}
 
 #[doc = include_str!("../docs/guide/08-glossary.md")]
 pub mod glossary {}
+
+#[doc = include_str!("../docs/guide/09-embedding.md")]
+pub mod embedding {}

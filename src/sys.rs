@@ -45,3 +45,42 @@ pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
 pub(crate) const SIGINT: i32 = libc::SIGINT;
 /// See [`SIGINT`].
 pub(crate) const SIGTERM: i32 = libc::SIGTERM;
+
+/// A `timerfd` that becomes readable every `period` (non-blocking,
+/// close-on-exec): a periodic timer the program owns, for
+/// [`Context::register`](crate::Context::register) as a foreign source.
+/// Reading it gives the expirations since the last read, as a native
+/// `u64`. A zero period is taken as one nanosecond (zero would disarm it).
+pub fn timerfd(period: std::time::Duration) -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: timerfd_create takes two flags and returns a new descriptor
+    // or -1; nothing is passed by pointer.
+    let fd = unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by timerfd_create, is open, and is
+    // owned by nothing else: the File takes it and closes it once.
+    let file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let period = period.max(std::time::Duration::from_nanos(1));
+    let spec = libc::timespec {
+        tv_sec: libc::time_t::try_from(period.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::from(period.subsec_nanos() as i32),
+    };
+    let value = libc::itimerspec {
+        it_interval: spec,
+        it_value: spec,
+    };
+    // SAFETY: `fd` is a timerfd; timerfd_settime reads one itimerspec
+    // through a valid pointer and, with a null old-value pointer, writes
+    // nothing.
+    if unsafe { libc::timerfd_settime(fd, 0, &value, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
