@@ -82,6 +82,14 @@ pub trait Handler {
         let _ = (cx, conn);
     }
 
+    /// Every byte queued for `conn` has been written to the socket (handed
+    /// to the kernel: the peer may not have read it yet), after
+    /// [`Context::notify_flushed`] asked for it. Once per request: a
+    /// producer that streams asks again after each chunk it writes.
+    fn on_flushed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        let _ = (cx, conn);
+    }
+
     /// The peer sent FIN: no more input will come. Output still flushes.
     /// `input` is what the handler had not consumed (a last record with
     /// no terminator, or frames left while reading was paused); it is
@@ -266,6 +274,42 @@ impl Context<'_> {
     /// ```
     pub fn connect_with(&mut self, addr: SocketAddr, options: Connect) -> io::Result<ConnId> {
         self.core.connect(addr, options)
+    }
+
+    /// Asks for [`Handler::on_flushed`] once `conn`'s queued output is all
+    /// written (at once, at the next flush, if it already is). Unlike
+    /// [`Handler::on_drain`], which comes only after the high-water mark
+    /// was passed, this comes for any output. `false` if `conn` is gone.
+    ///
+    /// ```no_run
+    /// # use evloop::{ConnId, Context, Handler};
+    /// /// Sends a file-sized answer in 64 KiB chunks, the next one only
+    /// /// when the last has left: memory stays at one chunk.
+    /// struct Chunks { left: usize }
+    /// impl Handler for Chunks {
+    ///     type Message = ();
+    ///     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+    ///         self.on_flushed(cx, conn);
+    ///         input.len()
+    ///     }
+    ///     fn on_flushed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         let n = self.left.min(64 * 1024);
+    ///         if n > 0 {
+    ///             self.left -= n;
+    ///             let _ = cx.write(conn, &vec![b'x'; n]);
+    ///             cx.notify_flushed(conn);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn notify_flushed(&mut self, conn: ConnId) -> bool {
+        let asked = self.set(conn, |s| s.notify_flushed = true);
+        if asked {
+            // Already empty: the next flush (this turn's step 6, or the
+            // end of this serve) tells it.
+            self.core.push_flush(conn);
+        }
+        asked
     }
 
     /// `conn`'s own idle timeout (`None`: never idle-closed), instead of

@@ -128,6 +128,21 @@ impl Core {
         }
     }
 
+    /// Whether `id` asked to hear that its output is all written, and it
+    /// is: the request is used up. A length check while nobody asked.
+    pub(crate) fn take_written(&mut self, id: ConnId) -> bool {
+        let empty = self
+            .conn(id)
+            .is_some_and(|c| c.output.is_none() && !c.state().is_closed());
+        match self.settings.get_mut(id.index) {
+            Some(settings) if empty && settings.notify_flushed => {
+                settings.notify_flushed = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// `id`'s own settings, made if it had none; `None` if it is gone.
     pub(crate) fn settings_mut(&mut self, id: ConnId) -> Option<&mut Settings> {
         self.conn(id).filter(|c| !c.state().is_closed())?;

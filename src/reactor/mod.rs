@@ -439,6 +439,7 @@ impl<H: Handler> Reactor<H> {
         if self.core.flush(id) == Flush::Drained {
             self.drained(id);
         }
+        self.tell_written(id);
     }
 
     /// Step 5: serve the connections no event will announce.

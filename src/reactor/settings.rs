@@ -36,6 +36,8 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Option<Duration>,
     /// (soft, hard) output limits.
     pub(crate) output_limits: Option<(usize, usize)>,
+    /// Tell the handler (`on_flushed`) once the output is all written.
+    pub(crate) notify_flushed: bool,
 }
 
 /// The limits in force for one connection.
@@ -98,6 +100,13 @@ impl Table {
             return None; // the common case: nobody has settings
         }
         self.by_slot.get(&slot)
+    }
+
+    pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut Settings> {
+        if self.by_slot.is_empty() {
+            return None;
+        }
+        self.by_slot.get_mut(&slot)
     }
 
     pub(crate) fn entry(&mut self, slot: u32) -> &mut Settings {

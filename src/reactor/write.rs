@@ -237,8 +237,17 @@ impl<H: Handler> Reactor<H> {
         if self.core.flush(id) == Flush::Drained {
             self.drained(id);
         }
+        self.tell_written(id);
         if self.core.lifecycle() == Lifecycle::ShuttingDown {
             self.close_if_quiet(id);
+        }
+    }
+
+    /// The output is all written and the handler asked to hear it
+    /// (`Context::notify_flushed`): `on_flushed`, once per request.
+    pub(super) fn tell_written(&mut self, id: ConnId) {
+        if self.core.take_written(id) {
+            self.dispatch(None, |h, cx| h.on_flushed(cx, id));
         }
     }
 
