@@ -131,16 +131,22 @@ impl Core {
     /// Whether `id` asked to hear that its output is all written, and it
     /// is: the request is used up. A length check while nobody asked.
     pub(crate) fn take_written(&mut self, id: ConnId) -> bool {
+        // The table first: while nobody asked, a flush pays a length
+        // check here, not a slab lookup.
+        if !self
+            .settings
+            .get(id.index)
+            .is_some_and(|s| s.notify_flushed)
+        {
+            return false;
+        }
         let empty = self
             .conn(id)
             .is_some_and(|c| c.output.is_none() && !c.state().is_closed());
-        match self.settings.get_mut(id.index) {
-            Some(settings) if empty && settings.notify_flushed => {
-                settings.notify_flushed = false;
-                true
-            }
-            _ => false,
+        if let Some(settings) = self.settings.get_mut(id.index).filter(|_| empty) {
+            settings.notify_flushed = false;
         }
+        empty
     }
 
     /// `id`'s own settings, made if it had none; `None` if it is gone.

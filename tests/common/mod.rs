@@ -302,3 +302,33 @@ pub fn open_fds() -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// An address whose connects hang: a listener that never accepts, with
+/// its accept queue filled, so Linux drops further SYNs and a connect
+/// waits in SYN retries. Keep the value alive while it is used.
+pub struct Unanswered {
+    pub addr: SocketAddr,
+    _listener: socket2::Socket,
+    _fillers: Vec<TcpStream>,
+}
+
+pub fn unanswered() -> Unanswered {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    // Until a connect is not answered: the queue is full.
+    while let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        fillers.push(s);
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    Unanswered {
+        addr,
+        _listener: listener,
+        _fillers: fillers,
+    }
+}
