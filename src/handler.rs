@@ -9,12 +9,16 @@
 //! gone.
 
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::conn::{CloseReason, ConnId};
-use crate::reactor::{Connect, Core, ListenerChange, ListenerId, Readiness, SourceId};
+use crate::reactor::{
+    Connect, Core, ListenerChange, ListenerId, Queued, Readiness, Segment, SourceId,
+};
 use crate::state::State;
 use crate::stats::Stats;
 use crate::timer::TimerId;
@@ -173,6 +177,9 @@ pub enum SendError {
     /// connection held the most: it is closed as
     /// [`CloseReason::OverBudget`].
     OverBudget,
+    /// [`Context::send_file`]: the range is not inside the file. Nothing
+    /// was queued; the connection is as it was.
+    OutOfRange,
 }
 
 impl fmt::Display for SendError {
@@ -182,6 +189,7 @@ impl fmt::Display for SendError {
             SendError::Closing => "connection is closing",
             SendError::SlowConsumer => "output limit reached: closed as slow consumer",
             SendError::OverBudget => "reactor buffer budget passed: closed as largest holder",
+            SendError::OutOfRange => "file range is not inside the file",
         })
     }
 }
@@ -207,6 +215,107 @@ impl Context<'_> {
     /// for it.
     pub fn write(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
         self.core.write(conn, data)
+    }
+
+    /// Queues `data` for `conn` without copying it: the socket takes what
+    /// it will straight from `data`, and what it refuses waits there until
+    /// the next writable edge. For payloads a producer already holds: a
+    /// cached page, a large value, one broadcast shared by many
+    /// connections as an `Arc<[u8]>` (each holds a reference, not a
+    /// copy). `data` is dropped once it is all sent, or when the
+    /// connection closes.
+    ///
+    /// Order is kept with [`write`](Self::write) and
+    /// [`send_file`](Self::send_file): output leaves in the order it was
+    /// queued. The bytes count against this connection's output limits
+    /// and water marks like copied ones, but not against
+    /// [`Config::max_buffered`](crate::Config::max_buffered), which counts
+    /// the reactor's own buffers. Each hand-over is at least one system
+    /// call of its own: for small answers, [`write`](Self::write) gathers
+    /// better.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// # use evloop::{ConnId, Context, Handler};
+    /// struct Page {
+    ///     body: Arc<[u8]>,
+    /// }
+    ///
+    /// impl Handler for Page {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         // Every connection is sent the same memory.
+    ///         let _ = cx.write_owned(conn, Arc::clone(&self.body));
+    ///         cx.close(conn);
+    ///     }
+    ///     fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, input: &[u8]) -> usize {
+    ///         input.len()
+    ///     }
+    /// }
+    /// ```
+    pub fn write_owned<B>(&mut self, conn: ConnId, data: B) -> Result<(), SendError>
+    where
+        B: AsRef<[u8]> + Send + 'static,
+    {
+        let segment = Segment::Owned {
+            data: Box::new(data),
+            at: 0,
+        };
+        self.core.queue(conn, Queued::Whole(segment))
+    }
+
+    /// Queues `len` bytes of `file`, from `offset`, for `conn`: they go by
+    /// `sendfile(2)`, from the page cache to the socket without passing
+    /// through this process. The reactor holds the file (an `Arc`, so one
+    /// open file can serve many connections) until the range is sent. For
+    /// a plain TCP connection; order is kept with the other writes, and the
+    /// write timeout applies, but a file range counts against no output
+    /// limit (its bytes are not in memory).
+    ///
+    /// [`SendError::OutOfRange`] if the range is not inside the file now.
+    /// A file cut shorter after this call closes the connection with
+    /// [`CloseReason::Io`] (`UnexpectedEof`) when its end is reached: the
+    /// peer was promised bytes that no longer exist.
+    ///
+    /// ```no_run
+    /// use std::fs::File;
+    /// use std::sync::Arc;
+    /// # use evloop::{ConnId, Context, Handler};
+    /// struct Static {
+    ///     file: Arc<File>,
+    ///     len: u64,
+    /// }
+    ///
+    /// impl Handler for Static {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         let header = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", self.len);
+    ///         let _ = cx.write(conn, header.as_bytes());
+    ///         let _ = cx.send_file(conn, Arc::clone(&self.file), 0, self.len);
+    ///     }
+    ///     fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, input: &[u8]) -> usize {
+    ///         input.len()
+    ///     }
+    /// }
+    /// ```
+    pub fn send_file(
+        &mut self,
+        conn: ConnId,
+        file: impl Into<Arc<File>>,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), SendError> {
+        let file = file.into();
+        let size = file.metadata().map_or(0, |m| m.len());
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(SendError::OutOfRange);
+        }
+        let segment = Segment::File {
+            file,
+            offset,
+            left: len,
+        };
+        self.core.queue(conn, Queued::Whole(segment))
     }
 
     /// Closes `conn` once its output is flushed (FIN).
@@ -468,7 +577,7 @@ impl Context<'_> {
 
     /// Bytes of output waiting for `conn`.
     pub fn output_len(&self, conn: ConnId) -> Option<usize> {
-        self.core.conn(conn).map(|c| c.output_len())
+        self.core.conn(conn).map(|_| self.core.output_len(conn))
     }
 
     /// `conn`'s state, or `None` once it is gone.

@@ -127,7 +127,8 @@
 //! | `reactor/listeners.rs` | listener ids; listen, adopt, pause, resume, close |
 //! | `reactor/accept.rs` | accept batches, `max_conns`, `EMFILE` |
 //! | `reactor/read.rs` | the read side: socket -> handler, the readiness rules; its seam `receive` |
-//! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seam `send` |
+//! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seams `send` and `send_file` |
+//! | `reactor/tail.rs` | output handed over whole (`write_owned`, `send_file`), queued behind the buffer |
 //! | `reactor/timeouts.rs` | the turn's clock reading; connection deadlines, lazily re-armed |
 //! | `reactor/shutdown.rs` | graceful shutdown, signals, recovery from a handler's panic |
 //! | `reactor/budget.rs` | memory across connections |

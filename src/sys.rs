@@ -84,3 +84,23 @@ pub fn timerfd(period: std::time::Duration) -> io::Result<std::fs::File> {
     }
     Ok(file)
 }
+
+/// `sendfile(2)`: up to `count` bytes of `file` from `offset` to the
+/// socket `out`, without passing through user space. Returns the bytes
+/// sent; 0 for a nonzero `count` means the file ends at `offset`. The
+/// file's own offset is not moved.
+pub(crate) fn sendfile(
+    out: std::os::fd::BorrowedFd<'_>,
+    file: std::os::fd::BorrowedFd<'_>,
+    offset: u64,
+    count: usize,
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut offset = libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset past off_t"))?;
+    // SAFETY: both descriptors are open for the length of the call (they
+    // are borrowed); sendfile reads and updates one off_t through a valid
+    // pointer to a local, and touches no other memory of ours.
+    let sent = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut offset, count) };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}

@@ -18,6 +18,7 @@ use slab::Slab;
 use super::budget::Budget;
 use super::settings::{Connect, Limits, Settings, Table};
 use super::sources::{SourceId, Sources};
+use super::tail::Tails;
 use super::timeouts::{Time, TimerEvent};
 use super::{ListenerChange, ListenerId};
 use crate::admission::Admission;
@@ -80,6 +81,9 @@ pub(crate) struct Core {
     sources: Sources,
     /// Settings of connections that have their own (see `settings.rs`).
     settings: Table,
+    /// Output handed over whole, behind the output buffers (see
+    /// `tail.rs`).
+    tails: Tails,
 }
 
 impl Core {
@@ -109,6 +113,7 @@ impl Core {
             listener_changes: Vec::new(),
             sources: Sources::default(),
             settings: Table::default(),
+            tails: Tails::default(),
         })
     }
 
@@ -128,6 +133,29 @@ impl Core {
         }
     }
 
+    /// Bytes of output `id` has waiting in memory: its buffer, and what
+    /// it handed over (see `tail.rs`; a file range counts nothing).
+    pub(crate) fn output_len(&self, id: ConnId) -> usize {
+        let Some(conn) = self.conn(id) else {
+            return 0;
+        };
+        let tail = match conn.tail {
+            true => self.tails.get(id.index).map_or(0, |t| t.in_memory()),
+            false => 0,
+        };
+        conn.output_len() + tail
+    }
+
+    /// The connection and the tails beside it, for the write side, which
+    /// needs both at once.
+    pub(crate) fn conn_and_tails(&mut self, id: ConnId) -> Option<(&mut Conn, &mut Tails)> {
+        let conn = self
+            .conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)?;
+        Some((conn, &mut self.tails))
+    }
+
     /// Whether `id` asked to hear that its output is all written, and it
     /// is: the request is used up. A length check while nobody asked.
     pub(crate) fn take_written(&mut self, id: ConnId) -> bool {
@@ -142,7 +170,7 @@ impl Core {
         }
         let empty = self
             .conn(id)
-            .is_some_and(|c| c.output.is_none() && !c.state().is_closed());
+            .is_some_and(|c| !c.has_output() && !c.state().is_closed());
         if let Some(settings) = self.settings.get_mut(id.index).filter(|_| empty) {
             settings.notify_flushed = false;
         }
@@ -420,6 +448,9 @@ impl Core {
         };
         let buffers = [conn.input.take(), conn.output.take()];
         let held = std::mem::take(&mut conn.held);
+        if std::mem::take(&mut conn.tail) {
+            self.tails.forget(id.index);
+        }
         for buffer in buffers.into_iter().flatten() {
             self.pool.give(buffer);
         }
@@ -460,7 +491,7 @@ impl Core {
             self.wheel.cancel(timer);
         }
         debug_assert!(
-            conn.input.is_none() && conn.output.is_none() && conn.held == Held::default(),
+            conn.input.is_none() && !conn.has_output() && conn.held == Held::default(),
             "conn {id}: closed with buffers still held ({:?})",
             conn.held
         );

@@ -9,6 +9,7 @@ mod read;
 mod settings;
 mod shutdown;
 mod sources;
+mod tail;
 mod timeouts;
 mod write;
 
@@ -31,8 +32,10 @@ pub use self::settings::Connect;
 pub(crate) use self::settings::Settings;
 use self::sources::Sources;
 pub use self::sources::{Readiness, SourceId};
+pub(crate) use self::tail::Segment;
 pub(crate) use self::timeouts::TimerEvent;
 use self::write::Flush;
+pub(crate) use self::write::Queued;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, EVENTS_CAPACITY, SCRATCH_SIZE};
 use crate::conn::{CloseReason, ConnId};

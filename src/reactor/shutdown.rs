@@ -150,7 +150,7 @@ impl<H: Handler> Reactor<H> {
         // is on the ready list, still readable); a paused one is asked.
         let unread =
             conn.state().may_read() && conn.readable && (!conn.is_paused() || conn.input_waiting());
-        let quiet = open && !unread && conn.input.is_none() && conn.output_len() == 0;
+        let quiet = open && !unread && conn.input.is_none() && !conn.has_output();
         if quiet && !self.handler.is_busy(id) {
             self.core.close(id, CloseReason::Shutdown);
             self.core.flush(id);

@@ -184,7 +184,7 @@ fn deadline(conn: &Conn, config: &Limits) -> Option<(Tick, CloseReason)> {
             CloseReason::IdleTimeout,
         );
     }
-    if conn.output_len() > 0 {
+    if conn.has_output() {
         let at = conn
             .last_write
             .saturating_add(millis_ceil(config.write_timeout));

@@ -24,13 +24,16 @@
 //! [`Context::write`]: crate::Context::write
 //! [`Handler::on_drain`]: crate::Handler::on_drain
 
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 
 use mio::net::TcpStream;
 
 use super::core::{Core, Lifecycle};
+use super::tail::{Segment, Tail, Tails};
 use super::Reactor;
-use crate::conn::{CloseReason, ConnId, NEVER};
+use crate::conn::{CloseReason, Conn, ConnId, NEVER};
 use crate::handler::{Handler, SendError};
 use crate::state::{Event, State};
 
@@ -64,10 +67,108 @@ fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// What the handler queues: bytes to copy, or something handed over
+/// whole (see `tail.rs`).
+pub(crate) enum Queued<'a> {
+    Copy(&'a [u8]),
+    Whole(Segment),
+}
+
+impl Queued<'_> {
+    /// Bytes of memory it adds to the output.
+    fn in_memory(&self) -> usize {
+        match self {
+            Queued::Copy(data) => data.len(),
+            Queued::Whole(segment) => segment.in_memory(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Queued::Copy(data) => data.is_empty(),
+            Queued::Whole(segment) => segment.is_done(),
+        }
+    }
+}
+
+/// At most this many writes per flush through a connection's tail: each
+/// segment is a write, and a handler that queued thousands of small ones
+/// must not hold the loop. Cut short, the connection goes on the flush
+/// list and continues next step 6.
+const TAIL_WRITES_PER_FLUSH: usize = 16;
+
+/// The largest count one `sendfile(2)` call is asked for: the kernel
+/// sends at most 0x7ffff000 bytes a call anyway, and the socket buffer
+/// takes far less.
+const SENDFILE_CHUNK: u64 = 1 << 30;
+
+/// The seam for file ranges: `sendfile(2)` from `file` at `offset` to
+/// the socket (`Interrupted` retried). Only a transport that sends the
+/// file's bytes as they are can use it; an encrypting one reads the file
+/// and goes through [`send`] instead.
+fn send_file(stream: &TcpStream, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+    loop {
+        match crate::sys::sendfile(stream.as_fd(), file.as_fd(), offset, count) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => return result,
+        }
+    }
+}
+
+/// Sends from the front of a tail until the socket is full, the tail is
+/// empty, or [`TAIL_WRITES_PER_FLUSH`]. Returns the bytes sent, and
+/// whether the socket took all it was offered (it may take more).
+fn send_tail(stream: &TcpStream, tail: &mut Tail) -> (usize, io::Result<bool>) {
+    let mut sent = 0;
+    for _ in 0..TAIL_WRITES_PER_FLUSH {
+        let Some(segment) = tail.front_mut() else {
+            break;
+        };
+        // A short `sendfile` may mean the socket is full or that the
+        // file ended early: only the next call tells (`WouldBlock` or 0),
+        // so a file range goes round again instead of waiting for an edge
+        // that may never come.
+        let (result, offered) = match segment {
+            Segment::File { file, offset, left } => {
+                let count = (*left).min(SENDFILE_CHUNK) as usize;
+                (send_file(stream, file, *offset, count), None)
+            }
+            other => {
+                let bytes = other.bytes().unwrap_or_default();
+                (send(stream, bytes), Some(bytes.len()))
+            }
+        };
+        match result {
+            // A file shorter than the range promised (truncated since):
+            // there is nothing to send, and waiting would never end.
+            Ok(0) => {
+                let eof =
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "file ended inside the range");
+                return (sent, Err(eof));
+            }
+            Ok(n) => {
+                sent += n;
+                tail.advance(n);
+                if offered.is_some_and(|len| n < len) {
+                    return (sent, Ok(false)); // the socket is full
+                }
+            }
+            Err(e) => return (sent, Err(e)),
+        }
+    }
+    (sent, Ok(true))
+}
+
 impl Core {
-    /// Queues output (step 1 above). The bytes go into the connection's
-    /// output buffer, borrowed from the pool if it had none.
+    /// Queues output (step 1 above): a copy into the connection's output
+    /// buffer, borrowed from the pool if it had none.
     pub(crate) fn write(&mut self, id: ConnId, data: &[u8]) -> Result<(), SendError> {
+        self.queue(id, Queued::Copy(data))
+    }
+
+    /// Queues output: a copy goes into the output buffer, or behind the
+    /// tail if there is one (order is kept); a hand-over goes on the tail.
+    pub(crate) fn queue(&mut self, id: ConnId, queued: Queued<'_>) -> Result<(), SendError> {
         let now = self.now();
         let (hard, high, soft) = {
             let l = self.limits(id);
@@ -80,21 +181,18 @@ impl Core {
         if !conn.state().accepts_output() {
             return Err(SendError::Closing);
         }
-        if data.is_empty() {
+        if queued.is_empty() {
             return Ok(());
         }
-        let len = conn.output_len() + data.len();
+        let len = self.output_len(id) + queued.in_memory();
         if len > hard {
             log::debug!("conn {id}: output {len} bytes passes the hard limit");
             self.abort(id, CloseReason::SlowConsumer);
             return Err(SendError::SlowConsumer);
         }
-        let fresh = if conn.output.is_none() {
-            Some(self.take_buffer())
-        } else {
-            None
-        };
-        let Some(conn) = self.conn_mut(id) else {
+        let needs_buffer = matches!(queued, Queued::Copy(_)) && !conn.tail && conn.output.is_none();
+        let fresh = needs_buffer.then(|| self.take_buffer());
+        let Some((conn, tails)) = self.conn_and_tails(id) else {
             // Not reached (nothing ran since the look above), but a buffer
             // taken from the pool goes back to it.
             if let Some(buffer) = fresh {
@@ -102,17 +200,23 @@ impl Core {
             }
             return Err(SendError::Gone);
         };
-        if let Some(buffer) = fresh {
+        if !conn.has_output() {
             // Output starts waiting now: the write deadline counts from
             // here.
             conn.last_write = now;
+        }
+        if let Some(buffer) = fresh {
             conn.output = Some(buffer);
         }
-        let Some(out) = conn.output.as_mut() else {
-            return Err(SendError::Gone);
-        };
-        out.extend(data);
-        let capacity = out.capacity();
+        match queued {
+            Queued::Copy(data) if conn.tail => tails.entry(id.index).push_copy(data),
+            Queued::Copy(data) => conn.output.get_or_insert_with(Box::default).extend(data),
+            Queued::Whole(segment) => {
+                tails.entry(id.index).push(segment);
+                conn.tail = true;
+            }
+        }
+        let capacity = held_output(conn, tails, id);
         if len > high {
             conn.backpressured = true;
         }
@@ -153,7 +257,7 @@ impl Core {
                 // The close went on: there is no reading left to resume.
                 return Flush::Done;
             }
-        } else if self.conn(id).is_some_and(|c| c.output.is_some()) {
+        } else if self.conn(id).is_some_and(|c| c.has_output()) {
             // The socket refused some: make sure the write deadline is
             // armed (a no-op while it already is).
             self.arm(id);
@@ -165,25 +269,49 @@ impl Core {
         Flush::Done
     }
 
-    /// One `write` through the seam, if the state allows and the socket
-    /// took the last one whole. `Err` when that aborted the connection.
+    /// One `write` of the buffer through the seam, then the tail's, if
+    /// the state allows and the socket took the last one whole. `Err`
+    /// when that aborted the connection.
     fn send_output(&mut self, id: ConnId) -> Result<(), ()> {
         let now = self.now();
-        let Some(conn) = self.conn_mut(id) else {
+        let Some((conn, tails)) = self.conn_and_tails(id) else {
             return Err(());
         };
         if !(conn.writable && conn.state().may_write()) {
             return Ok(());
         }
-        let Some(out) = conn.output.as_mut() else {
-            return Ok(());
-        };
-        match send(&conn.stream, out.as_slice()) {
-            Ok(n) => {
+        let mut sent = 0;
+        let mut result = Ok(true);
+        if let Some(out) = conn.output.as_mut() {
+            result = send(&conn.stream, out.as_slice()).map(|n| {
                 out.consume(n);
-                conn.last_write = now;
-                conn.writable = out.is_empty();
-                self.counters().bytes_out += n as u64;
+                sent += n;
+                out.is_empty()
+            });
+        }
+        let mut more = false;
+        if conn.tail && matches!(result, Ok(true)) {
+            if let Some(tail) = tails.get_mut(id.index) {
+                let (n, tail_result) = send_tail(&conn.stream, tail);
+                sent += n;
+                result = tail_result;
+                more = matches!(result, Ok(true)) && !tail.is_empty();
+            }
+        }
+        if sent > 0 {
+            conn.last_write = now;
+        }
+        self.counters().bytes_out += sent as u64;
+        let Some(conn) = self.conn_mut(id) else {
+            return Err(());
+        };
+        match result {
+            Ok(took_all) => {
+                conn.writable = took_all;
+                if more {
+                    // Cut short by the cap, not by the socket.
+                    self.push_flush(id);
+                }
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -197,13 +325,18 @@ impl Core {
         }
     }
 
-    /// After a write: the emptied buffer back to the pool, the budget's
-    /// count, the soft-limit clock, the water marks.
+    /// After a write: the emptied buffer back to the pool, a finished tail
+    /// out of the table, the budget's count, the soft-limit clock, the
+    /// water marks.
     fn settle_output(&mut self, id: ConnId) -> Option<Settled> {
         let limits = self.limits(id);
         let (soft, low) = (limits.soft_limit, limits.low_water);
-        let conn = self.conn_mut(id)?;
-        let len = conn.output_len();
+        let len = self.output_len(id);
+        let (conn, tails) = self.conn_and_tails(id)?;
+        if conn.tail && tails.get(id.index).is_none_or(Tail::is_empty) {
+            tails.forget(id.index);
+            conn.tail = false;
+        }
         if len <= soft {
             conn.soft_since = NEVER;
         }
@@ -214,9 +347,14 @@ impl Core {
         // Asked of the machine here, so a state that makes nothing of
         // empty output (most of them) costs no more than this.
         let flushed = Event::Flushed { fin_read: conn.eof };
-        let flushed = (len == 0 && conn.state().on(flushed).is_some()).then_some(flushed);
-        let emptied = if len == 0 { conn.output.take() } else { None };
-        let capacity = conn.output.as_ref().map_or(0, |b| b.capacity());
+        let empty = !conn.has_output();
+        let flushed = (empty && conn.state().on(flushed).is_some()).then_some(flushed);
+        let emptied = if conn.output_len() == 0 {
+            conn.output.take()
+        } else {
+            None
+        };
+        let capacity = held_output(conn, tails, id);
         let recount = capacity != conn.held.output;
         if let Some(buffer) = emptied {
             self.give_buffer(buffer);
@@ -228,6 +366,17 @@ impl Core {
         }
         Some(Settled { drained, flushed })
     }
+}
+
+/// What `conn`'s output counts against the reactor-wide budget: its
+/// buffer's capacity, and what its tail copied.
+fn held_output(conn: &Conn, tails: &Tails, id: ConnId) -> usize {
+    let buffer = conn.output.as_ref().map_or(0, |b| b.capacity());
+    let tail = match conn.tail {
+        true => tails.get(id.index).map_or(0, Tail::copied),
+        false => 0,
+    };
+    buffer + tail
 }
 
 impl<H: Handler> Reactor<H> {
