@@ -6,10 +6,9 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use mio::net::TcpStream;
-
 use crate::buffer::Buffer;
 use crate::state::State;
+use crate::stream::Stream;
 use crate::timer::{Tick, TimerId};
 
 /// Names a connection for as long as it lives.
@@ -213,7 +212,7 @@ pub(crate) const NEVER: Tick = Tick::MAX;
 /// `../shared/peers/compare.py` and the C10K demo measure it).
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) generation: u32,
     /// The listener that accepted it (its index), or [`NO_LISTENER`] for
     /// an outbound or adopted connection.
@@ -221,7 +220,8 @@ pub(crate) struct Conn {
     state: State,
     /// Where it comes from (accepted) or goes to (outbound), kept so the
     /// handler can ask in `on_close`, when the socket may no longer know.
-    pub(crate) peer: SocketAddr,
+    /// `None` for a Unix domain socket, whose peer has no IP address.
+    pub(crate) peer: Option<SocketAddr>,
     /// Input the handler has not consumed yet (a partial frame, or frames
     /// it chose not to take yet).
     pub(crate) input: Option<Box<Buffer>>,
@@ -271,8 +271,8 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(
-        stream: TcpStream,
-        peer: SocketAddr,
+        stream: Stream,
+        peer: Option<SocketAddr>,
         generation: u32,
         listener: u32,
         state: State,
@@ -343,9 +343,8 @@ impl Conn {
     /// taking it (a `peek`): for a paused connection, which is not read.
     /// A FIN alone, or an error, is no input.
     pub(crate) fn input_waiting(&self) -> bool {
-        let mut byte = [0; 1];
         loop {
-            match self.stream.peek(&mut byte) {
+            match self.stream.peek_one() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => return matches!(result, Ok(n) if n > 0),
             }
@@ -367,15 +366,19 @@ mod tests {
     /// An idle connection is this record and nothing else (the `idle`
     /// scenario measures about 180 bytes a connection, slab slot
     /// included): a field added here costs every connection, so the
-    /// record may not grow past 144 bytes in a release build (136 when
-    /// the tail flag came in). mio's sockets carry a selector id in
+    /// record may not grow past 144 bytes in a release build (136 before
+    /// Unix domain sockets; the stream's kind took 8). mio's sockets carry a selector id in
     /// debug builds only; it is taken off here, so the bound holds the
     /// layout that ships.
     #[test]
     fn a_connection_record_stays_small() {
         use std::mem::size_of;
-        let debug_only = size_of::<mio::net::TcpStream>() - size_of::<std::os::fd::RawFd>();
+        // A release `Stream` is a tag and a descriptor.
+        let debug_only = size_of::<crate::stream::Stream>() - 2 * size_of::<std::os::fd::RawFd>();
         let size = size_of::<super::Conn>() - debug_only;
-        assert!(size <= 144, "Conn is {size} bytes without mio's debug field");
+        assert!(
+            size <= 144,
+            "Conn is {size} bytes without mio's debug field"
+        );
     }
 }

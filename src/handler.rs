@@ -12,6 +12,7 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -385,6 +386,25 @@ impl Context<'_> {
         self.core.connect(addr, options)
     }
 
+    /// Connects to the Unix domain stream socket at `path`: the same
+    /// connection as a TCP one to the handler (`on_open` once connected,
+    /// then `on_data`, ...), with [`Config::connect_timeout`]. A Unix
+    /// connect does not wait on a network: it succeeds or fails at once
+    /// (`Err` here when nothing listens at `path`, or its queue is
+    /// full), though the handler still hears `on_open` from the loop.
+    ///
+    /// ```no_run
+    /// # use evloop::Context;
+    /// # fn f(cx: &mut Context<'_>) -> std::io::Result<()> {
+    /// let db = cx.connect_unix("/run/postgresql/.s.PGSQL.5432")?;
+    /// # let _ = db; Ok(()) }
+    /// ```
+    ///
+    /// [`Config::connect_timeout`]: crate::Config::connect_timeout
+    pub fn connect_unix(&mut self, path: impl AsRef<Path>) -> io::Result<ConnId> {
+        self.core.connect_unix(path.as_ref(), None)
+    }
+
     /// Asks for [`Handler::on_flushed`] once `conn`'s queued output is all
     /// written (at once, at the next flush, if it already is). Unlike
     /// [`Handler::on_drain`], which comes only after the high-water mark
@@ -534,12 +554,23 @@ impl Context<'_> {
     }
 
     /// Where `conn` comes from (or, for outbound, goes to). Answers in
-    /// `on_close` too: the address is kept from when it opened.
+    /// `on_close` too: the address is kept from when it opened. `None`
+    /// for a Unix domain connection (its peer has no IP address; see
+    /// [`is_unix`](Self::is_unix)), or one that is gone.
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         match self.core.closing() {
-            Some((id, peer)) if id == conn => Some(peer),
-            _ => self.core.conn(conn).map(|c| c.peer),
+            Some((id, peer)) if id == conn => peer,
+            _ => self.core.conn(conn)?.peer,
         }
+    }
+
+    /// Whether `conn` is a Unix domain socket connection (accepted by a
+    /// [`Reactor::listen_unix`](crate::Reactor::listen_unix) listener, or
+    /// made by [`connect_unix`](Self::connect_unix)) rather than TCP.
+    /// `None` if it is gone.
+    pub fn is_unix(&self, conn: ConnId) -> Option<bool> {
+        let c = self.core.conn(conn)?;
+        Some(matches!(c.stream, crate::stream::Stream::Unix(_)))
     }
 
     /// The listener that accepted `conn`; `None` for an outbound or
@@ -552,9 +583,9 @@ impl Context<'_> {
 
     /// The local address of `conn` (the address the peer reached, for an
     /// accepted connection; the one the kernel chose, for an outbound
-    /// one). `None` once it is gone.
+    /// one). `None` for a Unix domain connection, or once it is gone.
     pub fn local_addr(&self, conn: ConnId) -> Option<SocketAddr> {
-        self.core.conn(conn)?.stream.local_addr().ok()
+        self.core.conn(conn)?.stream.local_addr()
     }
 
     /// Stops accepting on `listener`, from the next accept on (see

@@ -128,6 +128,7 @@
 //! | `reactor/accept.rs` | accept batches, `max_conns`, `EMFILE` |
 //! | `reactor/read.rs` | the read side: socket -> handler, the readiness rules; its seam `receive` |
 //! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seams `send` and `send_file` |
+//! | `stream.rs` | the sockets under connections and listeners: TCP or Unix domain |
 //! | `reactor/tail.rs` | output handed over whole (`write_owned`, `send_file`), queued behind the buffer |
 //! | `reactor/timeouts.rs` | the turn's clock reading; connection deadlines, lazily re-armed |
 //! | `reactor/shutdown.rs` | graceful shutdown, signals, recovery from a handler's panic |
@@ -155,6 +156,7 @@ mod handler;
 mod reactor;
 mod state;
 mod stats;
+mod stream;
 pub mod sys;
 pub mod timer;
 

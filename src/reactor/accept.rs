@@ -18,8 +18,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mio::net::{TcpListener, TcpStream};
-
 use super::core::Lifecycle;
 use super::timeouts::TimerEvent;
 use super::Reactor;
@@ -27,6 +25,7 @@ use crate::admission::RejectReason;
 use crate::conn::ConnId;
 use crate::handler::Handler;
 use crate::state::State;
+use crate::stream::{ListenSocket, Stream};
 
 /// Accept back-off after an error such as `EMFILE`: from 5 ms, doubling,
 /// to at most 1 s (what Go's net/http settles on), so a process out of
@@ -48,7 +47,7 @@ enum Gate {
 }
 
 pub(super) struct Listener {
-    pub(super) socket: TcpListener,
+    pub(super) socket: ListenSocket,
     /// The last accept batch stopped before `WouldBlock`: connections are
     /// still queued, and no new edge will say so.
     pub(super) pending: bool,
@@ -62,7 +61,7 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn new(socket: TcpListener) -> Self {
+    pub(super) fn new(socket: ListenSocket) -> Self {
         Listener {
             socket,
             pending: true,
@@ -122,8 +121,8 @@ impl<H: Handler> Reactor<H> {
                     l.backoff = ACCEPT_BACKOFF_MIN;
                     if full {
                         self.reject_with_line(stream);
-                    } else if let Err(reason) = self.core.admission().check(peer.ip()) {
-                        log::debug!("rejected {peer}: {}", RejectReason::NAMES[reason.index()]);
+                    } else if let Err(reason) = self.check(peer) {
+                        log::debug!("rejected {peer:?}: {}", RejectReason::NAMES[reason.index()]);
                         self.reject(stream, reason);
                     } else {
                         self.admit(stream, peer, i as u32);
@@ -141,17 +140,28 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, listener: u32) -> Option<ConnId> {
+    /// The access rules, for a peer with an IP address (a Unix domain
+    /// peer has none: the socket file's permissions are its rules).
+    fn check(&mut self, peer: Option<SocketAddr>) -> Result<(), RejectReason> {
+        match peer {
+            Some(peer) => self.core.admission().check(peer.ip()),
+            None => Ok(()),
+        }
+    }
+
+    fn admit(&mut self, stream: Stream, peer: Option<SocketAddr>, listener: u32) -> Option<ConnId> {
         match self.core.add_conn(stream, peer, listener, State::Open) {
             Ok(id) => {
                 self.core.counters().accepted += 1;
-                self.core.admission().opened(id.index as usize, peer.ip());
-                log::trace!("conn {id}: accepted from {peer}");
+                if let Some(peer) = peer {
+                    self.core.admission().opened(id.index as usize, peer.ip());
+                }
+                log::trace!("conn {id}: accepted from {peer:?}");
                 self.opened(id);
                 Some(id)
             }
             Err(e) => {
-                log::warn!("registering a connection from {peer}: {e}");
+                log::warn!("registering a connection from {peer:?}: {e}");
                 None
             }
         }
@@ -165,7 +175,7 @@ impl<H: Handler> Reactor<H> {
     /// Bounded: at most `Config::backlog` per listener (what its queue can
     /// hold), so clients that keep connecting cannot hold shutdown here;
     /// an accept error ends the listener's share.
-    pub(super) fn take_backlog(&mut self) -> Vec<(TcpStream, SocketAddr, u32)> {
+    pub(super) fn take_backlog(&mut self) -> Vec<(Stream, Option<SocketAddr>, u32)> {
         let most = usize::try_from(self.core.config().backlog).unwrap_or(0);
         let mut queued = Vec::new();
         for (i, l) in self.listeners.iter().enumerate() {
@@ -197,7 +207,7 @@ impl<H: Handler> Reactor<H> {
         while let Some((stream, peer, listener)) = self.queued.pop() {
             if self.core.len() >= self.core.config().max_conns {
                 self.reject_with_line(stream);
-            } else if let Err(reason) = self.core.admission().check(peer.ip()) {
+            } else if let Err(reason) = self.check(peer) {
                 self.reject(stream, reason);
             } else if let Some(id) = self.admit(stream, peer, listener) {
                 if let Some(conn) = self.core.conn_mut(id) {
@@ -210,20 +220,19 @@ impl<H: Handler> Reactor<H> {
 
     /// Turned away before the handler hears of it: closed with RST, so no
     /// TIME_WAIT is left on our side.
-    fn reject(&mut self, stream: TcpStream, reason: RejectReason) {
+    fn reject(&mut self, stream: Stream, reason: RejectReason) {
         self.core.counters().rejected[reason.index()] += 1;
-        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+        stream.reset_on_close();
     }
 
     /// At `max_conns` with a reject line: one write (a short line fits any
     /// socket buffer), then a normal close so the line is delivered.
     /// Caveat: a client that already sent data gets RST from the close,
     /// which may destroy the line; Redis has the same edge.
-    fn reject_with_line(&mut self, stream: TcpStream) {
-        use std::io::Write;
+    fn reject_with_line(&mut self, stream: Stream) {
         self.core.counters().rejected[RejectReason::MaxConns.index()] += 1;
         if let Some(line) = &self.core.config().reject_line {
-            let _ = (&stream).write(line);
+            let _ = stream.write(line);
         }
     }
 
@@ -264,7 +273,7 @@ impl<H: Handler> Reactor<H> {
         drop(reserve);
         let accepted = self.listener(i).map(|l| l.socket.accept());
         if let Some(Ok((stream, peer))) = accepted {
-            log::debug!("shed {peer}: out of descriptors");
+            log::debug!("shed {peer:?}: out of descriptors");
             self.reject(stream, RejectReason::OutOfDescriptors);
         }
         self.reserve = File::open("/dev/null").ok();

@@ -9,9 +9,10 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
@@ -28,6 +29,7 @@ use crate::config::{Config, DEFAULT_POOL_MAX_CAPACITY};
 use crate::conn::{CloseReason, Conn, ConnId, Held, NO_LISTENER};
 use crate::state::{Action, Event, State};
 use crate::stats::Stats;
+use crate::stream::Stream;
 use crate::timer::{Tick, TimerWheel};
 
 /// Where the reactor is in its own life.
@@ -73,7 +75,7 @@ pub(crate) struct Core {
     dispatching: Option<ConnId>,
     /// The connection whose `on_close` runs, and its peer: the slot is
     /// already free, but the handler may still ask where it came from.
-    closing: Option<(ConnId, SocketAddr)>,
+    closing: Option<(ConnId, Option<SocketAddr>)>,
     /// Listener changes asked from callbacks, applied before the next
     /// accept (the listeners are the reactor's, beside the handler).
     listener_changes: Vec<(ListenerId, ListenerChange)>,
@@ -315,8 +317,8 @@ impl Core {
     /// costs an `epoll_ctl`.
     pub(crate) fn add_conn(
         &mut self,
-        mut stream: TcpStream,
-        peer: SocketAddr,
+        mut stream: Stream,
+        peer: Option<SocketAddr>,
         listener: u32,
         state: State,
     ) -> io::Result<ConnId> {
@@ -330,18 +332,13 @@ impl Core {
             Token(slot),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        // These fail only on a socket that is already dead; the first read
-        // or write will say so.
-        if self.config.nodelay {
-            let _ = stream.set_nodelay(true);
-        }
-        if let Some(k) = self.config.keepalive {
-            let keepalive = socket2::TcpKeepalive::new()
+        let keepalive = self.config.keepalive.map(|k| {
+            socket2::TcpKeepalive::new()
                 .with_time(k.idle)
                 .with_interval(k.interval)
-                .with_retries(k.count);
-            let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        }
+                .with_retries(k.count)
+        });
+        stream.set_tcp_options(self.config.nodelay, keepalive.as_ref());
         if slot >= self.generations.len() {
             self.generations.resize(slot + 1, 0);
         }
@@ -374,14 +371,40 @@ impl Core {
             }
         };
         self.stats.connects += 1;
-        let id = self.add_conn(stream, addr, NO_LISTENER, State::Connecting)?;
-        if let Some(timeout) = options.timeout {
+        let id = self.add_conn(
+            Stream::Tcp(stream),
+            Some(addr),
+            NO_LISTENER,
+            State::Connecting,
+        )?;
+        self.connect_timeout(id, options.timeout);
+        Ok(id)
+    }
+
+    /// Connects to the Unix domain socket at `path`. A Unix connect
+    /// finishes at once or fails at once (`WouldBlock` when the
+    /// listener's queue is full); it still reports through the first
+    /// writable event, as TCP's does, so the handler sees one path.
+    pub(crate) fn connect_unix(
+        &mut self,
+        path: &Path,
+        timeout: Option<Duration>,
+    ) -> io::Result<ConnId> {
+        let stream = UnixStream::connect(path)?;
+        self.stats.connects += 1;
+        let id = self.add_conn(Stream::Unix(stream), None, NO_LISTENER, State::Connecting)?;
+        self.connect_timeout(id, timeout);
+        Ok(id)
+    }
+
+    /// A connect's own timeout, if it has one.
+    fn connect_timeout(&mut self, id: ConnId, timeout: Option<Duration>) {
+        if let Some(timeout) = timeout {
             if let Some(settings) = self.settings_mut(id) {
                 settings.connect_timeout = Some(timeout);
             }
             self.arm(id);
         }
-        Ok(id)
     }
 
     // ---- the state machine -------------------------------------------
@@ -480,7 +503,7 @@ impl Core {
     /// socket (with RST if the reason calls for one). Closing the
     /// descriptor also removes it from the epoll set, so no `deregister`
     /// call is needed. Returns why it closed and where it came from.
-    pub(crate) fn remove(&mut self, id: ConnId) -> Option<(CloseReason, SocketAddr)> {
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<(CloseReason, Option<SocketAddr>)> {
         let State::Closed(reason) = self.conn(id)?.state() else {
             return None;
         };
@@ -497,7 +520,7 @@ impl Core {
         );
         if reason.resets() {
             // SO_LINGER 0: close sends RST and drops unsent data at once.
-            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+            conn.stream.reset_on_close();
         }
         self.stats.closed[reason.index()] += 1;
         log::trace!("conn {id}: removed ({reason})");
@@ -652,11 +675,11 @@ impl Core {
     }
 
     /// The connection whose `on_close` runs, and where it came from.
-    pub(crate) fn set_closing(&mut self, closing: Option<(ConnId, SocketAddr)>) {
+    pub(crate) fn set_closing(&mut self, closing: Option<(ConnId, Option<SocketAddr>)>) {
         self.closing = closing;
     }
 
-    pub(crate) fn closing(&self) -> Option<(ConnId, SocketAddr)> {
+    pub(crate) fn closing(&self) -> Option<(ConnId, Option<SocketAddr>)> {
         self.closing
     }
 }

@@ -37,8 +37,9 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Token};
 
 use super::accept::Listener;
@@ -46,6 +47,7 @@ use super::{Reactor, FIRST_LISTENER};
 use crate::conn::{ConnId, NO_LISTENER};
 use crate::handler::Handler;
 use crate::state::State;
+use crate::stream::{ListenSocket, Stream};
 
 /// Names a listener of one reactor ([`Reactor::listen`]); the connections
 /// it accepts say so ([`Context::listener`](crate::Context::listener)).
@@ -118,7 +120,56 @@ impl<H: Handler> Reactor<H> {
     /// made non-blocking, registered, and accepted from like any other.
     pub fn adopt_listener(&mut self, listener: std::net::TcpListener) -> io::Result<ListenerId> {
         listener.set_nonblocking(true)?;
-        let mut socket = TcpListener::from_std(listener);
+        let socket = TcpListener::from_std(listener);
+        log::info!("listening on {}", socket.local_addr()?);
+        self.add_listener(ListenSocket::Tcp(socket))
+    }
+
+    /// Listens on a Unix domain stream socket at `path`. Its connections
+    /// are served like TCP ones (the handler sees no difference but
+    /// [`Context::is_unix`](crate::Context::is_unix) and a `None`
+    /// [`peer_addr`](crate::Context::peer_addr)); the allow and deny
+    /// lists and the per-IP cap do not apply (a Unix peer has no IP
+    /// address: the socket file's permissions are its access control),
+    /// `max_conns` does.
+    ///
+    /// The path must not exist: a file left by an earlier run makes this
+    /// fail with `AddrInUse` (remove it first, as Redis and nginx do, once
+    /// sure no other process serves it). The reactor does not remove the
+    /// file when the listener closes; the program owns its paths.
+    ///
+    /// ```no_run
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let path = "/run/myapp/admin.sock";
+    /// let _ = std::fs::remove_file(path); // a previous run's
+    /// let admin = reactor.listen_unix(path)?;
+    /// # let _ = admin;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn listen_unix(&mut self, path: impl AsRef<Path>) -> io::Result<ListenerId> {
+        let socket = UnixListener::bind(path.as_ref())?;
+        log::info!("listening on {}", path.as_ref().display());
+        self.add_listener(ListenSocket::Unix(socket))
+    }
+
+    /// Takes a Unix domain listener bound elsewhere (socket activation,
+    /// a predecessor's hand-over), as [`adopt_listener`](Self::adopt_listener)
+    /// does a TCP one.
+    pub fn adopt_unix_listener(
+        &mut self,
+        listener: std::os::unix::net::UnixListener,
+    ) -> io::Result<ListenerId> {
+        listener.set_nonblocking(true)?;
+        self.add_listener(ListenSocket::Unix(UnixListener::from_std(listener)))
+    }
+
+    fn add_listener(&mut self, mut socket: ListenSocket) -> io::Result<ListenerId> {
         let index = self.listeners.len();
         let id = u32::try_from(index)
             .ok()
@@ -129,7 +180,6 @@ impl<H: Handler> Reactor<H> {
             Token(FIRST_LISTENER - index),
             Interest::READABLE,
         )?;
-        log::info!("listening on {}", socket.local_addr()?);
         self.listeners.push(Some(Listener::new(socket)));
         Ok(ListenerId(id))
     }
@@ -140,10 +190,39 @@ impl<H: Handler> Reactor<H> {
     pub fn adopt_stream(&mut self, stream: std::net::TcpStream) -> io::Result<ConnId> {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
+        self.adopt(Stream::Tcp(TcpStream::from_std(stream)), Some(peer))
+    }
+
+    /// Takes a Unix domain stream connection already established (one
+    /// end of a `UnixStream::pair`, or one handed over), as
+    /// [`adopt_stream`](Self::adopt_stream) does a TCP one.
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// // A channel to a worker thread, served by the same loop.
+    /// let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    /// reactor.adopt_unix_stream(ours)?;
+    /// # drop(theirs);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn adopt_unix_stream(
+        &mut self,
+        stream: std::os::unix::net::UnixStream,
+    ) -> io::Result<ConnId> {
+        stream.set_nonblocking(true)?;
+        self.adopt(Stream::Unix(UnixStream::from_std(stream)), None)
+    }
+
+    /// Opens an adopted connection as if accepted.
+    fn adopt(&mut self, stream: Stream, peer: Option<SocketAddr>) -> io::Result<ConnId> {
         self.core.read_clock();
-        let id = self
-            .core
-            .add_conn(TcpStream::from_std(stream), peer, NO_LISTENER, State::Open)?;
+        let id = self.core.add_conn(stream, peer, NO_LISTENER, State::Open)?;
         self.opened(id);
         // Bytes may already wait: no edge will announce them.
         if let Some(conn) = self.core.conn_mut(id) {
@@ -153,10 +232,18 @@ impl<H: Handler> Reactor<H> {
         Ok(id)
     }
 
-    /// The address `listener` is bound to; `None` once it is closed.
+    /// The address `listener` is bound to; `None` once it is closed, or
+    /// for a Unix domain listener (see [`listener_path`](Self::listener_path)).
     pub fn listener_addr(&self, listener: ListenerId) -> Option<SocketAddr> {
         let l = self.listeners.get(listener.index())?.as_ref()?;
-        l.socket.local_addr().ok()
+        l.socket.local_addr()
+    }
+
+    /// The path a Unix domain listener is bound to; `None` once it is
+    /// closed, or for TCP.
+    pub fn listener_path(&self, listener: ListenerId) -> Option<PathBuf> {
+        let l = self.listeners.get(listener.index())?.as_ref()?;
+        l.socket.path()
     }
 
     /// Stops accepting on `listener`: new connections wait in its queue

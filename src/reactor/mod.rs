@@ -43,6 +43,7 @@ use crate::handle::{AdmitChange, Command, Handle, Shared};
 use crate::handler::{Context, Handler};
 use crate::state::{self, Action, State};
 use crate::stats::Stats;
+use crate::stream::Stream;
 
 /// The waker's and the signal pipe's tokens; listeners count down from the
 /// one below them. Connection tokens are slab indices, which never come
@@ -110,7 +111,7 @@ pub struct Reactor<H: Handler> {
     closing_from: usize,
     /// Connections taken from the listen queues when shutdown began, not
     /// yet opened.
-    queued: Vec<(mio::net::TcpStream, SocketAddr, u32)>,
+    queued: Vec<(Stream, Option<SocketAddr>, u32)>,
     /// `on_start` has been called.
     started: bool,
     /// The last poll filled the events buffer: more may be ready, and an
@@ -168,6 +169,13 @@ impl<H: Handler> Reactor<H> {
     pub fn connect_with(&mut self, addr: SocketAddr, options: Connect) -> io::Result<ConnId> {
         self.core.read_clock();
         self.core.connect(addr, options)
+    }
+
+    /// Connects to a Unix domain stream socket (see
+    /// [`Context::connect_unix`]).
+    pub fn connect_unix(&mut self, path: impl AsRef<std::path::Path>) -> io::Result<ConnId> {
+        self.core.read_clock();
+        self.core.connect_unix(path.as_ref(), None)
     }
 
     /// A handle for other threads.
@@ -416,9 +424,9 @@ impl<H: Handler> Reactor<H> {
         };
         let failed = match conn.stream.take_error() {
             Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => match conn.stream.peer_addr() {
-                Ok(_) => None,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return, // not yet
+            Ok(None) => match conn.stream.is_connected() {
+                Ok(true) => None,
+                Ok(false) => return, // not yet
                 Err(e) => Some(e),
             },
         };

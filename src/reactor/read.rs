@@ -37,9 +37,9 @@
 //! make the loop spin on old input, and one that bounds its work per call
 //! (a chat line flood) lets the other connections in between.
 
-use std::io::{self, Read};
+use std::io;
 
-use mio::net::TcpStream;
+use crate::stream::Stream;
 
 use super::core::Core;
 use super::{dispatch, Reactor};
@@ -311,9 +311,8 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.core.conn_mut(id) else {
             return;
         };
-        let mut byte = [0; 1];
         let result = loop {
-            match conn.stream.peek(&mut byte) {
+            match conn.stream.peek_one() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => break result,
             }
@@ -404,9 +403,9 @@ impl Core {
 /// The seam on the read side: bytes arrive from the socket here, one
 /// `read` call (`Interrupted` retried). A transport that decrypts (TLS)
 /// goes here, and nothing else on this side changes.
-fn receive(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+fn receive(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        match (&*stream).read(buf) {
+        match stream.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             result => return result,
         }

@@ -23,7 +23,6 @@
 //! the reactor consistent for the next call.
 
 use std::io;
-use std::time::Duration;
 
 use mio::{Events, Interest};
 use signal_hook_mio::v1_0::Signals;
@@ -183,7 +182,7 @@ impl<H: Handler> Reactor<H> {
         };
         if !matches!(conn.state(), State::Lingering(_)) {
             // SO_LINGER 0: the close in step 8 sends RST.
-            let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+            conn.stream.reset_on_close();
         }
         self.core.abort(id, CloseReason::Shutdown);
     }

@@ -25,10 +25,8 @@
 //! [`Handler::on_drain`]: crate::Handler::on_drain
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::AsFd;
-
-use mio::net::TcpStream;
 
 use super::core::{Core, Lifecycle};
 use super::tail::{Segment, Tail, Tails};
@@ -36,6 +34,7 @@ use super::Reactor;
 use crate::conn::{CloseReason, Conn, ConnId, NEVER};
 use crate::handler::{Handler, SendError};
 use crate::state::{Event, State};
+use crate::stream::Stream;
 
 /// What a flush leaves for the handler to hear.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,9 +57,9 @@ struct Settled {
 /// The seam on the write side: bytes leave for the socket here, one
 /// `write` call (`Interrupted` retried). A short count or `WouldBlock`
 /// means the socket buffer is full.
-fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn send(stream: &Stream, bytes: &[u8]) -> io::Result<usize> {
     loop {
-        match (&*stream).write(bytes) {
+        match stream.write(bytes) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             result => return result,
         }
@@ -106,7 +105,7 @@ const SENDFILE_CHUNK: u64 = 1 << 30;
 /// the socket (`Interrupted` retried). Only a transport that sends the
 /// file's bytes as they are can use it; an encrypting one reads the file
 /// and goes through [`send`] instead.
-fn send_file(stream: &TcpStream, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+fn send_file(stream: &Stream, file: &File, offset: u64, count: usize) -> io::Result<usize> {
     loop {
         match crate::sys::sendfile(stream.as_fd(), file.as_fd(), offset, count) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -118,7 +117,7 @@ fn send_file(stream: &TcpStream, file: &File, offset: u64, count: usize) -> io::
 /// Sends from the front of a tail until the socket is full, the tail is
 /// empty, or [`TAIL_WRITES_PER_FLUSH`]. Returns the bytes sent, and
 /// whether the socket took all it was offered (it may take more).
-fn send_tail(stream: &TcpStream, tail: &mut Tail) -> (usize, io::Result<bool>) {
+fn send_tail(stream: &Stream, tail: &mut Tail) -> (usize, io::Result<bool>) {
     let mut sent = 0;
     for _ in 0..TAIL_WRITES_PER_FLUSH {
         let Some(segment) = tail.front_mut() else {
@@ -331,9 +330,10 @@ impl Core {
     fn settle_output(&mut self, id: ConnId) -> Option<Settled> {
         let limits = self.limits(id);
         let (soft, low) = (limits.soft_limit, limits.low_water);
-        let len = self.output_len(id);
         let (conn, tails) = self.conn_and_tails(id)?;
-        if conn.tail && tails.get(id.index).is_none_or(Tail::is_empty) {
+        let tail = conn.tail.then(|| tails.get(id.index)).flatten();
+        let len = conn.output_len() + tail.map_or(0, Tail::in_memory);
+        if conn.tail && tail.is_none_or(Tail::is_empty) {
             tails.forget(id.index);
             conn.tail = false;
         }

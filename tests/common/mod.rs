@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -53,7 +54,26 @@ pub struct Probe {
     pub record: Arc<Mutex<Record>>,
 }
 
+impl Default for Probe {
+    /// A probe that records and does not echo, for a test's own reactor.
+    fn default() -> Self {
+        Probe {
+            echo: false,
+            lines: false,
+            record: Arc::default(),
+        }
+    }
+}
+
 impl Probe {
+    /// A probe that echoes, for a test's own reactor.
+    pub fn echoing() -> Self {
+        Probe {
+            echo: true,
+            ..Probe::default()
+        }
+    }
+
     fn rec(&self) -> MutexGuard<'_, Record> {
         self.record.lock().unwrap()
     }
@@ -121,6 +141,9 @@ pub struct Server {
     thread: Option<JoinHandle<Reactor<Probe>>>,
     /// The reactor's clock, when the test moves time itself.
     clock: Option<ManualClock>,
+    /// A Unix domain listener's path, beside the TCP one
+    /// ([`Server::start_unix`]); removed when the server is dropped.
+    pub unix: Option<PathBuf>,
 }
 
 impl Server {
@@ -144,6 +167,12 @@ impl Server {
         Self::spawn_with_clock(config, true, false, Some(ManualClock::new()))
     }
 
+    /// Listens on a Unix domain socket too, at a fresh path in the temp
+    /// directory ([`Server::unix`]).
+    pub fn start_unix(config: Config, echo: bool) -> Server {
+        Self::spawn_full(config, echo, false, None, true)
+    }
+
     fn spawn(config: Config, echo: bool, lines: bool) -> Server {
         Self::spawn_with_clock(config, echo, lines, None)
     }
@@ -153,6 +182,16 @@ impl Server {
         echo: bool,
         lines: bool,
         clock: Option<ManualClock>,
+    ) -> Server {
+        Self::spawn_full(config, echo, lines, clock, false)
+    }
+
+    fn spawn_full(
+        config: Config,
+        echo: bool,
+        lines: bool,
+        clock: Option<ManualClock>,
+        unix: bool,
     ) -> Server {
         let _ = env_logger::builder().is_test(true).try_init();
         let record = Arc::new(Mutex::new(Record::default()));
@@ -170,6 +209,11 @@ impl Server {
             .listen("127.0.0.1:0".parse().unwrap())
             .expect("listen");
         let addr = reactor.listener_addr(listener).expect("bound");
+        let unix = unix.then(|| {
+            let path = unix_path("server");
+            reactor.listen_unix(&path).expect("listen_unix");
+            path
+        });
         let handle = reactor.handle();
         let thread = thread::spawn(move || {
             reactor.run().expect("reactor run");
@@ -181,6 +225,7 @@ impl Server {
             record,
             thread: Some(thread),
             clock,
+            unix,
         }
     }
 
@@ -247,7 +292,19 @@ impl Drop for Server {
         if self.thread.is_some() {
             self.handle.shutdown();
         }
+        if let Some(path) = &self.unix {
+            let _ = std::fs::remove_file(path);
+        }
     }
+}
+
+/// A path for a Unix domain socket no other test uses (this process's
+/// id, a counter, and `what`).
+pub fn unix_path(what: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("evloop-{}-{n}-{what}.sock", std::process::id()))
 }
 
 /// Waits for a reactor's thread to end (someone asked for shutdown), at
