@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use mio::Waker;
 
 use crate::admission::Cidr;
+use crate::conn::ConnId;
+use crate::reactor::Found;
 
 /// What other threads can ask of the reactor.
 #[derive(Debug)]
@@ -24,6 +26,8 @@ pub(crate) enum Command<M> {
     Post(M),
     /// Change who may connect, and how many.
     Admit(AdmitChange),
+    /// The resolver thread found a connection's addresses (or did not).
+    Resolved(ConnId, Found),
 }
 
 /// A change to admission, made from another thread while the reactor runs.
@@ -80,6 +84,12 @@ impl<M> Shared<M> {
         let mut queue = self.lock();
         queue.closed = true;
         std::mem::take(&mut queue.commands)
+    }
+
+    /// A lookup's result, from the resolver thread (dropped if the
+    /// reactor has stopped).
+    pub(crate) fn push_found(&self, id: ConnId, found: Found) {
+        let _ = self.push(Command::Resolved(id, found), false);
     }
 
     fn push(&self, command: Command<M>, bounded: bool) -> Result<(), PostError<Command<M>>> {

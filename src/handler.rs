@@ -386,6 +386,36 @@ impl Context<'_> {
         self.core.connect(addr, options)
     }
 
+    /// Connects to `host` by name, resolved off the loop: the connection
+    /// exists at once (its id is returned, output may be queued) while a
+    /// resolver thread of the reactor's looks the name up with the
+    /// system's resolver (`/etc/hosts`, DNS, ...); then its addresses are
+    /// tried in order until one connects, as
+    /// `std::net::TcpStream::connect` tries them. The handler hears
+    /// `on_open`, or `on_close` with [`CloseReason::ConnectFailed`] (the
+    /// name did not resolve, or no address took the connection; the last
+    /// attempt's error) or [`CloseReason::ConnectTimeout`] (the timeout
+    /// covers the lookup and every attempt). `host` may be an IP address,
+    /// written out (IPv6 with or without brackets): it is connected to at
+    /// once, with no lookup. `options` apply as in
+    /// [`connect_with`](Self::connect_with).
+    ///
+    /// `Err` at once for what cannot work: an empty name, one longer than
+    /// DNS allows (253), one with a NUL byte (`InvalidInput`), or 1,024
+    /// lookups already waiting (`WouldBlock`). See the reactor's
+    /// `resolve.rs` for why a thread.
+    ///
+    /// ```no_run
+    /// # use evloop::{Connect, Context};
+    /// # fn f(cx: &mut Context<'_>) -> std::io::Result<()> {
+    /// let backend = cx.connect_host("cache.internal", 6379, Connect::default())?;
+    /// cx.write(backend, b"PING\r\n").ok(); // sent once connected
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_host(&mut self, host: &str, port: u16, options: Connect) -> io::Result<ConnId> {
+        self.core.connect_host(host, port, options)
+    }
+
     /// Connects to the Unix domain stream socket at `path`: the same
     /// connection as a TCP one to the handler (`on_open` once connected,
     /// then `on_data`, ...), with [`Config::connect_timeout`]. A Unix

@@ -26,6 +26,16 @@ use mio::{Interest, Registry, Token};
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// No socket yet: an outbound connection whose host name is being
+    /// resolved, or that moves on to its next address
+    /// (`src/reactor/resolve.rs`). It is never read or written (no event
+    /// comes for it); closing it closes nothing.
+    Resolving,
+}
+
+/// What any I/O on a connection with no socket yet answers.
+fn no_socket() -> io::Error {
+    io::Error::from(io::ErrorKind::WouldBlock)
 }
 
 impl Stream {
@@ -33,6 +43,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => (&*s).read(buf),
             Stream::Unix(s) => (&*s).read(buf),
+            Stream::Resolving => Err(no_socket()),
         }
     }
 
@@ -40,6 +51,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => (&*s).write(bytes),
             Stream::Unix(s) => (&*s).write(bytes),
+            Stream::Resolving => Err(no_socket()),
         }
     }
 
@@ -51,6 +63,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => socket2::SockRef::from(s).peek(&mut byte),
             Stream::Unix(s) => socket2::SockRef::from(s).peek(&mut byte),
+            Stream::Resolving => Err(no_socket()),
         }
     }
 
@@ -58,6 +71,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
+            Stream::Resolving => Ok(()),
         }
     }
 
@@ -65,6 +79,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
+            Stream::Resolving => Ok(None),
         }
     }
 
@@ -74,6 +89,7 @@ impl Stream {
         let result = match self {
             Stream::Tcp(s) => s.peer_addr().map(drop),
             Stream::Unix(s) => s.peer_addr().map(drop),
+            Stream::Resolving => return Ok(false),
         };
         match result {
             Ok(()) => Ok(true),
@@ -86,7 +102,7 @@ impl Stream {
     pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
         match self {
             Stream::Tcp(s) => s.local_addr().ok(),
-            Stream::Unix(_) => None,
+            Stream::Unix(_) | Stream::Resolving => None,
         }
     }
 
@@ -116,11 +132,13 @@ impl Stream {
     }
 }
 
-impl AsFd for Stream {
-    fn as_fd(&self) -> BorrowedFd<'_> {
+impl Stream {
+    /// The socket's descriptor; `None` before it has one.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
-            Stream::Tcp(s) => s.as_fd(),
-            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => Some(s.as_fd()),
+            Stream::Unix(s) => Some(s.as_fd()),
+            Stream::Resolving => None,
         }
     }
 }
@@ -135,6 +153,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(registry, token, interest),
             Stream::Unix(s) => s.register(registry, token, interest),
+            Stream::Resolving => Ok(()), // registered once it has a socket
         }
     }
 
@@ -147,6 +166,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.reregister(registry, token, interest),
             Stream::Unix(s) => s.reregister(registry, token, interest),
+            Stream::Resolving => Ok(()),
         }
     }
 
@@ -154,6 +174,7 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.deregister(registry),
             Stream::Unix(s) => s.deregister(registry),
+            Stream::Resolving => Ok(()),
         }
     }
 }

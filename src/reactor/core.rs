@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use super::budget::Budget;
+use super::resolve::{Found, Poster, Resolver};
 use super::settings::{Connect, Limits, Settings, Table};
 use super::sources::{SourceId, Sources};
 use super::tail::Tails;
@@ -86,6 +87,9 @@ pub(crate) struct Core {
     /// Output handed over whole, behind the output buffers (see
     /// `tail.rs`).
     tails: Tails,
+    /// Host names being resolved for outbound connections (see
+    /// `resolve.rs`).
+    resolver: Resolver,
 }
 
 impl Core {
@@ -116,6 +120,7 @@ impl Core {
             sources: Sources::default(),
             settings: Table::default(),
             tails: Tails::default(),
+            resolver: Resolver::default(),
         })
     }
 
@@ -323,6 +328,7 @@ impl Core {
         state: State,
     ) -> io::Result<ConnId> {
         let now = self.now();
+        let keepalive = self.keepalive();
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         let index = u32::try_from(slot)
@@ -332,12 +338,6 @@ impl Core {
             Token(slot),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let keepalive = self.config.keepalive.map(|k| {
-            socket2::TcpKeepalive::new()
-                .with_time(k.idle)
-                .with_interval(k.interval)
-                .with_retries(k.count)
-        });
         stream.set_tcp_options(self.config.nodelay, keepalive.as_ref());
         if slot >= self.generations.len() {
             self.generations.resize(slot + 1, 0);
@@ -351,25 +351,21 @@ impl Core {
         Ok(id)
     }
 
+    /// TCP keepalive as the `Config` asks, if it does.
+    fn keepalive(&self) -> Option<socket2::TcpKeepalive> {
+        self.config.keepalive.map(|k| {
+            socket2::TcpKeepalive::new()
+                .with_time(k.idle)
+                .with_interval(k.interval)
+                .with_retries(k.count)
+        })
+    }
+
     /// Starts a non-blocking connect (it returns at once with the socket
     /// in progress; the first writable event says how it went), from
     /// `options.bind` if set, with its own timeout if set.
     pub(crate) fn connect(&mut self, addr: SocketAddr, options: Connect) -> io::Result<ConnId> {
-        let stream = match options.bind {
-            None => TcpStream::connect(addr)?,
-            Some(local) => {
-                use socket2::{Domain, Socket, Type};
-                let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-                socket.set_nonblocking(true)?;
-                socket.bind(&local.into())?;
-                match socket.connect(&addr.into()) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-                    Err(e) => return Err(e),
-                }
-                TcpStream::from_std(socket.into())
-            }
-        };
+        let stream = start_connect(addr, options.bind)?;
         self.stats.connects += 1;
         let id = self.add_conn(
             Stream::Tcp(stream),
@@ -395,6 +391,123 @@ impl Core {
         let id = self.add_conn(Stream::Unix(stream), None, NO_LISTENER, State::Connecting)?;
         self.connect_timeout(id, timeout);
         Ok(id)
+    }
+
+    /// Starts a connection to `host` by name: it is made at once, with no
+    /// socket yet, and the name goes to the resolver thread (see
+    /// `resolve.rs`); an IP address written out is connected to at once.
+    pub(crate) fn connect_host(
+        &mut self,
+        host: &str,
+        port: u16,
+        options: Connect,
+    ) -> io::Result<ConnId> {
+        let literal = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if let Ok(ip) = literal.parse::<std::net::IpAddr>() {
+            return self.connect(SocketAddr::new(ip, port), options);
+        }
+        self.resolver.check(host)?;
+        self.resolver.start()?;
+        self.stats.connects += 1;
+        let id = self.add_conn(Stream::Resolving, None, NO_LISTENER, State::Connecting)?;
+        self.connect_timeout(id, options.timeout);
+        if !self.resolver.ask(id, host, port, options.bind) {
+            self.abort(id, CloseReason::ConnectFailed(io::ErrorKind::BrokenPipe));
+        }
+        Ok(id)
+    }
+
+    /// How the resolver thread posts back (set when the reactor is built).
+    pub(crate) fn set_resolver_poster(&mut self, poster: Poster) {
+        self.resolver.set_poster(poster);
+    }
+
+    /// The resolver thread answered for `id` (which may have closed or
+    /// timed out meanwhile: then the answer is dropped).
+    pub(crate) fn resolved(&mut self, id: ConnId, found: Found) {
+        self.resolver.answered();
+        let waiting = self.conn(id).is_some_and(|c| {
+            matches!(c.stream, Stream::Resolving) && c.state() == State::Connecting
+        });
+        if !waiting {
+            return;
+        }
+        let failed = match found {
+            Ok(addrs) => {
+                log::debug!("conn {id}: resolved to {addrs:?}");
+                if let Some(pending) = self.resolver.pending_mut(id.index) {
+                    pending.left = addrs.into();
+                }
+                self.next_address(id).err()
+            }
+            Err(e) => {
+                log::debug!("conn {id}: resolving failed: {e}");
+                self.resolver.forget(id.index);
+                Some(e.kind())
+            }
+        };
+        if let Some(kind) = failed {
+            self.abort(id, CloseReason::ConnectFailed(kind));
+        }
+    }
+
+    /// Moves a connection by name on to its next address: the socket of
+    /// the attempt that failed (if any) is closed, and a connect to the
+    /// next address that can start is started. `Err` with the last
+    /// failure when none is left (`NotFound` if there were none), or for
+    /// a connection that is not by name.
+    pub(crate) fn next_address(&mut self, id: ConnId) -> Result<(), io::ErrorKind> {
+        let mut last = io::ErrorKind::NotFound;
+        loop {
+            let Some(pending) = self.resolver.pending_mut(id.index) else {
+                return Err(last);
+            };
+            let Some(addr) = pending.left.pop_front() else {
+                self.resolver.forget(id.index);
+                return Err(last);
+            };
+            let bind = pending.bind;
+            let mut stream = match start_connect(addr, bind) {
+                Ok(stream) => Stream::Tcp(stream),
+                Err(e) => {
+                    last = e.kind();
+                    continue;
+                }
+            };
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) =
+                self.poll
+                    .registry()
+                    .register(&mut stream, Token(id.index as usize), interest)
+            {
+                last = e.kind();
+                continue;
+            }
+            stream.set_tcp_options(self.config.nodelay, self.keepalive().as_ref());
+            let conn = self.conn_mut(id).ok_or(io::ErrorKind::NotConnected)?;
+            log::debug!("conn {id}: connecting to {addr}");
+            // The failed attempt's socket, if any, closes here (and leaves
+            // the epoll set with it).
+            conn.stream = stream;
+            conn.peer = Some(addr);
+            conn.readable = false;
+            conn.writable = false;
+            return Ok(());
+        }
+    }
+
+    /// Connections by name still resolving or trying addresses.
+    #[cfg(test)]
+    pub(crate) fn lookups_pending(&self) -> usize {
+        self.resolver.pending_len()
+    }
+
+    /// A connect finished: a connection by name needs no more addresses.
+    pub(crate) fn connected(&mut self, id: ConnId) {
+        self.resolver.forget(id.index);
     }
 
     /// A connect's own timeout, if it has one.
@@ -510,6 +623,7 @@ impl Core {
         let conn = self.conns.remove(id.index as usize);
         self.admission.closed(id.index as usize);
         self.settings.forget(id.index);
+        self.resolver.forget(id.index);
         if let Some(timer) = conn.timer {
             self.wheel.cancel(timer);
         }
@@ -691,4 +805,22 @@ fn recycle(list: &mut Vec<ConnId>, mut old: Vec<ConnId>) {
         old.clear();
         *list = old;
     }
+}
+
+/// Starts a non-blocking TCP connect to `addr`, from `bind` if given: it
+/// returns at once with the connect in progress.
+fn start_connect(addr: SocketAddr, bind: Option<SocketAddr>) -> io::Result<TcpStream> {
+    let Some(local) = bind else {
+        return TcpStream::connect(addr);
+    };
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&local.into())?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
 }

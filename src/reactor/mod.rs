@@ -6,6 +6,7 @@ mod budget;
 mod core;
 mod listeners;
 mod read;
+mod resolve;
 mod settings;
 mod shutdown;
 mod sources;
@@ -28,6 +29,7 @@ use mio::{Events, Token, Waker};
 pub(crate) use self::core::Core;
 pub(crate) use self::listeners::ListenerChange;
 pub use self::listeners::ListenerId;
+pub(crate) use self::resolve::Found;
 pub use self::settings::Connect;
 pub(crate) use self::settings::Settings;
 use self::sources::Sources;
@@ -135,14 +137,17 @@ impl<H: Handler> Reactor<H> {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let post_queue = config.post_queue;
-        let core = Core::new(config, Box::new(clock))?;
+        let mut core = Core::new(config, Box::new(clock))?;
         let waker = Waker::new(core.registry(), WAKER)?;
+        let shared = Arc::new(Shared::new(waker, post_queue));
+        let back = Arc::clone(&shared);
+        core.set_resolver_poster(Box::new(move |id, found| back.push_found(id, found)));
         Ok(Reactor {
             handler,
             core,
             events: Events::with_capacity(EVENTS_CAPACITY),
             listeners: Vec::new(),
-            shared: Arc::new(Shared::new(waker, post_queue)),
+            shared,
             inbox: VecDeque::new(),
             scratch: vec![0; SCRATCH_SIZE],
             fired: Vec::new(),
@@ -176,6 +181,13 @@ impl<H: Handler> Reactor<H> {
     pub fn connect_unix(&mut self, path: impl AsRef<std::path::Path>) -> io::Result<ConnId> {
         self.core.read_clock();
         self.core.connect_unix(path.as_ref(), None)
+    }
+
+    /// Connects to `host` by name, resolved off the loop (see
+    /// [`Context::connect_host`]).
+    pub fn connect_host(&mut self, host: &str, port: u16, options: Connect) -> io::Result<ConnId> {
+        self.core.read_clock();
+        self.core.connect_host(host, port, options)
     }
 
     /// A handle for other threads.
@@ -331,6 +343,7 @@ impl<H: Handler> Reactor<H> {
                 Command::Shutdown => self.core.request_shutdown(),
                 Command::Post(message) => self.dispatch(None, |h, cx| h.on_message(cx, message)),
                 Command::Admit(change) => self.change_admission(change),
+                Command::Resolved(id, found) => self.core.resolved(id, found),
             }
         }
     }
@@ -432,9 +445,14 @@ impl<H: Handler> Reactor<H> {
         };
         if let Some(e) = failed {
             log::debug!("conn {id}: connect failed: {e}");
+            // A host name with addresses left moves on to the next.
+            if self.core.next_address(id).is_ok() {
+                return;
+            }
             return self.core.abort(id, CloseReason::ConnectFailed(e.kind()));
         }
         conn.last_read = now;
+        self.core.connected(id);
         if self.core.apply(id, state::Event::Connected) == Some(Action::TellOpen) {
             self.opened(id);
         }

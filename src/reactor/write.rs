@@ -106,8 +106,11 @@ const SENDFILE_CHUNK: u64 = 1 << 30;
 /// file's bytes as they are can use it; an encrypting one reads the file
 /// and goes through [`send`] instead.
 fn send_file(stream: &Stream, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+    let Some(socket) = stream.fd() else {
+        return Err(io::ErrorKind::WouldBlock.into());
+    };
     loop {
-        match crate::sys::sendfile(stream.as_fd(), file.as_fd(), offset, count) {
+        match crate::sys::sendfile(socket, file.as_fd(), offset, count) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             result => return result,
         }
