@@ -210,18 +210,81 @@ impl<M> Handle<M> {
     /// Lowering it below the connections open stops accepting until
     /// enough close; raising it reopens listeners at once.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use evloop::Cidr;
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// // Each thread takes its own handle (they are Clone and Send).
+    /// let admin = reactor.handle();
+    /// // An operator's thread tightens admission while the loop runs.
+    /// let operator = std::thread::spawn(move || -> Result<(), evloop::CidrError> {
+    ///     admin.set_max_conns(1_000);
+    ///     admin.set_max_per_ip(Some(16));
+    ///     admin.set_deny(vec!["203.0.113.0/24".parse::<Cidr>()?]);
+    ///     Ok(())
+    /// });
+    /// operator.join().expect("operator thread")?;
+    /// // The reactor's next turn applies them, for connections accepted from then on.
+    /// reactor.run_once(Some(Duration::ZERO))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// [`Reactor::pause_listener`]: crate::Reactor::pause_listener
     pub fn set_max_conns(&self, n: usize) -> bool {
         self.admit(AdmitChange::MaxConns(n.max(1)))
     }
 
     /// Only these networks may connect (empty: everyone not denied).
+    ///
+    /// ```
+    /// use evloop::Cidr;
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// # let reactor = Reactor::new(Echo, Config::default())?;
+    /// let handle = reactor.handle();
+    /// // The office network and this host, from a config file's lines.
+    /// let allow = ["192.0.2.0/24", "127.0.0.1", "::1"]
+    ///     .iter()
+    ///     .map(|line| line.parse::<Cidr>())
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// assert!(handle.set_allow(allow));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_allow(&self, allow: Vec<Cidr>) -> bool {
         self.admit(AdmitChange::Allow(allow))
     }
 
     /// These networks may not connect; the deny list wins over the allow
     /// list.
+    ///
+    /// ```
+    /// use evloop::Cidr;
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// # let reactor = Reactor::new(Echo, Config::default())?;
+    /// let handle = reactor.handle();
+    /// // A scanner's network: refused even if the allow list names it.
+    /// let scanner: Cidr = "198.51.100.0/24".parse()?;
+    /// assert!(handle.set_deny(vec![scanner]));
+    /// // An empty list denies nobody again.
+    /// handle.set_deny(Vec::new());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_deny(&self, deny: Vec<Cidr>) -> bool {
         self.admit(AdmitChange::Deny(deny))
     }
@@ -229,6 +292,23 @@ impl<M> Handle<M> {
     /// At most this many connections from one address (`None`: no cap).
     /// Connections are counted per address only while a cap is set, so a
     /// cap set at run time counts the connections opened from then on.
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// # let reactor = Reactor::new(Echo, Config::default())?;
+    /// let handle = reactor.handle();
+    /// assert!(handle.set_max_per_ip(Some(8)));
+    /// handle.set_max_per_ip(None); // no cap again
+    /// // Once the reactor is gone, nothing is taken.
+    /// drop(reactor);
+    /// assert!(!handle.set_max_per_ip(Some(8)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_max_per_ip(&self, cap: Option<usize>) -> bool {
         self.admit(AdmitChange::MaxPerIp(cap))
     }

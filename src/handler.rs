@@ -91,6 +91,32 @@ pub trait Handler {
     /// to the kernel: the peer may not have read it yet), after
     /// [`Context::notify_flushed`] asked for it. Once per request: a
     /// producer that streams asks again after each chunk it writes.
+    ///
+    /// [`Context::notify_flushed`] shows a producer that writes its next
+    /// chunk here. A relay can hold its backend to one read's worth of
+    /// output this way:
+    ///
+    /// ```
+    /// # use evloop::{ConnId, Context, Handler};
+    /// struct Relay { client: ConnId, backend: ConnId }
+    /// impl Handler for Relay {
+    ///     type Message = ();
+    ///     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+    ///         if conn == self.backend {
+    ///             let _ = cx.write(self.client, input);
+    ///             // No more from the backend until the client has taken this.
+    ///             cx.pause_read(self.backend);
+    ///             cx.notify_flushed(self.client);
+    ///         } else {
+    ///             let _ = cx.write(self.backend, input);
+    ///         }
+    ///         input.len()
+    ///     }
+    ///     fn on_flushed(&mut self, cx: &mut Context<'_>, _client: ConnId) {
+    ///         cx.resume_read(self.backend);
+    ///     }
+    /// }
+    /// ```
     fn on_flushed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         let _ = (cx, conn);
     }
@@ -131,6 +157,35 @@ pub trait Handler {
     /// ready. The reactor does no I/O on it: read (or write) until
     /// `WouldBlock`, since the next event comes only when its readiness
     /// changes again (the rules are in `src/reactor/sources.rs`).
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::time::Duration;
+    /// use evloop::{Config, Context, Handler, Reactor, Readiness, SourceId};
+    /// use mio::{unix::pipe, Interest};
+    /// # use evloop::ConnId;
+    ///
+    /// /// Collects what another thread writes to a pipe.
+    /// struct Collect { rx: pipe::Receiver, got: Vec<u8> }
+    /// impl Handler for Collect {
+    ///     type Message = ();
+    ///     fn on_start(&mut self, cx: &mut Context<'_>) {
+    ///         cx.register(&mut self.rx, Interest::READABLE).expect("register the pipe");
+    ///     }
+    ///     fn on_ready(&mut self, _: &mut Context<'_>, _: SourceId, _: Readiness) {
+    ///         // Read until WouldBlock, or no event comes for what is left.
+    ///         let _ = self.rx.read_to_end(&mut self.got);
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    ///
+    /// let (mut tx, rx) = pipe::new()?;
+    /// let mut reactor = Reactor::new(Collect { rx, got: Vec::new() }, Config::default())?;
+    /// tx.write_all(b"done")?;
+    /// reactor.run_once(Some(Duration::from_secs(1)))?;
+    /// assert_eq!(reactor.handler().got, b"done");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     fn on_ready(&mut self, cx: &mut Context<'_>, source: SourceId, readiness: Readiness) {
         let _ = (cx, source, readiness);
     }
@@ -474,6 +529,29 @@ impl Context<'_> {
     /// `conn`'s own idle timeout (`None`: never idle-closed), instead of
     /// [`Config::idle_timeout`](crate::Config::idle_timeout). `false` if
     /// it is gone.
+    ///
+    /// ```
+    /// use evloop::{Config, ConnId, Context, Handler, ListenerId, Reactor};
+    ///
+    /// /// An operator's console stays open however long it is quiet; other
+    /// /// connections keep the Config's idle timeout.
+    /// struct Server { console: Option<ListenerId> }
+    /// impl Handler for Server {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         if self.console.is_some_and(|c| cx.listener(conn) == Some(c)) {
+    ///             cx.set_idle_timeout(conn, None);
+    ///         }
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new(Server { console: None }, Config::default())?;
+    /// reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// let console = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// reactor.handler_mut().console = Some(console);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_idle_timeout(&mut self, conn: ConnId, timeout: Option<Duration>) -> bool {
         self.set(conn, |s| s.idle_timeout = Some(timeout))
     }
@@ -481,6 +559,15 @@ impl Context<'_> {
     /// `conn`'s own write timeout: how long its output may wait with no
     /// progress (instead of
     /// [`Config::write_timeout`](crate::Config::write_timeout)).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use evloop::{ConnId, Context};
+    /// # fn f(cx: &mut Context<'_>, conn: ConnId) {
+    /// // A client on a slow mobile link may stall for two minutes.
+    /// cx.set_write_timeout(conn, Duration::from_secs(120));
+    /// # }
+    /// ```
     pub fn set_write_timeout(&mut self, conn: ConnId, timeout: Duration) -> bool {
         self.set(conn, |s| s.write_timeout = Some(timeout))
     }
@@ -490,6 +577,14 @@ impl Context<'_> {
     /// [`Config::hard_limit`](crate::Config::hard_limit)): past `hard` a
     /// write closes it as a slow consumer; above `soft` for the soft
     /// grace, too. `false` if it is gone, or `soft > hard`.
+    ///
+    /// ```
+    /// # use evloop::{ConnId, Context};
+    /// # fn f(cx: &mut Context<'_>, replica: ConnId) {
+    /// // A replica catching up may hold 64 MiB for a while; 256 MiB closes it.
+    /// cx.set_output_limits(replica, 64 << 20, 256 << 20);
+    /// # }
+    /// ```
     pub fn set_output_limits(&mut self, conn: ConnId, soft: usize, hard: usize) -> bool {
         soft <= hard && self.set(conn, |s| s.output_limits = Some((soft, hard)))
     }
@@ -551,6 +646,26 @@ impl Context<'_> {
 
     /// Takes a source out of the poll. `Ok(false)` if `id` is stale (the
     /// source is left alone).
+    ///
+    /// ```
+    /// use evloop::{Context, SourceId};
+    /// use mio::net::UdpSocket;
+    /// # use evloop::{ConnId, Handler};
+    ///
+    /// /// A UDP service beside the TCP connections: it stops when
+    /// /// shutdown begins, while they finish.
+    /// struct Udp { socket: Option<(SourceId, UdpSocket)> }
+    /// impl Handler for Udp {
+    ///     type Message = ();
+    ///     fn on_shutdown(&mut self, cx: &mut Context<'_>) {
+    ///         if let Some((id, mut socket)) = self.socket.take() {
+    ///             // Out of the poll first, then dropped (closed).
+    ///             let _ = cx.deregister(&mut socket, id);
+    ///         }
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    /// ```
     pub fn deregister(
         &mut self,
         source: &mut impl mio::event::Source,
@@ -598,6 +713,29 @@ impl Context<'_> {
     /// [`Reactor::listen_unix`](crate::Reactor::listen_unix) listener, or
     /// made by [`connect_unix`](Self::connect_unix)) rather than TCP.
     /// `None` if it is gone.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use evloop::{Config, ConnId, Context, Handler, Reactor};
+    ///
+    /// /// Local peers need no login: the socket file's permissions let
+    /// /// them in. TCP peers must log in.
+    /// #[derive(Default)]
+    /// struct Admin { trusted: HashMap<ConnId, bool> }
+    /// impl Handler for Admin {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         self.trusted.insert(conn, cx.is_unix(conn) == Some(true));
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new(Admin::default(), Config::default())?;
+    /// let (ours, _theirs) = std::os::unix::net::UnixStream::pair()?;
+    /// let conn = reactor.adopt_unix_stream(ours)?;
+    /// assert_eq!(reactor.handler().trusted.get(&conn), Some(&true));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_unix(&self, conn: ConnId) -> Option<bool> {
         let c = self.core.conn(conn)?;
         Some(matches!(c.stream, crate::stream::Stream::Unix(_)))
@@ -606,6 +744,26 @@ impl Context<'_> {
     /// The listener that accepted `conn`; `None` for an outbound or
     /// adopted connection, or one that is gone. One reactor can serve a
     /// different protocol on each listener this way.
+    ///
+    /// ```
+    /// use evloop::{ConnId, Context, Handler};
+    ///
+    /// enum Protocol { Http, Admin }
+    ///
+    /// /// Each listener's protocol, in the order they were opened.
+    /// struct Server { protocols: Vec<Protocol> }
+    /// impl Handler for Server {
+    ///     type Message = ();
+    ///     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+    ///         match cx.listener(conn).and_then(|l| self.protocols.get(l.index())) {
+    ///             Some(Protocol::Http) => { let _ = cx.write(conn, b"HTTP/1.1 204 No Content\r\n\r\n"); }
+    ///             Some(Protocol::Admin) => { let _ = cx.write(conn, b"ok\n"); }
+    ///             None => cx.close(conn), // outbound or adopted: not served here
+    ///         }
+    ///         input.len()
+    ///     }
+    /// }
+    /// ```
     pub fn listener(&self, conn: ConnId) -> Option<ListenerId> {
         let c = self.core.conn(conn)?;
         (c.listener != crate::conn::NO_LISTENER).then_some(ListenerId(c.listener))
@@ -614,12 +772,49 @@ impl Context<'_> {
     /// The local address of `conn` (the address the peer reached, for an
     /// accepted connection; the one the kernel chose, for an outbound
     /// one). `None` for a Unix domain connection, or once it is gone.
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use evloop::{Config, ConnId, Context, Handler, Reactor};
+    ///
+    /// /// Which of the host's addresses each peer reached: a server
+    /// /// listening on 0.0.0.0 can pick the site by it.
+    /// #[derive(Default)]
+    /// struct Sites { reached: Vec<SocketAddr> }
+    /// impl Handler for Sites {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         self.reached.extend(cx.local_addr(conn));
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new(Sites::default(), Config::default())?;
+    /// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let stream = std::net::TcpStream::connect(server.local_addr()?)?;
+    /// let ours = stream.local_addr()?;
+    /// reactor.adopt_stream(stream)?;
+    /// assert_eq!(reactor.handler().reached, [ours]);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn local_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         self.core.conn(conn)?.stream.local_addr()
     }
 
     /// Stops accepting on `listener`, from the next accept on (see
     /// [`Reactor::pause_listener`](crate::Reactor::pause_listener)).
+    ///
+    /// ```
+    /// # use evloop::{Context, ListenerId};
+    /// # fn f(cx: &mut Context<'_>, web: ListenerId, backend_up: bool) {
+    /// // While the backend is down, new clients wait in the listen queue.
+    /// if backend_up {
+    ///     cx.resume_listener(web);
+    /// } else {
+    ///     cx.pause_listener(web);
+    /// }
+    /// # }
+    /// ```
     pub fn pause_listener(&mut self, listener: ListenerId) {
         self.core.change_listener(listener, ListenerChange::Pause);
     }
@@ -632,6 +827,25 @@ impl Context<'_> {
 
     /// Closes `listener` before the next accept (see
     /// [`Reactor::close_listener`](crate::Reactor::close_listener)).
+    ///
+    /// ```
+    /// # use evloop::{ConnId, Context, Handler};
+    /// /// Serves the first 100 connections, then accepts no more; those
+    /// /// already open live on.
+    /// struct FirstHundred { accepted: usize }
+    /// impl Handler for FirstHundred {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         if let Some(listener) = cx.listener(conn) {
+    ///             self.accepted += 1;
+    ///             if self.accepted == 100 {
+    ///                 cx.close_listener(listener);
+    ///             }
+    ///         }
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    /// ```
     pub fn close_listener(&mut self, listener: ListenerId) {
         self.core.change_listener(listener, ListenerChange::Close);
     }

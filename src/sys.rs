@@ -51,6 +51,40 @@ pub(crate) const SIGTERM: i32 = libc::SIGTERM;
 /// [`Context::register`](crate::Context::register) as a foreign source.
 /// Reading it gives the expirations since the last read, as a native
 /// `u64`. A zero period is taken as one nanosecond (zero would disarm it).
+///
+/// ```no_run
+/// use std::fs::File;
+/// use std::io::Read;
+/// use std::os::fd::AsRawFd;
+/// use std::time::Duration;
+/// use evloop::{Config, Context, Handler, Reactor, Readiness, SourceId};
+/// use mio::{unix::SourceFd, Interest};
+/// # use evloop::ConnId;
+///
+/// /// Logs the connection count every second.
+/// struct Report { tick: File }
+/// impl Handler for Report {
+///     type Message = ();
+///     fn on_start(&mut self, cx: &mut Context<'_>) {
+///         let fd = self.tick.as_raw_fd();
+///         cx.register(&mut SourceFd(&fd), Interest::READABLE).expect("register the timerfd");
+///     }
+///     fn on_ready(&mut self, cx: &mut Context<'_>, _: SourceId, _: Readiness) {
+///         let mut count = [0; 8];
+///         // One read takes every expiration since the last (WouldBlock: none).
+///         if self.tick.read_exact(&mut count).is_ok() {
+///             let missed = u64::from_ne_bytes(count) - 1;
+///             println!("{} open ({missed} ticks missed)", cx.stats().active);
+///         }
+///     }
+/// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+/// }
+///
+/// let tick = evloop::sys::timerfd(Duration::from_secs(1))?;
+/// let mut reactor = Reactor::new(Report { tick }, Config::default())?;
+/// reactor.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn timerfd(period: std::time::Duration) -> io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;
     // SAFETY: timerfd_create takes two flags and returns a new descriptor

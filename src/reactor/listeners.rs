@@ -57,6 +57,23 @@ pub struct ListenerId(pub(crate) u32);
 impl ListenerId {
     /// The listener's place in the reactor's table: 0 for the first one
     /// opened, and so on.
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let web = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// let admin = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// assert_eq!((web.index(), admin.index()), (0, 1));
+    /// // A handler can keep what it knows of each listener in a Vec.
+    /// let protocols = ["http", "admin"];
+    /// assert_eq!(protocols[admin.index()], "admin");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn index(&self) -> usize {
         self.0 as usize
     }
@@ -118,6 +135,24 @@ impl<H: Handler> Reactor<H> {
     /// Takes a listener bound and listening elsewhere (systemd socket
     /// activation, a predecessor's hand-over; see the module docs): it is
     /// made non-blocking, registered, and accepted from like any other.
+    /// The module docs in `src/reactor/listeners.rs` show systemd's
+    /// descriptors adopted; here, one bound by std:
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// // Bound and listening already, blocking: adopting makes it neither.
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let web = reactor.adopt_listener(listener)?;
+    /// assert_eq!(reactor.listener_addr(web), Some(addr));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn adopt_listener(&mut self, listener: std::net::TcpListener) -> io::Result<ListenerId> {
         listener.set_nonblocking(true)?;
         let socket = TcpListener::from_std(listener);
@@ -161,6 +196,25 @@ impl<H: Handler> Reactor<H> {
     /// Takes a Unix domain listener bound elsewhere (socket activation,
     /// a predecessor's hand-over), as [`adopt_listener`](Self::adopt_listener)
     /// does a TCP one.
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let path = std::env::temp_dir().join(format!("evloop-adopt-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// // Bound elsewhere (here by std; in a real program, handed over).
+    /// let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    /// let admin = reactor.adopt_unix_listener(listener)?;
+    /// assert_eq!(reactor.listener_path(admin), Some(path.clone()));
+    /// // The program owns the path: the reactor never removes it.
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn adopt_unix_listener(
         &mut self,
         listener: std::os::unix::net::UnixListener,
@@ -187,6 +241,24 @@ impl<H: Handler> Reactor<H> {
     /// Takes a TCP connection already established (by a blocking connect,
     /// or handed over): it is opened as if accepted, without a listener
     /// (`on_open`, then served like any other).
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// # let server = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = server.local_addr()?;
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// // Connected the blocking way (at start-up, say), then served by the loop.
+    /// let stream = std::net::TcpStream::connect(addr)?;
+    /// let conn = reactor.adopt_stream(stream)?;
+    /// # let _ = conn;
+    /// assert_eq!(reactor.stats().active, 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn adopt_stream(&mut self, stream: std::net::TcpStream) -> io::Result<ConnId> {
         stream.set_nonblocking(true)?;
         let peer = stream.peer_addr()?;
@@ -234,6 +306,23 @@ impl<H: Handler> Reactor<H> {
 
     /// The address `listener` is bound to; `None` once it is closed, or
     /// for a Unix domain listener (see [`listener_path`](Self::listener_path)).
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let web = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// // Port 0 asked for any free port: this says which one to tell clients.
+    /// let addr = reactor.listener_addr(web);
+    /// assert!(addr.is_some_and(|a| a.port() != 0));
+    /// reactor.close_listener(web);
+    /// assert_eq!(reactor.listener_addr(web), None);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn listener_addr(&self, listener: ListenerId) -> Option<SocketAddr> {
         let l = self.listeners.get(listener.index())?.as_ref()?;
         l.socket.local_addr()
@@ -241,6 +330,24 @@ impl<H: Handler> Reactor<H> {
 
     /// The path a Unix domain listener is bound to; `None` once it is
     /// closed, or for TCP.
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let path = std::env::temp_dir().join(format!("evloop-path-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let admin = reactor.listen_unix(&path)?;
+    /// let web = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// assert_eq!(reactor.listener_path(admin), Some(path.clone()));
+    /// assert_eq!(reactor.listener_path(web), None); // TCP: see listener_addr
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn listener_path(&self, listener: ListenerId) -> Option<PathBuf> {
         let l = self.listeners.get(listener.index())?.as_ref()?;
         l.socket.path()
@@ -250,6 +357,25 @@ impl<H: Handler> Reactor<H> {
     /// (up to the backlog; the kernel refuses the rest) until
     /// [`resume_listener`](Self::resume_listener). `false` if it is
     /// closed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let web = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// // Overloaded: let new clients wait in the kernel's queue.
+    /// assert!(reactor.pause_listener(web));
+    /// reactor.run_once(Some(Duration::ZERO))?;
+    /// // Load fell: take what waited, then go on accepting.
+    /// assert!(reactor.resume_listener(web));
+    /// reactor.run_once(Some(Duration::ZERO))?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn pause_listener(&mut self, listener: ListenerId) -> bool {
         self.change_listener(listener, ListenerChange::Pause)
     }
@@ -261,6 +387,23 @@ impl<H: Handler> Reactor<H> {
 
     /// Closes `listener`: the kernel resets connections still in its
     /// queue, and refuses new ones. Connections it accepted live on.
+    /// `false` if it was closed already.
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let web = reactor.listen("127.0.0.1:0".parse().unwrap())?;
+    /// assert!(reactor.close_listener(web));
+    /// // Its id is never reused: asking again finds nothing to close.
+    /// assert!(!reactor.close_listener(web));
+    /// assert_eq!(reactor.listener_addr(web), None);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn close_listener(&mut self, listener: ListenerId) -> bool {
         self.change_listener(listener, ListenerChange::Close)
     }

@@ -178,6 +178,28 @@ impl<H: Handler> Reactor<H> {
 
     /// Connects to a Unix domain stream socket (see
     /// [`Context::connect_unix`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let path = std::env::temp_dir().join(format!("evloop-connect-{}.sock", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// // A server listening at `path` (here std's; say a database).
+    /// let server = std::os::unix::net::UnixListener::bind(&path)?;
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// // Nothing listening would fail here, at once; `on_open` comes from the loop.
+    /// let db = reactor.connect_unix(&path)?;
+    /// reactor.run_once(Some(Duration::ZERO))?;
+    /// # let _ = db;
+    /// # drop(server);
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn connect_unix(&mut self, path: impl AsRef<std::path::Path>) -> io::Result<ConnId> {
         self.core.read_clock();
         self.core.connect_unix(path.as_ref(), None)
@@ -185,6 +207,27 @@ impl<H: Handler> Reactor<H> {
 
     /// Connects to `host` by name, resolved off the loop (see
     /// [`Context::connect_host`]).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use evloop::Connect;
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// // The id comes at once; the name is looked up off the loop.
+    /// let options = Connect {
+    ///     timeout: Some(Duration::from_secs(2)), // the lookup and every attempt
+    ///     ..Connect::default()
+    /// };
+    /// let cache = reactor.connect_host("cache.internal", 6379, options)?;
+    /// # let _ = cache;
+    /// reactor.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn connect_host(&mut self, host: &str, port: u16, options: Connect) -> io::Result<ConnId> {
         self.core.read_clock();
         self.core.connect_host(host, port, options)
@@ -256,6 +299,27 @@ impl<H: Handler> Reactor<H> {
     /// stays quiet: zero while work waits that no event will announce,
     /// else until the next timer, `None` with no timer at all. See the
     /// [`AsRawFd`](#impl-AsRawFd-for-Reactor%3CH%3E) contract.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// /// Sets one timer, 5 s away, on the first turn.
+    /// struct Report;
+    /// impl Handler for Report {
+    ///     type Message = ();
+    ///     fn on_start(&mut self, cx: &mut Context<'_>) {
+    ///         cx.set_timer(Duration::from_secs(5), 0);
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    /// let mut reactor = Reactor::new(Report, Config::default())?;
+    /// // No timer yet and nothing to do: wait for the descriptor alone.
+    /// assert_eq!(reactor.next_wait(), None);
+    /// reactor.run_once(Some(Duration::ZERO))?;
+    /// // Now a host may sleep until the timer is due, not longer.
+    /// assert!(reactor.next_wait().is_some_and(|w| w <= Duration::from_secs(5)));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn next_wait(&mut self) -> Option<Duration> {
         self.poll_timeout(None)
     }
@@ -375,6 +439,27 @@ impl<H: Handler> Reactor<H> {
     /// Registers a source the program owns (a UDP socket, a pipe, a
     /// timerfd, ...) before or between turns; its readiness comes to
     /// [`Handler::on_ready`]. See [`Context::register`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mio::{net::UdpSocket, Interest};
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type Message = ();
+    /// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+    /// # }
+    /// let mut reactor = Reactor::new(Echo, Config::default())?;
+    /// let mut socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+    /// let id = reactor.register(&mut socket, Interest::READABLE)?;
+    /// // Turns of the loop: the handler's `on_ready` hears `id`.
+    /// reactor.run_once(Some(Duration::ZERO))?;
+    /// // Out of the poll before the socket is dropped.
+    /// assert!(reactor.deregister(&mut socket, id)?);
+    /// // The id is stale now: a second call changes nothing.
+    /// assert!(!reactor.deregister(&mut socket, id)?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn register(
         &mut self,
         source: &mut impl mio::event::Source,

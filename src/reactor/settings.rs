@@ -17,6 +17,29 @@ use crate::config::Config;
 
 /// How to make an outbound connection
 /// ([`Context::connect_with`](crate::Context::connect_with)).
+///
+/// ```
+/// use std::time::Duration;
+/// use evloop::Connect;
+/// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+/// # struct Echo;
+/// # impl Handler for Echo {
+/// #     type Message = ();
+/// #     fn on_data(&mut self, cx: &mut Context<'_>, c: ConnId, i: &[u8]) -> usize { let _ = cx.write(c, i); i.len() }
+/// # }
+/// # let backend = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let mut reactor = Reactor::new(Echo, Config::default())?;
+/// // From this host's loopback address (any port), giving up after 250 ms.
+/// let options = Connect {
+///     bind: Some("127.0.0.1:0".parse().unwrap()),
+///     timeout: Some(Duration::from_millis(250)),
+/// };
+/// let conn = reactor.connect_with(backend.local_addr()?, options)?;
+/// // Only a timeout; the kernel picks the local address.
+/// let quick = Connect { timeout: Some(Duration::from_millis(50)), ..Connect::default() };
+/// # let _ = (conn, quick);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Connect {
     /// The local address to connect from (an interface, or a port); the

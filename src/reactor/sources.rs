@@ -35,6 +35,34 @@ pub(crate) const MAX_SOURCES: usize = 1 << 20;
 
 /// Names a foreign source registered with the reactor
 /// ([`Context::register`](crate::Context::register)).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use evloop::{Config, Readiness, Reactor, SourceId};
+/// use mio::{net::UdpSocket, Interest};
+/// # use evloop::{ConnId, Context, Handler};
+///
+/// /// UDP echo on any number of sockets: the id says which one is ready.
+/// struct Udp(HashMap<SourceId, UdpSocket>);
+/// impl Handler for Udp {
+///     type Message = ();
+///     fn on_ready(&mut self, _: &mut Context<'_>, id: SourceId, _: Readiness) {
+///         let Some(socket) = self.0.get(&id) else { return };
+///         let mut buf = [0; 1500];
+///         // Edge-triggered: read until WouldBlock.
+///         while let Ok((n, from)) = socket.recv_from(&mut buf) {
+///             let _ = socket.send_to(&buf[..n], from);
+///         }
+///     }
+/// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+/// }
+///
+/// let mut reactor = Reactor::new(Udp(HashMap::new()), Config::default())?;
+/// let mut socket = UdpSocket::bind("127.0.0.1:0".parse().unwrap())?;
+/// let id = reactor.register(&mut socket, Interest::READABLE)?;
+/// reactor.handler_mut().0.insert(id, socket); // registered first, then handed over
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SourceId {
     index: u32,
@@ -49,6 +77,31 @@ impl fmt::Debug for SourceId {
 
 /// What an event said of a foreign source. Any of these may be spurious;
 /// the source's own read or write says what is really there.
+///
+/// ```
+/// use std::io::Read;
+/// use evloop::{Context, Readiness, SourceId};
+/// use mio::unix::pipe::Receiver;
+/// # use evloop::{ConnId, Handler};
+///
+/// /// Keeps what a child process writes to its stdout pipe.
+/// struct Child { out: Receiver, log: Vec<u8> }
+/// impl Handler for Child {
+///     type Message = ();
+///     fn on_ready(&mut self, cx: &mut Context<'_>, id: SourceId, ready: Readiness) {
+///         if ready.readable || ready.read_closed {
+///             // Read until WouldBlock (read_to_end keeps what it read
+///             // before it); the last bytes may come with the hang-up.
+///             let _ = self.out.read_to_end(&mut self.log);
+///         }
+///         if ready.read_closed || ready.error {
+///             // The child exited (or the pipe failed): nothing more will come.
+///             let _ = cx.deregister(&mut self.out, id);
+///         }
+///     }
+/// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Readiness {
     /// It may be read.

@@ -61,11 +61,7 @@ pub(crate) enum Segment {
 impl Segment {
     /// Bytes of memory still to send (a file range holds none).
     pub(crate) fn in_memory(&self) -> usize {
-        match self {
-            Segment::Owned { data, at } => (**data).as_ref().len() - at,
-            Segment::Copied { data, at } => data.len() - at,
-            Segment::File { .. } => 0,
-        }
+        self.bytes().map_or(0, <[u8]>::len)
     }
 
     /// Bytes the reactor allocated for it.
@@ -76,11 +72,14 @@ impl Segment {
         }
     }
 
-    /// The bytes still to send, for a segment in memory.
+    /// The bytes still to send, for a segment in memory. The handler's
+    /// `AsRef` is asked each time; one that answers a shorter slice later
+    /// than it did (a strange type, not a peer) ends the segment early
+    /// instead of panicking.
     pub(crate) fn bytes(&self) -> Option<&[u8]> {
         match self {
-            Segment::Owned { data, at } => Some(&(**data).as_ref()[*at..]),
-            Segment::Copied { data, at } => Some(&data[*at..]),
+            Segment::Owned { data, at } => Some((**data).as_ref().get(*at..).unwrap_or_default()),
+            Segment::Copied { data, at } => Some(data.get(*at..).unwrap_or_default()),
             Segment::File { .. } => None,
         }
     }
@@ -141,7 +140,7 @@ impl Tail {
         match front {
             Segment::Owned { at, .. } | Segment::Copied { at, .. } => {
                 *at += n;
-                self.in_memory -= n;
+                self.in_memory = self.in_memory.saturating_sub(n);
             }
             Segment::File { offset, left, .. } => {
                 *offset += n as u64;
