@@ -86,10 +86,10 @@ impl<M> Shared<M> {
         std::mem::take(&mut queue.commands)
     }
 
-    /// A lookup's result, from the resolver thread (dropped if the
-    /// reactor has stopped).
-    pub(crate) fn push_found(&self, id: ConnId, found: Found) {
-        let _ = self.push(Command::Resolved(id, found), false);
+    /// A lookup's result, from the resolver thread; `false` (and dropped)
+    /// if the reactor has stopped.
+    pub(crate) fn push_found(&self, id: ConnId, found: Found) -> bool {
+        self.push(Command::Resolved(id, found), false).is_ok()
     }
 
     fn push(&self, command: Command<M>, bounded: bool) -> Result<(), PostError<Command<M>>> {

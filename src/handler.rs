@@ -288,7 +288,10 @@ impl Context<'_> {
     /// [`Config::max_buffered`](crate::Config::max_buffered), which counts
     /// the reactor's own buffers. Each hand-over is at least one system
     /// call of its own: for small answers, [`write`](Self::write) gathers
-    /// better.
+    /// better. One hand-over larger than the connection's hard output
+    /// limit closes it as a slow consumer before a byte is sent: raise its
+    /// limits ([`set_output_limits`](Self::set_output_limits)) or, for a
+    /// file, use [`send_file`](Self::send_file).
     ///
     /// ```
     /// use std::sync::Arc;
@@ -313,20 +316,24 @@ impl Context<'_> {
     where
         B: AsRef<[u8]> + Send + 'static,
     {
-        let segment = Segment::Owned {
-            data: Box::new(data),
-            at: 0,
-        };
-        self.core.queue(conn, Queued::Whole(segment))
+        self.core
+            .queue(conn, Queued::Whole(Segment::owned(Box::new(data))))
     }
 
     /// Queues `len` bytes of `file`, from `offset`, for `conn`: they go by
     /// `sendfile(2)`, from the page cache to the socket without passing
     /// through this process. The reactor holds the file (an `Arc`, so one
-    /// open file can serve many connections) until the range is sent. For
-    /// a plain TCP connection; order is kept with the other writes, and the
-    /// write timeout applies, but a file range counts against no output
-    /// limit (its bytes are not in memory).
+    /// open file can serve many connections: share the `Arc` rather than
+    /// open the file per request, each open file being a descriptor) until
+    /// the range is sent. For a plain TCP or Unix domain connection. Order
+    /// is kept with the other writes. The range's bytes count toward the
+    /// water marks (reading stops while more than the high-water mark
+    /// waits, wherever it waits), not toward the soft and hard limits (they
+    /// are not in memory); the write timeout applies.
+    ///
+    /// `sendfile(2)` has no way to suppress `SIGPIPE` when the peer is
+    /// gone: a Rust program ignores that signal from its start, but a host
+    /// that restored its default action is killed by it.
     ///
     /// [`SendError::OutOfRange`] if the range is not inside the file now.
     /// A file cut shorter after this call closes the connection with
@@ -379,7 +386,9 @@ impl Context<'_> {
         self.core.close(conn, CloseReason::Closed);
     }
 
-    /// Closes `conn` now: waiting output is dropped, the peer gets RST.
+    /// Closes `conn` now: waiting output is dropped, the peer gets RST (a
+    /// TCP peer; a Unix domain socket has no reset, and its peer reads an
+    /// ordinary end of stream).
     pub fn abort(&mut self, conn: ConnId) {
         self.core.abort(conn, CloseReason::Aborted);
     }
@@ -450,7 +459,9 @@ impl Context<'_> {
     /// `on_open`, or `on_close` with [`CloseReason::ConnectFailed`] (the
     /// name did not resolve, or no address took the connection; the last
     /// attempt's error) or [`CloseReason::ConnectTimeout`] (the timeout
-    /// covers the lookup and every attempt). `host` may be an IP address,
+    /// covers the lookup and every attempt: an address that never answers,
+    /// rather than refusing, uses it all, and the ones after it are not
+    /// tried). `host` may be an IP address,
     /// written out (IPv6 with or without brackets): it is connected to at
     /// once, with no lookup. `options` apply as in
     /// [`connect_with`](Self::connect_with).
@@ -850,9 +861,11 @@ impl Context<'_> {
         self.core.change_listener(listener, ListenerChange::Close);
     }
 
-    /// Bytes of output waiting for `conn`.
+    /// Bytes of output waiting for `conn`: in its buffer, handed over
+    /// ([`write_owned`](Self::write_owned)), and in file ranges
+    /// ([`send_file`](Self::send_file)) not yet sent.
     pub fn output_len(&self, conn: ConnId) -> Option<usize> {
-        self.core.conn(conn).map(|_| self.core.output_len(conn))
+        self.core.conn(conn).map(|_| self.core.waiting(conn).bytes)
     }
 
     /// `conn`'s state, or `None` once it is gone.

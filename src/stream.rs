@@ -27,9 +27,8 @@ pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
     /// No socket yet: an outbound connection whose host name is being
-    /// resolved, or that moves on to its next address
-    /// (`src/reactor/resolve.rs`). It is never read or written (no event
-    /// comes for it); closing it closes nothing.
+    /// resolved (`src/reactor/resolve.rs`). It is never read or written
+    /// (no event comes for it); closing it closes nothing.
     Resolving,
 }
 
@@ -50,7 +49,10 @@ impl Stream {
     pub(crate) fn write(&self, bytes: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => (&*s).write(bytes),
-            Stream::Unix(s) => (&*s).write(bytes),
+            // `write(2)` on a Unix socket whose peer is gone raises
+            // SIGPIPE; `send` with MSG_NOSIGNAL returns EPIPE instead, as
+            // std's TCP writes do.
+            Stream::Unix(s) => socket2::SockRef::from(s).send_with_flags(bytes, libc::MSG_NOSIGNAL),
             Stream::Resolving => Err(no_socket()),
         }
     }

@@ -6,7 +6,7 @@
 mod common;
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
@@ -137,7 +137,7 @@ fn one_shared_buffer_serves_many_connections_and_is_freed_after() {
 
 #[test]
 fn a_closed_connection_drops_what_it_was_handed() {
-    let (server, c, id) = connected(Config::default());
+    let (server, c, id) = connected(roomy());
     let body: Arc<[u8]> = pattern(4, 16 << 20).into();
     let shared = Arc::clone(&body);
     server.exec(move |cx, _| {
@@ -207,4 +207,133 @@ fn a_file_cut_short_after_queueing_closes_the_connection() {
         r.reason_of(id) == Some(CloseReason::Io(std::io::ErrorKind::UnexpectedEof))
     });
     let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn a_file_range_waiting_stops_reading_like_any_output() {
+    // Backpressure counts file bytes: a pipelining peer cannot queue
+    // request after request behind a large file it does not read.
+    let (server, mut c, id) = connected(Config::default());
+    let (file, bytes, path) = temp_file("marks", 16 << 20);
+    server.exec(move |cx, _| cx.send_file(id, file, 0, 16 << 20).unwrap());
+    c.write_all(b"next request").unwrap();
+    // Give the reactor time to (wrongly) read it.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    server.exec(|_, _| ());
+    assert!(
+        !server.record().received.contains_key(&id),
+        "read while a 16 MiB file range waited"
+    );
+    assert!(read_n(&mut c, bytes.len()) == bytes);
+    server.wait_for("the request, once the file is sent", |r| {
+        r.received.get(&id).is_some_and(|b| b == b"next request")
+    });
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn each_hand_over_costs_more_than_its_bytes() {
+    // A million one-byte hand-overs are not a million bytes.
+    let config = Config {
+        high_water: 32 << 10,
+        low_water: 16 << 10,
+        soft_limit: 64 << 10,
+        hard_limit: 64 << 10,
+        ..Config::default()
+    };
+    let (server, _c, id) = connected(config);
+    let refused_at =
+        server.exec(move |cx, _| (0..2000).find(|_| cx.write_owned(id, vec![b'x']).is_err()));
+    // 64 KiB at one byte and about 64 of cost each: about a thousand.
+    let n = refused_at.expect("the hard limit was reached");
+    assert!((900..1100).contains(&n), "refused at hand-over {n}");
+    server.wait_for("the close", |r| {
+        r.reason_of(id) == Some(CloseReason::SlowConsumer)
+    });
+}
+
+/// Bytes whose `AsRef` panics once `armed` is set: a careless
+/// embedder's type.
+struct Trap {
+    bytes: Vec<u8>,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AsRef<[u8]> for Trap {
+    fn as_ref(&self) -> &[u8] {
+        assert!(
+            !self.armed.load(std::sync::atomic::Ordering::Relaxed),
+            "a handler's AsRef panics"
+        );
+        &self.bytes
+    }
+}
+
+#[test]
+fn a_hand_over_whose_as_ref_panics_resets_only_its_connection() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::time::{Duration, Instant};
+    // The reactor runs on this thread, so the panic out of `run_once` is
+    // caught here, as an embedder would (see tests/handler_panic.rs).
+    let probe = common::Probe::default();
+    let record = Arc::clone(&probe.record);
+    let mut reactor = evloop::Reactor::new(probe, roomy()).unwrap();
+    let listener = reactor.listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reactor.listener_addr(listener).unwrap();
+    let handle = reactor.handle();
+    let mut panics = 0;
+    let mut turn_until = |reactor: &mut evloop::Reactor<common::Probe>,
+                          done: &dyn Fn(&common::Record) -> bool| {
+        let end = Instant::now() + common::PATIENCE;
+        while !done(&record.lock().unwrap()) {
+            assert!(Instant::now() < end, "timed out");
+            let turn = catch_unwind(AssertUnwindSafe(|| {
+                reactor.run_once(Some(Duration::from_millis(5)))
+            }));
+            panics += usize::from(turn.is_err());
+        }
+    };
+    let c = client(addr);
+    turn_until(&mut reactor, &|r| r.opened.len() == 1);
+    let id = record.lock().unwrap().opened[0];
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trap = Trap {
+        bytes: vec![b'x'; BIG],
+        armed: Arc::clone(&armed),
+    };
+    // Queued while the peer does not read; the trap is set after.
+    let job: common::Job = Box::new(move |cx, rec| {
+        cx.write_owned(id, trap).unwrap();
+        rec.timers.push(1); // "queued"
+    });
+    assert!(handle.post(job).is_ok());
+    turn_until(&mut reactor, &|r| r.timers == [1]);
+    armed.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Reading makes the socket writable: the next flush asks the trap.
+    let reader = std::thread::spawn(move || {
+        let mut c = c;
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        got.len()
+    });
+    turn_until(&mut reactor, &|r| {
+        r.reason_of(id) == Some(CloseReason::HandlerPanic)
+    });
+    assert!(reader.join().unwrap() < BIG, "the rest was dropped");
+    // The reactor goes on serving others.
+    let other = client(addr);
+    turn_until(&mut reactor, &|r| r.opened.len() == 2);
+    let other_id = record.lock().unwrap().opened[1];
+    let job: common::Job = Box::new(move |cx, _| cx.write(other_id, b"fine").unwrap());
+    assert!(handle.post(job).is_ok());
+    other.set_nonblocking(true).unwrap();
+    let got = std::cell::RefCell::new(Vec::new());
+    turn_until(&mut reactor, &|_| {
+        let mut buf = [0; 16];
+        if let Ok(n) = (&other).read(&mut buf) {
+            got.borrow_mut().extend_from_slice(&buf[..n]);
+        }
+        *got.borrow() == b"fine"
+    });
+    assert_eq!(panics, 1, "one panic, once");
 }

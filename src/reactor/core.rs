@@ -20,7 +20,7 @@ use super::budget::Budget;
 use super::resolve::{Found, Poster, Resolver};
 use super::settings::{Connect, Limits, Settings, Table};
 use super::sources::{SourceId, Sources};
-use super::tail::Tails;
+use super::tail::{waiting, Tails, Waiting};
 use super::timeouts::{Time, TimerEvent};
 use super::{ListenerChange, ListenerId};
 use crate::admission::Admission;
@@ -140,17 +140,12 @@ impl Core {
         }
     }
 
-    /// Bytes of output `id` has waiting in memory: its buffer, and what
-    /// it handed over (see `tail.rs`; a file range counts nothing).
-    pub(crate) fn output_len(&self, id: ConnId) -> usize {
-        let Some(conn) = self.conn(id) else {
-            return 0;
-        };
-        let tail = match conn.tail {
-            true => self.tails.get(id.index).map_or(0, |t| t.in_memory()),
-            false => 0,
-        };
-        conn.output_len() + tail
+    /// The output `id` has waiting, as each rule counts it (see
+    /// `tail.rs`); nothing for a connection that is gone.
+    pub(crate) fn waiting(&self, id: ConnId) -> Waiting {
+        self.conn(id)
+            .map(|conn| waiting(conn, &self.tails, id))
+            .unwrap_or_default()
     }
 
     /// The connection and the tails beside it, for the write side, which
@@ -428,19 +423,18 @@ impl Core {
     /// The resolver thread answered for `id` (which may have closed or
     /// timed out meanwhile: then the answer is dropped).
     pub(crate) fn resolved(&mut self, id: ConnId, found: Found) {
-        self.resolver.answered();
-        let waiting = self.conn(id).is_some_and(|c| {
-            matches!(c.stream, Stream::Resolving) && c.state() == State::Connecting
-        });
-        if !waiting {
+        // Still connecting (not closed in this turn, before its reap),
+        // and still its answer to wait for.
+        let connecting = self
+            .conn(id)
+            .is_some_and(|c| c.state() == State::Connecting);
+        let Some(pending) = self.resolver.answered(id).filter(|_| connecting) else {
             return;
-        }
+        };
         let failed = match found {
             Ok(addrs) => {
                 log::debug!("conn {id}: resolved to {addrs:?}");
-                if let Some(pending) = self.resolver.pending_mut(id.index) {
-                    pending.left = addrs.into();
-                }
+                pending.left = addrs.into();
                 self.next_address(id).err()
             }
             Err(e) => {
@@ -493,16 +487,20 @@ impl Core {
             // the epoll set with it).
             conn.stream = stream;
             conn.peer = Some(addr);
+            // What the failed attempt's events said is not this socket's.
             conn.readable = false;
             conn.writable = false;
+            conn.fin_seen = false;
+            conn.eof = false;
             return Ok(());
         }
     }
 
-    /// Connections by name still resolving or trying addresses.
+    /// Connections by name still resolving or trying addresses, and
+    /// lookups with the resolver thread.
     #[cfg(test)]
-    pub(crate) fn lookups_pending(&self) -> usize {
-        self.resolver.pending_len()
+    pub(crate) fn lookup_counts(&self) -> (usize, usize) {
+        self.resolver.counts()
     }
 
     /// A connect finished: a connection by name needs no more addresses.

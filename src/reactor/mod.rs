@@ -141,7 +141,7 @@ impl<H: Handler> Reactor<H> {
         let waker = Waker::new(core.registry(), WAKER)?;
         let shared = Arc::new(Shared::new(waker, post_queue));
         let back = Arc::clone(&shared);
-        core.set_resolver_poster(Box::new(move |id, found| back.push_found(id, found)));
+        core.set_resolver_poster(Arc::new(move |id, found| back.push_found(id, found)));
         Ok(Reactor {
             handler,
             core,

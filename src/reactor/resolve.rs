@@ -31,7 +31,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 
 use crate::conn::ConnId;
 
@@ -49,17 +50,26 @@ pub(crate) type Found = io::Result<Vec<SocketAddr>>;
 
 /// Posts a lookup's result back to the reactor (through its command
 /// queue and waker; made by the reactor, which knows its message type).
-pub(crate) type Poster = Box<dyn Fn(ConnId, Found) + Send>;
+/// `false` once the reactor has stopped: the thread ends.
+pub(crate) type Poster = Arc<dyn Fn(ConnId, Found) -> bool + Send + Sync>;
 
 /// One lookup for the resolver thread.
 struct Lookup {
     id: ConnId,
     host: String,
     port: u16,
+    /// Set when the connection closes first: the thread skips the lookup
+    /// if it has not begun it.
+    cancelled: Arc<AtomicBool>,
 }
 
 /// A connection being resolved, or trying its addresses.
 pub(crate) struct Pending {
+    /// The connection (the slot's tenant when it asked).
+    id: ConnId,
+    /// Its lookup is still with the thread.
+    resolving: bool,
+    cancelled: Arc<AtomicBool>,
     /// Addresses not tried yet.
     pub(crate) left: VecDeque<SocketAddr>,
     /// The local address to connect from (`Connect::bind`).
@@ -70,10 +80,10 @@ pub(crate) struct Pending {
 /// connections waiting on it (by slab slot).
 #[derive(Default)]
 pub(crate) struct Resolver {
-    /// Until the thread starts: how it will post back.
+    /// How the thread posts back.
     poster: Option<Poster>,
     lookups: Option<mpsc::Sender<Lookup>>,
-    /// Lookups sent and not yet answered.
+    /// Lookups with the thread, not yet answered or cancelled.
     in_flight: usize,
     pending: HashMap<u32, Pending>,
 }
@@ -102,25 +112,32 @@ impl Resolver {
         Ok(())
     }
 
-    /// Starts the thread if it is not running yet.
+    /// Starts the thread if it is not running yet (again, if it could not
+    /// be started before).
     pub(crate) fn start(&mut self) -> io::Result<()> {
         if self.lookups.is_some() {
             return Ok(());
         }
         let post = self
             .poster
-            .take()
-            .ok_or_else(|| io::Error::other("the resolver thread is gone"))?;
+            .clone()
+            .ok_or_else(|| io::Error::other("the reactor has no resolver"))?;
         let (tx, rx) = mpsc::channel::<Lookup>();
         std::thread::Builder::new()
             .name("evloop-resolver".into())
             .spawn(move || {
-                // Ends when the reactor (the sender) is dropped.
-                for Lookup { id, host, port } in rx {
-                    let found = (host.as_str(), port)
+                // Ends when the reactor (the sender) is dropped, or has
+                // stopped.
+                for lookup in rx {
+                    if lookup.cancelled.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let found = (lookup.host.as_str(), lookup.port)
                         .to_socket_addrs()
                         .map(|addrs| addrs.collect());
-                    post(id, found);
+                    if !post(lookup.id, found) {
+                        break;
+                    }
                 }
             })?;
         self.lookups = Some(tx);
@@ -136,10 +153,12 @@ impl Resolver {
         port: u16,
         bind: Option<SocketAddr>,
     ) -> bool {
+        let cancelled = Arc::new(AtomicBool::new(false));
         let lookup = Lookup {
             id,
             host: host.to_owned(),
             port,
+            cancelled: Arc::clone(&cancelled),
         };
         let sent = self.lookups.as_ref().map(|tx| tx.send(lookup));
         if !matches!(sent, Some(Ok(()))) {
@@ -147,6 +166,9 @@ impl Resolver {
         }
         self.in_flight += 1;
         let pending = Pending {
+            id,
+            resolving: true,
+            cancelled,
             left: VecDeque::new(),
             bind,
         };
@@ -154,9 +176,15 @@ impl Resolver {
         true
     }
 
-    /// A lookup came back (for a connection that may be gone).
-    pub(crate) fn answered(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    /// The thread answered for `id`: its pending entry, if `id` still
+    /// waits for that answer (not closed, not a new tenant of the slot).
+    pub(crate) fn answered(&mut self, id: ConnId) -> Option<&mut Pending> {
+        let pending = self
+            .pending_mut(id.index)
+            .filter(|p| p.id == id && p.resolving)?;
+        pending.resolving = false;
+        self.in_flight -= 1;
+        self.pending.get_mut(&id.index)
     }
 
     pub(crate) fn pending_mut(&mut self, slot: u32) -> Option<&mut Pending> {
@@ -166,15 +194,34 @@ impl Resolver {
         self.pending.get_mut(&slot)
     }
 
+    /// Connections by name still resolving or trying addresses, and
+    /// lookups with the thread.
     #[cfg(test)]
-    pub(crate) fn pending_len(&self) -> usize {
-        self.pending.len()
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.pending.len(), self.in_flight)
     }
 
-    /// The slot's connection connected, or closed.
+    /// The slot's connection connected, or closed: a lookup it still
+    /// waits for is cancelled.
     pub(crate) fn forget(&mut self, slot: u32) {
-        if !self.pending.is_empty() {
-            self.pending.remove(&slot);
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Some(pending) = self.pending.remove(&slot) {
+            pending.cancelled.store(true, Ordering::Relaxed);
+            if pending.resolving {
+                self.in_flight -= 1;
+            }
+        }
+    }
+}
+
+impl Drop for Resolver {
+    /// The reactor is going: lookups still queued are skipped, so the
+    /// thread ends as soon as the one it is in (if any) returns.
+    fn drop(&mut self) {
+        for pending in self.pending.values() {
+            pending.cancelled.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -240,8 +287,8 @@ mod tests {
             Some(from)
         );
         assert_eq!(
-            reactor.core.lookups_pending(),
-            0,
+            reactor.core.lookup_counts(),
+            (0, 0),
             "nothing left once connected"
         );
     }
@@ -276,5 +323,21 @@ mod tests {
             reactor.handler().closed,
             vec![(id, CloseReason::ConnectFailed(std::io::ErrorKind::NotFound))]
         );
+    }
+
+    #[test]
+    fn a_connection_closed_while_resolving_gives_its_lookup_back() {
+        let mut reactor = Reactor::new(Seen::default(), Config::default()).unwrap();
+        let id = reactor
+            .connect_host("localhost", 1, Connect::default())
+            .unwrap();
+        assert_eq!(reactor.core.lookup_counts(), (1, 1));
+        reactor.core.abort(id, CloseReason::Aborted);
+        // Its answer may still come: it finds nobody waiting for it.
+        reactor.core.resolved(id, Ok(vec![refused()]));
+        turn_until(&mut reactor, |s| !s.closed.is_empty());
+        assert_eq!(reactor.core.lookup_counts(), (0, 0));
+        assert_eq!(reactor.handler().closed, vec![(id, CloseReason::Aborted)]);
+        assert!(reactor.handler().opened.is_empty());
     }
 }

@@ -29,12 +29,13 @@ use std::io;
 use std::os::fd::AsFd;
 
 use super::core::{Core, Lifecycle};
-use super::tail::{Segment, Tail, Tails};
+use super::tail::{waiting, Segment, Tail, Tails, SEGMENT_COST};
 use super::Reactor;
 use crate::conn::{CloseReason, Conn, ConnId, NEVER};
 use crate::handler::{Handler, SendError};
 use crate::state::{Event, State};
 use crate::stream::Stream;
+use crate::timer::Tick;
 
 /// What a flush leaves for the handler to hear.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,11 +75,12 @@ pub(crate) enum Queued<'a> {
 }
 
 impl Queued<'_> {
-    /// Bytes of memory it adds to the output.
-    fn in_memory(&self) -> usize {
+    /// What it adds to the weight the output limits count (see
+    /// `tail.rs`).
+    fn weight(&self) -> usize {
         match self {
             Queued::Copy(data) => data.len(),
-            Queued::Whole(segment) => segment.in_memory(),
+            Queued::Whole(segment) => segment.in_memory() + SEGMENT_COST,
         }
     }
 
@@ -126,6 +128,12 @@ fn send_tail(stream: &Stream, tail: &mut Tail) -> (usize, io::Result<bool>) {
         let Some(segment) = tail.front_mut() else {
             break;
         };
+        if segment.is_done() {
+            // Nothing left in it (a handler's `AsRef` that answers less
+            // than it did): finished, not a file that ended.
+            tail.advance(0);
+            continue;
+        }
         // A short `sendfile` may mean the socket is full or that the
         // file ended early: only the next call tells (`WouldBlock` or 0),
         // so a file range goes round again instead of waiting for an edge
@@ -186,7 +194,7 @@ impl Core {
         if queued.is_empty() {
             return Ok(());
         }
-        let len = self.output_len(id) + queued.in_memory();
+        let len = self.waiting(id).weight + queued.weight();
         if len > hard {
             log::debug!("conn {id}: output {len} bytes passes the hard limit");
             self.abort(id, CloseReason::SlowConsumer);
@@ -219,10 +227,11 @@ impl Core {
             }
         }
         let capacity = held_output(conn, tails, id);
-        if len > high {
+        let waiting = waiting(conn, tails, id);
+        if waiting.marks > high {
             conn.backpressured = true;
         }
-        let newly_soft = len > soft && conn.soft_since == NEVER;
+        let newly_soft = waiting.weight > soft && conn.soft_since == NEVER;
         if newly_soft {
             conn.soft_since = now;
         }
@@ -276,6 +285,18 @@ impl Core {
     /// when that aborted the connection.
     fn send_output(&mut self, id: ConnId) -> Result<(), ()> {
         let now = self.now();
+        // Sending a tail asks the handler's `AsRef` for its bytes: should
+        // it panic, this connection is the one reset (see `recover`).
+        let outer = self.dispatching();
+        if self.conn(id).is_some_and(|c| c.tail) {
+            self.set_dispatching(Some(id));
+        }
+        let sent = self.send_some(id, now);
+        self.set_dispatching(outer);
+        sent
+    }
+
+    fn send_some(&mut self, id: ConnId, now: Tick) -> Result<(), ()> {
         let Some((conn, tails)) = self.conn_and_tails(id) else {
             return Err(());
         };
@@ -334,16 +355,15 @@ impl Core {
         let limits = self.limits(id);
         let (soft, low) = (limits.soft_limit, limits.low_water);
         let (conn, tails) = self.conn_and_tails(id)?;
-        let tail = conn.tail.then(|| tails.get(id.index)).flatten();
-        let len = conn.output_len() + tail.map_or(0, Tail::in_memory);
-        if conn.tail && tail.is_none_or(Tail::is_empty) {
+        if conn.tail && tails.get(id.index).is_none_or(Tail::is_empty) {
             tails.forget(id.index);
             conn.tail = false;
         }
-        if len <= soft {
+        let waiting = waiting(conn, tails, id);
+        if waiting.weight <= soft {
             conn.soft_since = NEVER;
         }
-        let drained = conn.backpressured && len <= low;
+        let drained = conn.backpressured && waiting.marks <= low;
         if drained {
             conn.backpressured = false;
         }
