@@ -129,6 +129,7 @@
 //! | `reactor/read.rs` | the read side: socket -> handler, the readiness rules; its seam `receive` |
 //! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seams `send` and `send_file` |
 //! | `stream.rs` | the sockets under connections and listeners: TCP or Unix domain |
+//! | `reactor/connect.rs` | outbound connections: to an address, a Unix path, a host name |
 //! | `reactor/resolve.rs` | connecting by host name: the resolver thread, and trying each address |
 //! | `reactor/tail.rs` | output handed over whole (`write_owned`, `send_file`), queued behind the buffer |
 //! | `reactor/timeouts.rs` | the turn's clock reading; connection deadlines, lazily re-armed |

@@ -3,6 +3,7 @@
 
 mod accept;
 mod budget;
+mod connect;
 mod core;
 mod listeners;
 mod read;
