@@ -498,7 +498,7 @@ impl Context<'_> {
     ///
     /// [`Config::connect_timeout`]: crate::Config::connect_timeout
     pub fn connect_unix(&mut self, path: impl AsRef<Path>) -> io::Result<ConnId> {
-        self.core.connect_unix(path.as_ref(), None)
+        self.core.connect_unix(path.as_ref())
     }
 
     /// Asks for [`Handler::on_flushed`] once `conn`'s queued output is all

@@ -132,9 +132,7 @@ impl Stream {
             let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
         }
     }
-}
 
-impl Stream {
     /// The socket's descriptor; `None` before it has one.
     pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {

@@ -40,16 +40,10 @@ impl Core {
     /// finishes at once or fails at once (`WouldBlock` when the
     /// listener's queue is full); it still reports through the first
     /// writable event, as TCP's does, so the handler sees one path.
-    pub(crate) fn connect_unix(
-        &mut self,
-        path: &Path,
-        timeout: Option<Duration>,
-    ) -> io::Result<ConnId> {
+    pub(crate) fn connect_unix(&mut self, path: &Path) -> io::Result<ConnId> {
         let stream = UnixStream::connect(path)?;
         self.counters().connects += 1;
-        let id = self.add_conn(Stream::Unix(stream), None, NO_LISTENER, State::Connecting)?;
-        self.connect_timeout(id, timeout);
-        Ok(id)
+        self.add_conn(Stream::Unix(stream), None, NO_LISTENER, State::Connecting)
     }
 
     /// Starts a connection to `host` by name: it is made at once, with no

@@ -203,7 +203,7 @@ impl<H: Handler> Reactor<H> {
     /// ```
     pub fn connect_unix(&mut self, path: impl AsRef<std::path::Path>) -> io::Result<ConnId> {
         self.core.read_clock();
-        self.core.connect_unix(path.as_ref(), None)
+        self.core.connect_unix(path.as_ref())
     }
 
     /// Connects to `host` by name, resolved off the loop (see

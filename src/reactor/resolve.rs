@@ -3,11 +3,13 @@
 //! Resolving a name (`getaddrinfo`) blocks: it reads `/etc/hosts`, asks a
 //! DNS server and waits, for a millisecond or for seconds. A loop that
 //! called it would stall every connection it serves. So the reactor hands
-//! names to a resolver thread of its own (started at the first name,
-//! ended when the reactor is dropped), which resolves them with the
-//! system's resolver and posts the addresses back through the queue and
-//! waker the [`Handle`](crate::Handle) uses. The connection exists from
-//! the start: [`Context::connect_host`] returns its id at once, in
+//! names to a resolver thread of its own (started at the first name; it
+//! ends once the reactor stops or is dropped, after the lookup it is in,
+//! if any, and skips the lookups of connections that closed first), which
+//! resolves them with the system's resolver and posts the addresses back
+//! through the queue and waker the [`Handle`](crate::Handle) uses. The
+//! connection exists from the start: [`Context::connect_host`] returns its
+//! id at once, in
 //! `Connecting`, with no socket yet (`Stream::Resolving`), and the handler
 //! hears `on_open` or `on_close` as for any connect. Its connect timeout
 //! covers the lookup and every attempt.
