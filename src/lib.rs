@@ -128,6 +128,7 @@
 //! | `reactor/accept.rs` | accept batches, `max_conns`, `EMFILE` |
 //! | `reactor/read.rs` | the read side: socket -> handler, the readiness rules; its seam `receive` |
 //! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seams `send` and `send_file` |
+//! | `tls.rs` | (feature `tls`) a TLS listener's configuration from PEM files: SNI, ALPN, resumption |
 //! | `stream.rs` | the sockets under connections and listeners: TCP or Unix domain |
 //! | `reactor/connect.rs` | outbound connections: to an address, a Unix path, a host name |
 //! | `reactor/resolve.rs` | connecting by host name: the resolver thread, and trying each address |
@@ -161,6 +162,8 @@ mod stats;
 mod stream;
 pub mod sys;
 pub mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// Internals the fuzz targets in `fuzz/` drive directly. Built only with
 /// `--cfg fuzzing`, which `cargo fuzz` sets: not part of the API.

@@ -1,0 +1,222 @@
+//! TLS configuration (feature `tls`): what a TLS listener serves.
+//!
+//! The TLS transport itself (rustls's unbuffered API on the read and write
+//! seams, so an idle TLS connection holds no buffer; see
+//! `benches/tls_idle_memory.rs` for why that API) is being built in steps
+//! (issue 13). This module is the first: the server's configuration, made
+//! from PEM files the way an operator has them.
+//!
+//! - Certificates: a chain and its private key from PEM files (ECDSA,
+//!   Ed25519 or RSA; PKCS#8, PKCS#1 or SEC1), checked to match. The first
+//!   one given is the default, for clients that send no server name
+//!   (SNI); others are chosen by the name the client asks for.
+//! - ALPN: the protocols offered, in the server's order of preference.
+//! - TLS 1.2 and 1.3 only, with the `ring` provider's cipher suites.
+//! - Session resumption on by default: TLS 1.3 tickets (stateless,
+//!   ChaCha20-Poly1305, keys rotated every 6 hours) and a cache of
+//!   [`SESSION_CACHE`] TLS 1.2 sessions.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("evloop-doc-tls-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! # let c = rcgen::generate_simple_self_signed(vec!["example.test".into()])?;
+//! # std::fs::write(dir.join("cert.pem"), c.cert.pem())?;
+//! # std::fs::write(dir.join("key.pem"), c.key_pair.serialize_pem())?;
+//! use evloop::tls::TlsConfig;
+//!
+//! let config = TlsConfig::new()
+//!     .certificate(dir.join("cert.pem"), dir.join("key.pem"))?
+//!     .alpn(["h2", "http/1.1"])
+//!     .build()?;
+//! assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+
+/// TLS 1.2 sessions the server remembers for resumption (TLS 1.3 uses
+/// tickets, which the server does not store): 4,096 sessions at a few
+/// hundred bytes each is about a megabyte, shared by every connection,
+/// and the least recently used goes first.
+pub const SESSION_CACHE: usize = 4096;
+
+/// The server's TLS configuration, built from PEM files.
+#[derive(Default)]
+pub struct TlsConfig {
+    /// The first certificate given: served when no other matches.
+    default: Option<Arc<CertifiedKey>>,
+    /// By the DNS names in each certificate's request (lower case).
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    alpn: Vec<Vec<u8>>,
+}
+
+impl TlsConfig {
+    /// A configuration with no certificate yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a certificate chain (`cert`, leaf first) and its private key
+    /// (`key`), both PEM files, served to clients that ask for any of
+    /// `names` by SNI. The first certificate added is also the default:
+    /// served to clients that send no name, or a name no certificate
+    /// has. Fails if a file cannot be read, holds no certificate or key,
+    /// holds a key of a kind `ring` cannot sign with, or if the key does
+    /// not belong to the chain's first certificate.
+    pub fn certificate_for<I, S>(
+        mut self,
+        names: I,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, TlsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let certified = Arc::new(load(cert.as_ref(), key.as_ref())?);
+        for name in names {
+            self.by_name
+                .insert(name.as_ref().to_ascii_lowercase(), Arc::clone(&certified));
+        }
+        self.default.get_or_insert(certified);
+        Ok(self)
+    }
+
+    /// [`certificate_for`](Self::certificate_for) with no names: the
+    /// default certificate (the first one added is the default anyway).
+    pub fn certificate(
+        self,
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<Self, TlsError> {
+        self.certificate_for(std::iter::empty::<&str>(), cert, key)
+    }
+
+    /// The application protocols offered by ALPN, most preferred first
+    /// (e.g. `["h2", "http/1.1"]`). A client that offers none of them is
+    /// refused with the `no_application_protocol` alert.
+    pub fn alpn<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        self.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+        self
+    }
+
+    /// The rustls configuration: TLS 1.2 and 1.3 with `ring`, the
+    /// certificates chosen by SNI, ALPN, tickets and the session cache.
+    pub fn build(self) -> Result<Arc<ServerConfig>, TlsError> {
+        let default = self.default.ok_or(TlsError::NoCertificate)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(TlsError::Rustls)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(BySni {
+                default,
+                by_name: self.by_name,
+            }));
+        config.alpn_protocols = self.alpn;
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Rustls)?;
+        Ok(Arc::new(config))
+    }
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.by_name.keys().collect();
+        names.sort();
+        f.debug_struct("TlsConfig")
+            .field("has_default", &self.default.is_some())
+            .field("names", &names)
+            .field("alpn", &self.alpn)
+            .finish()
+    }
+}
+
+/// Reads a chain and its key, and checks they belong together.
+fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::File(cert.to_path_buf(), e.to_string()))?;
+    if chain.is_empty() {
+        return Err(TlsError::File(
+            cert.to_path_buf(),
+            "no certificate in it".into(),
+        ));
+    }
+    let der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::File(key.to_path_buf(), e.to_string()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&der)
+        .map_err(|e| TlsError::File(key.to_path_buf(), e.to_string()))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|_| TlsError::KeyMismatch(cert.to_path_buf(), key.to_path_buf()))?;
+    Ok(certified)
+}
+
+/// Chooses the certificate by the client's SNI, or the default.
+#[derive(Debug)]
+struct BySni {
+    default: Arc<CertifiedKey>,
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let named = hello
+            .server_name()
+            .and_then(|name| self.by_name.get(&name.to_ascii_lowercase()));
+        Some(Arc::clone(named.unwrap_or(&self.default)))
+    }
+}
+
+/// Why a TLS configuration could not be made.
+#[derive(Debug)]
+pub enum TlsError {
+    /// A PEM file could not be read, or held nothing usable: the file and
+    /// what was wrong.
+    File(PathBuf, String),
+    /// The key (second path) does not belong to the chain's first
+    /// certificate (first path).
+    KeyMismatch(PathBuf, PathBuf),
+    /// No certificate was added.
+    NoCertificate,
+    /// rustls refused the configuration.
+    Rustls(rustls::Error),
+}
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsError::File(path, why) => write!(f, "{}: {why}", path.display()),
+            TlsError::KeyMismatch(cert, key) => write!(
+                f,
+                "the key in {} does not belong to the certificate in {}",
+                key.display(),
+                cert.display()
+            ),
+            TlsError::NoCertificate => f.write_str("no certificate was given"),
+            TlsError::Rustls(e) => write!(f, "rustls: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+#[cfg(test)]
+mod tests;
