@@ -720,6 +720,33 @@ impl Context<'_> {
         }
     }
 
+    /// The process at the other end of a Unix domain connection (pid,
+    /// uid, gid, as the kernel recorded them when it connected); `None`
+    /// for TCP, or a connection that is gone.
+    ///
+    /// ```
+    /// # use evloop::{ConnId, Context, Handler};
+    /// /// Serves only processes of the user it runs as.
+    /// struct OwnUserOnly {
+    ///     uid: u32,
+    /// }
+    ///
+    /// impl Handler for OwnUserOnly {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         if cx.peer_cred(conn).is_some_and(|peer| peer.uid != self.uid) {
+    ///             cx.abort(conn);
+    ///         }
+    ///     }
+    ///     fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, input: &[u8]) -> usize {
+    ///         input.len()
+    ///     }
+    /// }
+    /// ```
+    pub fn peer_cred(&self, conn: ConnId) -> Option<crate::PeerCred> {
+        self.core.conn(conn)?.stream.peer_cred()
+    }
+
     /// Whether `conn` is a Unix domain socket connection (accepted by a
     /// [`Reactor::listen_unix`](crate::Reactor::listen_unix) listener, or
     /// made by [`connect_unix`](Self::connect_unix)) rather than TCP.

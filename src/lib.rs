@@ -182,3 +182,4 @@ pub use handler::{Context, Handler, SendError};
 pub use reactor::{Connect, ListenerId, Reactor, Readiness, SourceId, Status};
 pub use state::State;
 pub use stats::Stats;
+pub use stream::PeerCred;

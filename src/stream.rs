@@ -21,6 +21,21 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
+/// Who is at the other end of a Unix domain connection: the process
+/// that connected (or accepted), as the kernel recorded it then
+/// ([`Context::peer_cred`](crate::Context::peer_cred)). A Unix socket's
+/// access control beyond its file's permissions starts here: a server can
+/// serve only its own user, or root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerCred {
+    /// The peer's process id, when it connected.
+    pub pid: u32,
+    /// The peer's effective user id.
+    pub uid: u32,
+    /// The peer's effective group id.
+    pub gid: u32,
+}
+
 /// A connection's socket.
 #[derive(Debug)]
 pub(crate) enum Stream {
@@ -131,6 +146,15 @@ impl Stream {
         if let Stream::Tcp(s) = self {
             let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
         }
+    }
+
+    /// The peer process of a Unix domain connection; `None` for TCP.
+    pub(crate) fn peer_cred(&self) -> Option<PeerCred> {
+        let Stream::Unix(s) = self else {
+            return None;
+        };
+        let (pid, uid, gid) = crate::sys::peer_cred(s.as_fd()).ok()?;
+        Some(PeerCred { pid, uid, gid })
     }
 
     /// The socket's descriptor; `None` before it has one.

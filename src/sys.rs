@@ -138,3 +138,32 @@ pub(crate) fn sendfile(
     let sent = unsafe { libc::sendfile(out.as_raw_fd(), file.as_raw_fd(), &mut offset, count) };
     usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
+
+/// The process at the other end of a Unix domain socket, as the kernel
+/// recorded it when the socket connected (`SO_PEERCRED`): its pid, uid
+/// and gid.
+pub(crate) fn peer_cred(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<(u32, u32, u32)> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the descriptor is open for the call (borrowed); getsockopt
+    // writes at most `len` bytes into `cred`, a properly sized and
+    // aligned local, and the actual length into `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid as u32, cred.uid, cred.gid))
+}

@@ -204,3 +204,45 @@ fn shutdown_closes_idle_unix_connections_with_the_end_of_stream() {
     c.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
 }
+
+#[test]
+fn a_unix_peer_is_known_by_its_process_and_user() {
+    let server = Server::start_unix(Config::default(), true);
+    let path = server.unix.clone().unwrap();
+    let mut tcp = common::client(server.addr);
+    let mut c = unix_client(&path);
+    c.write_all(b"x").unwrap();
+    assert_eq!(read_n(&mut c, 1), b"x");
+    tcp.write_all(b"y").unwrap();
+    server.wait_for("both connections", |r| r.opened.len() == 2);
+    let ids = server.record().opened.clone();
+    let creds = server.exec(move |cx, _| {
+        ids.iter()
+            .map(|&id| (cx.is_unix(id), cx.peer_cred(id)))
+            .collect::<Vec<_>>()
+    });
+    // This process is the peer.
+    let (uid, gid) = own_ids();
+    let me = evloop::PeerCred {
+        pid: std::process::id(),
+        uid,
+        gid,
+    };
+    for (unix, cred) in creds {
+        match unix {
+            Some(true) => assert_eq!(cred, Some(me)),
+            _ => assert_eq!(cred, None, "a TCP peer has no credentials"),
+        }
+    }
+    drop(tcp);
+}
+
+/// This process's effective uid and gid, read from /proc.
+fn own_ids() -> (u32, u32) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> u32 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    (field("Uid:"), field("Gid:"))
+}
