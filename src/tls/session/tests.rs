@@ -1,0 +1,233 @@
+//! The session against a rustls client, bytes passed by hand: the
+//! handshake, data both ways (in records split at every byte, and larger
+//! than one record), plaintext held back when there is no room,
+//! close_notify told from a bare end, garbage refused with an alert, and
+//! no buffer held once idle.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
+
+use super::{Phase, Session};
+
+fn configs(tls12: bool) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = rcgen::generate_simple_self_signed(vec!["session.test".into()]).unwrap();
+    let der: CertificateDer<'static> = cert.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.key_pair.serialize_der()));
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
+
+/// A client and a server session, and what the server decrypted.
+struct Pair {
+    client: ClientConnection,
+    server: Session,
+    plaintext: Vec<u8>,
+    /// What the client decrypted.
+    answer: Vec<u8>,
+    /// Hand the server its ciphertext this many bytes at a time.
+    step: usize,
+}
+
+impl Pair {
+    fn new(tls12: bool, step: usize) -> Pair {
+        let (server, client) = configs(tls12);
+        let name = ServerName::try_from("session.test").unwrap();
+        Pair {
+            client: ClientConnection::new(client, name).unwrap(),
+            server: Session::new(server).unwrap(),
+            plaintext: Vec::new(),
+            answer: Vec::new(),
+            step,
+        }
+    }
+
+    /// Client to server: what the client wants to send, `step` bytes a
+    /// feed, the plaintext collected with 64 KiB of room.
+    fn send_to_server(&mut self) -> Result<(), rustls::Error> {
+        let mut wire = Vec::new();
+        while self.client.wants_write() {
+            self.client.write_tls(&mut wire).unwrap();
+        }
+        let mut room = vec![0; 64 << 10];
+        for piece in wire.chunks(self.step.max(1)) {
+            let mut fed = self.server.feed(piece, &mut room)?;
+            self.plaintext.extend_from_slice(&room[..fed.plaintext]);
+            while fed.more {
+                fed = self.server.feed(&[], &mut room)?;
+                self.plaintext.extend_from_slice(&room[..fed.plaintext]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Server to client: all of the server's ciphertext, read and
+    /// decrypted a piece at a time (the client's buffers are bounded).
+    fn send_to_client(&mut self) {
+        let out = self.server.outgoing().to_vec();
+        self.server.sent(out.len());
+        let mut bytes = &out[..];
+        loop {
+            if !bytes.is_empty() {
+                self.client.read_tls(&mut bytes).unwrap();
+            }
+            self.client.process_new_packets().unwrap();
+            let _ = self.client.reader().read_to_end(&mut self.answer);
+            if bytes.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn handshake(&mut self) {
+        for _ in 0..10 {
+            self.send_to_server().unwrap();
+            self.send_to_client();
+            if !self.client.is_handshaking() && self.server.phase() == Phase::Open {
+                return;
+            }
+        }
+        panic!("no handshake: {:?}", self.server.phase());
+    }
+
+    /// What the client has decrypted so far, taken.
+    fn client_reads(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.answer)
+    }
+}
+
+#[test]
+fn a_handshake_then_data_both_ways_with_either_version() {
+    for tls12 in [false, true] {
+        let mut pair = Pair::new(tls12, usize::MAX);
+        pair.handshake();
+        pair.client.writer().write_all(b"ping").unwrap();
+        pair.send_to_server().unwrap();
+        assert_eq!(pair.plaintext, b"ping", "tls12={tls12}");
+        assert!(pair.server.encrypt(b"pong").unwrap());
+        pair.send_to_client();
+        assert_eq!(pair.client_reads(), b"pong", "tls12={tls12}");
+        assert!(!pair.server.holds_buffers(), "idle: no buffer held");
+    }
+}
+
+#[test]
+fn ciphertext_split_at_every_byte_gives_the_same_plaintext() {
+    let mut pair = Pair::new(false, 1);
+    pair.handshake();
+    let message: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+    pair.client.writer().write_all(&message).unwrap();
+    pair.send_to_server().unwrap();
+    assert!(pair.plaintext == message);
+    assert!(!pair.server.holds_buffers());
+}
+
+#[test]
+fn a_large_answer_goes_in_many_records() {
+    let mut pair = Pair::new(false, usize::MAX);
+    pair.handshake();
+    let answer: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    assert!(pair.server.encrypt(&answer).unwrap());
+    pair.send_to_client();
+    assert!(pair.client_reads() == answer);
+}
+
+#[test]
+fn plaintext_that_does_not_fit_waits_for_room() {
+    let mut pair = Pair::new(false, usize::MAX);
+    pair.handshake();
+    // Two records' worth, offered 1,000 bytes of room a time.
+    let message = vec![7u8; 20_000];
+    pair.client.writer().write_all(&message).unwrap();
+    let mut wire = Vec::new();
+    while pair.client.wants_write() {
+        pair.client.write_tls(&mut wire).unwrap();
+    }
+    let mut room = vec![0; 1000];
+    let fed = pair.server.feed(&wire, &mut room).unwrap();
+    assert_eq!(fed.plaintext, 0, "no record fits in 1,000 bytes");
+    assert!(fed.more);
+    let mut big = vec![0; 16 << 10];
+    let mut got = Vec::new();
+    let mut fed = pair.server.feed(&[], &mut big).unwrap();
+    got.extend_from_slice(&big[..fed.plaintext]);
+    while fed.more || got.len() < message.len() {
+        fed = pair.server.feed(&[], &mut big).unwrap();
+        assert!(
+            fed.plaintext > 0,
+            "stuck with {} of {}",
+            got.len(),
+            message.len()
+        );
+        got.extend_from_slice(&big[..fed.plaintext]);
+    }
+    assert_eq!(got, message);
+}
+
+#[test]
+fn close_notify_is_told_from_a_bare_end() {
+    let mut pair = Pair::new(false, usize::MAX);
+    pair.handshake();
+    pair.client.writer().write_all(b"last").unwrap();
+    pair.client.send_close_notify();
+    pair.send_to_server().unwrap();
+    assert_eq!(pair.plaintext, b"last");
+    assert_eq!(pair.server.phase(), Phase::PeerClosed);
+    // We may still answer, then close ours.
+    assert!(pair.server.encrypt(b"bye").unwrap());
+    assert!(pair.server.close_notify().unwrap());
+    pair.send_to_client();
+    assert_eq!(pair.client_reads(), b"bye");
+    assert!(pair.client.process_new_packets().unwrap().peer_has_closed());
+    // A session that saw no close_notify stays Open: an end of stream
+    // then is truncation, for the transport to report.
+    let mut other = Pair::new(false, usize::MAX);
+    other.handshake();
+    assert_eq!(other.server.phase(), Phase::Open);
+}
+
+#[test]
+fn garbage_instead_of_a_client_hello_fails_with_an_alert() {
+    let (server, _) = configs(false);
+    let mut session = Session::new(server).unwrap();
+    let mut room = vec![0; 1024];
+    let garbage = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert!(session.feed(garbage, &mut room).is_err());
+    assert_eq!(session.phase(), Phase::Failed);
+    // An alert record: content type 21.
+    assert_eq!(
+        session.outgoing().first(),
+        Some(&21),
+        "{:?}",
+        session.outgoing()
+    );
+}
+
+#[test]
+fn nothing_can_be_sent_before_the_handshake() {
+    let (server, _) = configs(false);
+    let mut session = Session::new(server).unwrap();
+    assert!(!session.encrypt(b"too early").unwrap());
+    assert!(!session.close_notify().unwrap());
+    assert!(!session.holds_buffers());
+}
