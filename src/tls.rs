@@ -9,12 +9,17 @@
 //! - Certificates: a chain and its private key from PEM files (ECDSA,
 //!   Ed25519 or RSA; PKCS#8, PKCS#1 or SEC1), checked to match. The first
 //!   one given is the default, for clients that send no server name
-//!   (SNI); others are chosen by the name the client asks for.
+//!   (SNI) or one no certificate is for; others are chosen by the exact
+//!   name the client asks for (no wildcards), each name checked to be one
+//!   its certificate covers.
 //! - ALPN: the protocols offered, in the server's order of preference.
 //! - TLS 1.2 and 1.3 only, with the `ring` provider's cipher suites.
-//! - Session resumption on by default: TLS 1.3 tickets (stateless,
-//!   ChaCha20-Poly1305, keys rotated every 6 hours) and a cache of
-//!   [`SESSION_CACHE`] TLS 1.2 sessions.
+//! - Session resumption on by default: stateless tickets
+//!   (ChaCha20-Poly1305; a key is used for 6 hours and accepted for 12)
+//!   for TLS 1.3 and for TLS 1.2 clients that ask for them, and a cache
+//!   of [`SESSION_CACHE`] sessions for TLS 1.2 clients that do not. The
+//!   ticket keys are made by [`TlsConfig::build`], so tickets do not
+//!   survive a new configuration, nor work across processes.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,14 +39,16 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ResolvesServerCertUsingSni, ServerSessionMemoryCache,
+};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
@@ -52,13 +59,25 @@ use rustls::ServerConfig;
 pub const SESSION_CACHE: usize = 4096;
 
 /// The server's TLS configuration, built from PEM files.
-#[derive(Default)]
 pub struct TlsConfig {
     /// The first certificate given: served when no other matches.
     default: Option<Arc<CertifiedKey>>,
-    /// By the DNS names in each certificate's request (lower case).
-    by_name: HashMap<String, Arc<CertifiedKey>>,
+    /// By name (checked, lower case).
+    by_name: ResolvesServerCertUsingSni,
+    /// The names given so far (a name given twice is an error).
+    names: HashSet<String>,
     alpn: Vec<Vec<u8>>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            default: None,
+            by_name: ResolvesServerCertUsingSni::new(),
+            names: HashSet::new(),
+            alpn: Vec::new(),
+        }
+    }
 }
 
 impl TlsConfig {
@@ -73,7 +92,8 @@ impl TlsConfig {
     /// served to clients that send no name, or a name no certificate
     /// has. Fails if a file cannot be read, holds no certificate or key,
     /// holds a key of a kind `ring` cannot sign with, or if the key does
-    /// not belong to the chain's first certificate.
+    /// not belong to the chain's first certificate; if a name is not a
+    /// DNS name, is not one the certificate covers, or was given before.
     pub fn certificate_for<I, S>(
         mut self,
         names: I,
@@ -84,12 +104,18 @@ impl TlsConfig {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let certified = Arc::new(load(cert.as_ref(), key.as_ref())?);
+        let certified = load(cert.as_ref(), key.as_ref())?;
         for name in names {
+            // As rustls takes the client's name: lower case, no final dot.
+            let name = name.as_ref().trim_end_matches('.').to_ascii_lowercase();
+            if !self.names.insert(name.clone()) {
+                return Err(TlsError::Name(name, "given twice".into()));
+            }
             self.by_name
-                .insert(name.as_ref().to_ascii_lowercase(), Arc::clone(&certified));
+                .add(&name, certified.clone())
+                .map_err(|e| TlsError::Name(name.clone(), e.to_string()))?;
         }
-        self.default.get_or_insert(certified);
+        self.default.get_or_insert(Arc::new(certified));
         Ok(self)
     }
 
@@ -104,8 +130,10 @@ impl TlsConfig {
     }
 
     /// The application protocols offered by ALPN, most preferred first
-    /// (e.g. `["h2", "http/1.1"]`). A client that offers none of them is
-    /// refused with the `no_application_protocol` alert.
+    /// (e.g. `["h2", "http/1.1"]`), each 1 to 255 bytes. A client that
+    /// offers ALPN but none of these is refused with the
+    /// `no_application_protocol` alert; one that offers no ALPN at all is
+    /// served with no protocol agreed.
     pub fn alpn<I, P>(mut self, protocols: I) -> Self
     where
         I: IntoIterator<Item = P>,
@@ -119,6 +147,9 @@ impl TlsConfig {
     /// certificates chosen by SNI, ALPN, tickets and the session cache.
     pub fn build(self) -> Result<Arc<ServerConfig>, TlsError> {
         let default = self.default.ok_or(TlsError::NoCertificate)?;
+        if let Some(bad) = self.alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
+            return Err(TlsError::Alpn(bad.len()));
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -137,7 +168,7 @@ impl TlsConfig {
 
 impl fmt::Debug for TlsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names: Vec<&String> = self.by_name.keys().collect();
+        let mut names: Vec<&String> = self.names.iter().collect();
         names.sort();
         f.debug_struct("TlsConfig")
             .field("has_default", &self.default.is_some())
@@ -163,25 +194,30 @@ fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let signing = rustls::crypto::ring::sign::any_supported_type(&der)
         .map_err(|e| TlsError::File(key.to_path_buf(), e.to_string()))?;
     let certified = CertifiedKey::new(chain, signing);
-    certified
-        .keys_match()
-        .map_err(|_| TlsError::KeyMismatch(cert.to_path_buf(), key.to_path_buf()))?;
+    certified.keys_match().map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => {
+            TlsError::KeyMismatch(cert.to_path_buf(), key.to_path_buf())
+        }
+        other => TlsError::File(cert.to_path_buf(), other.to_string()),
+    })?;
     Ok(certified)
 }
 
-/// Chooses the certificate by the client's SNI, or the default.
+/// Chooses the certificate by the client's SNI (rustls has made it lower
+/// case, without a final dot), or the default.
 #[derive(Debug)]
 struct BySni {
     default: Arc<CertifiedKey>,
-    by_name: HashMap<String, Arc<CertifiedKey>>,
+    by_name: ResolvesServerCertUsingSni,
 }
 
 impl ResolvesServerCert for BySni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let named = hello
-            .server_name()
-            .and_then(|name| self.by_name.get(&name.to_ascii_lowercase()));
-        Some(Arc::clone(named.unwrap_or(&self.default)))
+        let named = match hello.server_name() {
+            Some(_) => self.by_name.resolve(hello),
+            None => None,
+        };
+        Some(named.unwrap_or_else(|| Arc::clone(&self.default)))
     }
 }
 
@@ -194,6 +230,10 @@ pub enum TlsError {
     /// The key (second path) does not belong to the chain's first
     /// certificate (first path).
     KeyMismatch(PathBuf, PathBuf),
+    /// A name for SNI that cannot be used (the name, and why).
+    Name(String, String),
+    /// An ALPN protocol name of this many bytes (1 to 255 are allowed).
+    Alpn(usize),
     /// No certificate was added.
     NoCertificate,
     /// rustls refused the configuration.
@@ -210,6 +250,8 @@ impl fmt::Display for TlsError {
                 key.display(),
                 cert.display()
             ),
+            TlsError::Name(name, why) => write!(f, "server name {name:?}: {why}"),
+            TlsError::Alpn(len) => write!(f, "an ALPN protocol name of {len} bytes (1 to 255)"),
             TlsError::NoCertificate => f.write_str("no certificate was given"),
             TlsError::Rustls(e) => write!(f, "rustls: {e}"),
         }

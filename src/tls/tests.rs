@@ -319,3 +319,39 @@ fn bad_files_are_clear_errors() {
     ));
     let _: &Path = &dir.0;
 }
+
+#[test]
+fn server_names_are_checked_when_given() {
+    let dir = Dir::new("names");
+    let (ac, ak, a) = dir.cert("a", &["a.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    let (bc, bk, _) = dir.cert("b", &["b.test"], &rcgen::PKCS_ECDSA_P256_SHA256);
+    // A final dot is the same name, as clients send it without.
+    let server = TlsConfig::new()
+        .certificate(&bc, &bk)
+        .unwrap()
+        .certificate_for(["A.test."], &ac, &ak)
+        .unwrap()
+        .build()
+        .unwrap();
+    let client = client_config(false, &[]);
+    assert_eq!(leaf(&handshake(&server, &client, "a.test").unwrap()), a);
+    let name_error = |r: Result<TlsConfig, TlsError>| match r {
+        Err(TlsError::Name(name, why)) => format!("{name}: {why}"),
+        other => panic!("expected a name error, got {:?}", other.map(drop)),
+    };
+    let twice = TlsConfig::new()
+        .certificate_for(["a.test"], &ac, &ak)
+        .and_then(|c| c.certificate_for(["a.test"], &ac, &ak));
+    assert!(name_error(twice).contains("twice"));
+    let uncovered = TlsConfig::new().certificate_for(["b.test"], &ac, &ak);
+    let e = name_error(uncovered);
+    assert!(e.starts_with("b.test"), "{e}");
+    let not_dns = TlsConfig::new().certificate_for(["not a name"], &ac, &ak);
+    name_error(not_dns);
+    let empty_alpn = TlsConfig::new()
+        .certificate(&ac, &ak)
+        .unwrap()
+        .alpn([""])
+        .build();
+    assert!(matches!(empty_alpn, Err(TlsError::Alpn(0))));
+}

@@ -153,11 +153,11 @@ fn a_large_answer_goes_in_many_records() {
 }
 
 #[test]
-fn plaintext_that_does_not_fit_waits_for_room() {
+fn plaintext_that_does_not_fit_waits_for_room_and_does_not_block_writing() {
     let mut pair = Pair::new(false, usize::MAX);
     pair.handshake();
     // Two records' worth, offered 1,000 bytes of room a time.
-    let message = vec![7u8; 20_000];
+    let message: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
     pair.client.writer().write_all(&message).unwrap();
     let mut wire = Vec::new();
     while pair.client.wants_write() {
@@ -165,25 +165,89 @@ fn plaintext_that_does_not_fit_waits_for_room() {
     }
     let mut room = vec![0; 1000];
     let fed = pair.server.feed(&wire, &mut room).unwrap();
-    assert_eq!(fed.plaintext, 0, "no record fits in 1,000 bytes");
-    assert!(fed.more);
-    let mut big = vec![0; 16 << 10];
-    let mut got = Vec::new();
-    let mut fed = pair.server.feed(&[], &mut big).unwrap();
-    got.extend_from_slice(&big[..fed.plaintext]);
-    while fed.more || got.len() < message.len() {
-        fed = pair.server.feed(&[], &mut big).unwrap();
+    assert_eq!(fed.plaintext, 1000);
+    assert!(fed.more, "the rest waits for room");
+    let mut got = room[..1000].to_vec();
+    // The handler answers before it has read everything: writing is not
+    // blocked by plaintext waiting.
+    assert!(pair.server.encrypt(b"answer").unwrap());
+    let mut fed = fed;
+    while fed.more {
+        fed = pair.server.feed(&[], &mut room).unwrap();
         assert!(
             fed.plaintext > 0,
             "stuck with {} of {}",
             got.len(),
             message.len()
         );
-        got.extend_from_slice(&big[..fed.plaintext]);
+        got.extend_from_slice(&room[..fed.plaintext]);
     }
     assert_eq!(got, message);
+    pair.send_to_client();
+    assert_eq!(pair.client_reads(), b"answer");
+    assert!(!pair.server.holds_buffers());
 }
 
+#[test]
+fn after_both_close_notifies_the_session_is_closed_and_sends_nothing() {
+    let mut pair = Pair::new(false, usize::MAX);
+    pair.handshake();
+    pair.client.send_close_notify();
+    pair.send_to_server().unwrap();
+    assert_eq!(pair.server.phase(), Phase::PeerClosed);
+    assert!(pair.server.close_notify().unwrap());
+    assert_eq!(pair.server.phase(), Phase::Closed);
+    assert!(
+        !pair.server.encrypt(b"late").unwrap(),
+        "nothing after our close_notify"
+    );
+    assert!(!pair.server.close_notify().unwrap(), "once");
+}
+
+#[test]
+fn a_handshake_message_larger_than_allowed_fails_without_a_panic() {
+    let (server, _) = configs(false);
+    let mut session = Session::new(server).unwrap();
+    let mut room = vec![0; 1024];
+    // A handshake record whose message says it is 65,536 bytes long.
+    let record = [0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00];
+    assert!(session.feed(&record, &mut room).is_err());
+    assert_eq!(session.phase(), Phase::Failed);
+    assert!(!session.encrypt(b"x").unwrap());
+    assert!(
+        session.feed(b"more", &mut room).is_err(),
+        "failed stays failed"
+    );
+}
+
+#[test]
+fn a_handshake_message_in_endless_tiny_records_is_refused_at_the_cap() {
+    let (server, _) = configs(false);
+    let mut session = Session::new(server).unwrap();
+    let mut room = vec![0; 1024];
+    // A ClientHello of 65,535 bytes, one byte a record: rustls joins the
+    // fragments in place, so every record stays until the message is
+    // whole. The session refuses to hold that much.
+    let message = [0x01u8, 0x00, 0xff, 0xff]
+        .into_iter()
+        .chain(std::iter::repeat(0));
+    let mut refused = false;
+    for (i, byte) in message.take(40_000).enumerate() {
+        match session.feed(&[0x16, 0x03, 0x01, 0x00, 0x01, byte], &mut room) {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(
+                    i * 6 > super::MAX_INCOMING / 2,
+                    "refused early, at record {i}: {e}"
+                );
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "a never-ending handshake message is refused");
+    assert!(!session.holds_buffers() || !session.outgoing().is_empty());
+}
 #[test]
 fn close_notify_is_told_from_a_bare_end() {
     let mut pair = Pair::new(false, usize::MAX);
