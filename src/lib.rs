@@ -137,6 +137,7 @@
 //! | `reactor/timeouts.rs` | the turn's clock reading; connection deadlines, lazily re-armed |
 //! | `reactor/shutdown.rs` | graceful shutdown, signals, recovery from a handler's panic |
 //! | `reactor/budget.rs` | memory across connections |
+//! | `reactor/side_table.rs` | state few connections have, by slab slot, beside the slab (settings, tails, lookups) |
 //! | `reactor/settings.rs` | one connection's own timeouts and limits; connect options |
 //! | `reactor/sources.rs` | foreign sources the program owns, in the same poll |
 //! | `reactor/core.rs` | the reactor's state apart from the handler; `apply` feeds the state machine |

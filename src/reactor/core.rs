@@ -425,7 +425,7 @@ impl Core {
         let buffers = [conn.input.take(), conn.output.take()];
         let held = std::mem::take(&mut conn.held);
         if std::mem::take(&mut conn.tail) {
-            self.tails.forget(id.index);
+            self.tails.remove(id.index);
         }
         for buffer in buffers.into_iter().flatten() {
             self.pool.give(buffer);
@@ -462,7 +462,7 @@ impl Core {
         };
         let conn = self.conns.remove(id.index as usize);
         self.admission.closed(id.index as usize);
-        self.settings.forget(id.index);
+        self.settings.remove(id.index);
         self.resolver.forget(id.index);
         if let Some(timer) = conn.timer {
             self.wheel.cancel(timer);

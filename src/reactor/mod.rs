@@ -10,6 +10,7 @@ mod read;
 mod resolve;
 mod settings;
 mod shutdown;
+mod side_table;
 mod sources;
 mod tail;
 mod timeouts;

@@ -30,12 +30,13 @@
 //!
 //! [`Context::connect_host`]: crate::Context::connect_host
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 
+use super::side_table::SideTable;
 use crate::conn::ConnId;
 
 /// Lookups that may wait for the resolver thread at once: a handler that
@@ -87,7 +88,7 @@ pub(crate) struct Resolver {
     lookups: Option<mpsc::Sender<Lookup>>,
     /// Lookups with the thread, not yet answered or cancelled.
     in_flight: usize,
-    pending: HashMap<u32, Pending>,
+    pending: SideTable<Pending>,
 }
 
 impl Resolver {
@@ -182,18 +183,16 @@ impl Resolver {
     /// waits for that answer (not closed, not a new tenant of the slot).
     pub(crate) fn answered(&mut self, id: ConnId) -> Option<&mut Pending> {
         let pending = self
-            .pending_mut(id.index)
+            .pending
+            .get_mut(id.index)
             .filter(|p| p.id == id && p.resolving)?;
         pending.resolving = false;
         self.in_flight -= 1;
-        self.pending.get_mut(&id.index)
+        Some(pending)
     }
 
     pub(crate) fn pending_mut(&mut self, slot: u32) -> Option<&mut Pending> {
-        if self.pending.is_empty() {
-            return None; // the common case: no names are being connected to
-        }
-        self.pending.get_mut(&slot)
+        self.pending.get_mut(slot)
     }
 
     /// Connections by name still resolving or trying addresses, and
@@ -206,10 +205,7 @@ impl Resolver {
     /// The slot's connection connected, or closed: a lookup it still
     /// waits for is cancelled.
     pub(crate) fn forget(&mut self, slot: u32) {
-        if self.pending.is_empty() {
-            return;
-        }
-        if let Some(pending) = self.pending.remove(&slot) {
+        if let Some(pending) = self.pending.remove(slot) {
             pending.cancelled.store(true, Ordering::Relaxed);
             if pending.resolving {
                 self.in_flight -= 1;

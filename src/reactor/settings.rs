@@ -10,9 +10,9 @@
 //! timer, queueing or flushing output). An entry leaves with its
 //! connection, in step 8.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use super::side_table::SideTable;
 use crate::config::Config;
 
 /// How to make an outbound connection
@@ -112,34 +112,4 @@ impl Limits {
 
 /// The side table: settings by slab slot, for the connections that have
 /// any.
-#[derive(Default)]
-pub(crate) struct Table {
-    by_slot: HashMap<u32, Settings>,
-}
-
-impl Table {
-    pub(crate) fn get(&self, slot: u32) -> Option<&Settings> {
-        if self.by_slot.is_empty() {
-            return None; // the common case: nobody has settings
-        }
-        self.by_slot.get(&slot)
-    }
-
-    pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut Settings> {
-        if self.by_slot.is_empty() {
-            return None;
-        }
-        self.by_slot.get_mut(&slot)
-    }
-
-    pub(crate) fn entry(&mut self, slot: u32) -> &mut Settings {
-        self.by_slot.entry(slot).or_default()
-    }
-
-    /// The slot's connection is gone.
-    pub(crate) fn forget(&mut self, slot: u32) {
-        if !self.by_slot.is_empty() {
-            self.by_slot.remove(&slot);
-        }
-    }
-}
+pub(crate) type Table = SideTable<Settings>;

@@ -41,10 +41,11 @@
 //! [`Context::send_file`]: crate::Context::send_file
 //! [`Config::max_buffered`]: crate::Config::max_buffered
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::sync::Arc;
 
+use super::side_table::SideTable;
 use crate::conn::{Conn, ConnId};
 
 /// What one segment costs beyond its bytes, for the output limits: its
@@ -229,38 +230,7 @@ impl Tail {
 
 /// The side table: tails by slab slot, for the connections that have
 /// one.
-#[derive(Default)]
-pub(crate) struct Tails {
-    by_slot: HashMap<u32, Tail>,
-}
-
-impl Tails {
-    pub(crate) fn get(&self, slot: u32) -> Option<&Tail> {
-        if self.by_slot.is_empty() {
-            return None; // the common case: nobody handed anything over
-        }
-        self.by_slot.get(&slot)
-    }
-
-    pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut Tail> {
-        if self.by_slot.is_empty() {
-            return None;
-        }
-        self.by_slot.get_mut(&slot)
-    }
-
-    pub(crate) fn entry(&mut self, slot: u32) -> &mut Tail {
-        self.by_slot.entry(slot).or_default()
-    }
-
-    /// The slot's tail is sent, or its connection closed: dropped, with
-    /// everything still in it.
-    pub(crate) fn forget(&mut self, slot: u32) {
-        if !self.by_slot.is_empty() {
-            self.by_slot.remove(&slot);
-        }
-    }
-}
+pub(crate) type Tails = SideTable<Tail>;
 
 /// A connection's waiting output, as each rule counts it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -356,7 +356,7 @@ impl Core {
         let (soft, low) = (limits.soft_limit, limits.low_water);
         let (conn, tails) = self.conn_and_tails(id)?;
         if conn.tail && tails.get(id.index).is_none_or(Tail::is_empty) {
-            tails.forget(id.index);
+            tails.remove(id.index);
             conn.tail = false;
         }
         let waiting = waiting(conn, tails, id);
