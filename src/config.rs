@@ -19,6 +19,11 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// An outbound connect on loopback or a LAN completes in well under a
 /// millisecond; 10 s covers a slow WAN and SYN retries (1 s, 3 s).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake takes two round trips and a few milliseconds of CPU;
+/// 10 s covers a slow WAN and a busy server, and frees the descriptor of a
+/// client that connects and says nothing (nginx gives 60 s, its
+/// `client_header_timeout`; Go's `tls.Conn` has no default at all).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Graceful shutdown's deadline before remaining connections are cut
 /// (Kubernetes gives 30 s in all; 5 s leaves room for the rest).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,6 +120,9 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Fail outbound connects that take longer.
     pub connect_timeout: Duration,
+    /// Close TLS connections whose handshake takes longer (feature
+    /// `tls`), counted from accept.
+    pub handshake_timeout: Duration,
     /// Graceful shutdown cuts what has not closed after this long.
     pub shutdown_timeout: Duration,
     /// Stop reading a connection above this much waiting output.
@@ -176,6 +184,7 @@ impl Default for Config {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             high_water: DEFAULT_HIGH_WATER,
             low_water: DEFAULT_LOW_WATER,

@@ -107,11 +107,60 @@ pub enum CloseReason {
     /// A handler callback for this connection panicked: its state is
     /// unknown, so it is reset.
     HandlerPanic,
+    /// The TLS session failed (feature `tls`): its handshake did not
+    /// finish, or a record was bad. The alert, if TLS has one, was sent.
+    Tls(TlsFailure),
+}
+
+/// Why a TLS session failed ([`CloseReason::Tls`]), counted apart in
+/// [`Stats::tls_failed`](crate::Stats::tls_failed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsFailure {
+    /// The handshake did not finish within
+    /// [`Config::handshake_timeout`](crate::Config::handshake_timeout).
+    Timeout,
+    /// The peer closed (FIN) before the handshake finished.
+    Eof,
+    /// The peer sent a fatal alert.
+    Alert,
+    /// A certificate was missing, bad or not trusted.
+    Certificate,
+    /// No protocol version, cipher suite, group or ALPN name in common.
+    Incompatible,
+    /// Bytes that are not TLS, a record that does not decrypt, or a
+    /// message out of place.
+    Protocol,
+}
+
+impl TlsFailure {
+    /// Number of kinds, for per-kind counters.
+    pub const COUNT: usize = 6;
+
+    /// Every kind's name, in [`index`](Self::index) order.
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "timeout",
+        "eof",
+        "alert",
+        "certificate",
+        "incompatible",
+        "protocol",
+    ];
+
+    /// A dense index for counters: `NAMES[failure.index()]` names it.
+    pub fn index(&self) -> usize {
+        *self as usize
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(TlsFailure::NAMES[self.index()])
+    }
 }
 
 impl CloseReason {
     /// Number of distinct reasons, for per-reason counters.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// Every reason's name, in [`index`](Self::index) order.
     pub const NAMES: [&'static str; Self::COUNT] = [
@@ -129,6 +178,7 @@ impl CloseReason {
         "io_error",
         "over_budget",
         "handler_panic",
+        "tls",
     ];
 
     /// A dense index for counters: `NAMES[reason.index()]` names it.
@@ -148,6 +198,7 @@ impl CloseReason {
             CloseReason::Io(_) => 11,
             CloseReason::OverBudget => 12,
             CloseReason::HandlerPanic => 13,
+            CloseReason::Tls(_) => 14,
         }
     }
 
@@ -183,6 +234,7 @@ impl fmt::Display for CloseReason {
         match self {
             CloseReason::ConnectFailed(kind) => write!(f, "connect failed: {kind}"),
             CloseReason::Io(kind) => write!(f, "I/O error: {kind}"),
+            CloseReason::Tls(failure) => write!(f, "TLS failed: {failure}"),
             other => f.write_str(CloseReason::NAMES[other.index()]),
         }
     }
@@ -230,6 +282,13 @@ pub(crate) struct Conn {
     /// Output handed over whole waits behind `output`, in the reactor's
     /// side table of tails (`src/reactor/tail.rs`).
     pub(crate) tail: bool,
+    /// The connection is TLS: its session is in the reactor's side table
+    /// of sessions (`src/reactor/tls.rs`).
+    pub(crate) tls: bool,
+    /// TLS records wait in the session for the socket (handshake, alert,
+    /// encrypted output, close_notify): output, as far as flushing and
+    /// closing are concerned.
+    pub(crate) sealed: bool,
     /// What this connection's buffers count against the reactor-wide
     /// budget (`Config::max_buffered`): their capacity, input and output.
     /// The input's count stands while the buffer is lent to the handler.
@@ -241,7 +300,9 @@ pub(crate) struct Conn {
     /// ticks below).
     pub(crate) timer: Option<TimerId>,
     pub(crate) timer_at: Tick,
-    /// Last tick bytes arrived (for outbound: when connect began).
+    /// Last tick bytes arrived (for outbound: when connect began; while
+    /// handshaking: when the connection began, for the handshake
+    /// timeout).
     pub(crate) last_read: Tick,
     /// Last tick output made progress, or began to wait.
     pub(crate) last_write: Tick,
@@ -287,6 +348,8 @@ impl Conn {
             input: None,
             output: None,
             tail: false,
+            tls: false,
+            sealed: false,
             held: Held::default(),
             timer: None,
             timer_at: NEVER,
@@ -356,9 +419,10 @@ impl Conn {
         self.output.as_ref().map_or(0, |b| b.len())
     }
 
-    /// Whether any output waits: in the buffer, or handed over whole.
+    /// Whether any output waits: in the buffer, handed over whole, or
+    /// encrypted and not yet sent.
     pub(crate) fn has_output(&self) -> bool {
-        self.output_len() > 0 || self.tail
+        self.output_len() > 0 || self.tail || self.sealed
     }
 }
 #[cfg(test)]

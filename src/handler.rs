@@ -899,4 +899,34 @@ impl Context<'_> {
     pub fn state(&self, conn: ConnId) -> Option<State> {
         self.core.conn(conn).map(|c| c.state())
     }
+
+    /// What `conn`'s TLS handshake agreed (version, cipher suite, ALPN,
+    /// resumption), and whether the peer's close_notify came; `None` for
+    /// a plain connection, or one that is gone (feature `tls`).
+    ///
+    /// ```
+    /// # use evloop::{Config, ConnId, Context, Handler};
+    /// /// Speaks whichever protocol the client chose by ALPN.
+    /// struct Server;
+    /// impl Handler for Server {
+    ///     type Message = ();
+    ///     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+    ///         let alpn = cx.tls(conn).and_then(|tls| tls.alpn);
+    ///         if alpn.as_deref() == Some(b"h2".as_slice()) {
+    ///             // ... an HTTP/2 server would begin here ...
+    ///         }
+    ///     }
+    ///     fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, rest: &[u8]) {
+    ///         if cx.tls(conn).is_some_and(|tls| !tls.peer_closed) {
+    ///             // A bare FIN: the last request may have been cut short.
+    ///         }
+    ///         cx.close(conn);
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(&mut self, conn: ConnId) -> Option<crate::tls::TlsInfo> {
+        self.core.tls_info(conn)
+    }
 }

@@ -102,7 +102,7 @@
 //!
 //! Every timeout is an entry on one [`timer::TimerWheel`]. A connection has
 //! one entry, armed for its earliest deadline (idle, write stall, soft
-//! limit, connect); I/O only records the tick it happened, and when the
+//! limit, connect, TLS handshake); I/O only records the tick it happened, and when the
 //! entry fires the reactor checks what has really passed and re-arms. So
 //! an I/O event never touches the wheel.
 //!
@@ -128,6 +128,7 @@
 //! | `reactor/accept.rs` | accept batches, `max_conns`, `EMFILE` |
 //! | `reactor/read.rs` | the read side: socket -> handler, the readiness rules; its seam `receive` |
 //! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seams `send` and `send_file` |
+//! | `reactor/tls.rs` | (feature `tls`) the TLS transport on both seams: handshake state and deadline, decrypt on read, encrypt at flush, close_notify |
 //! | `tls.rs` | (feature `tls`) a TLS listener's configuration from PEM files: SNI, ALPN, resumption |
 //! | `tls/session.rs` | (feature `tls`) one TLS server session without a socket, on rustls's unbuffered API |
 //! | `stream.rs` | the sockets under connections and listeners: TCP or Unix domain |
@@ -178,7 +179,7 @@ pub mod fuzzing {
 pub use admission::{Cidr, CidrError, RejectReason};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::*;
-pub use conn::{CloseReason, ConnId};
+pub use conn::{CloseReason, ConnId, TlsFailure};
 pub use handle::{Handle, PostError};
 pub use handler::{Context, Handler, SendError};
 pub use reactor::{Connect, ListenerId, Reactor, Readiness, SourceId, Status};

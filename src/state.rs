@@ -17,6 +17,10 @@
 //!                       Close(Closed)                ─▶ Closed(Closed)        returns the buffers; reaps
 //!                       Close(Shutdown)              ─▶ Closed(Shutdown)      returns the buffers; reaps
 //!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
+//! Handshaking           Secured                      ─▶ Open                  calls `on_open`
+//!                       Close(Closed)                ─▶ Closed(Closed)        returns the buffers; reaps
+//!                       Close(Shutdown)              ─▶ Closed(Shutdown)      returns the buffers; reaps
+//!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
 //! Open                  PeerFin                      ─▶ ReadClosed            calls `on_read_closed`; flushes
 //!                       ShutdownWrite                ─▶ WriteClosing          flushes (the FIN waits behind the output)
 //!                       Close(Closed)                ─▶ Closing(Closed)       drops held input; flushes
@@ -66,6 +70,10 @@ use crate::conn::CloseReason;
 pub enum State {
     /// Outbound, waiting for the connect to finish.
     Connecting,
+    /// The TLS handshake is under way (feature `tls`): the transport reads
+    /// and writes its records, the handler hears nothing until it is done
+    /// (`on_open`), and output it queues waits for it.
+    Handshaking,
     /// Both directions open.
     Open,
     /// The peer sent FIN: nothing more to read; we may still write.
@@ -88,6 +96,9 @@ pub enum State {
 pub(crate) enum Event {
     /// An outbound connect completed.
     Connected,
+    /// The TLS handshake completed.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    Secured,
     /// A read returned 0: the peer's FIN.
     PeerFin,
     /// A graceful close was asked for (by the handler, or by shutdown).
@@ -147,7 +158,9 @@ impl State {
             (_, Abort(reason)) => (Closed(reason), Nothing),
 
             (Connecting, Connected) => (Open, TellOpen),
-            (Connecting, Close(reason)) => (Closed(reason), Nothing),
+            (Handshaking, Secured) => (Open, TellOpen),
+            // Nothing was said on it yet: there is nothing to flush.
+            (Connecting | Handshaking, Close(reason)) => (Closed(reason), Nothing),
 
             (Open, PeerFin) => (ReadClosed, TellReadClosed),
             (Open, ShutdownWrite) => (WriteClosing, Flush),
@@ -188,7 +201,11 @@ impl State {
     pub fn may_read(&self) -> bool {
         matches!(
             self,
-            State::Open | State::WriteClosing | State::WriteClosed | State::Lingering(_)
+            State::Handshaking
+                | State::Open
+                | State::WriteClosing
+                | State::WriteClosed
+                | State::Lingering(_)
         )
     }
 
@@ -196,13 +213,20 @@ impl State {
     pub fn may_write(&self) -> bool {
         matches!(
             self,
-            State::Open | State::ReadClosed | State::WriteClosing | State::Closing(_)
+            State::Handshaking
+                | State::Open
+                | State::ReadClosed
+                | State::WriteClosing
+                | State::Closing(_)
         )
     }
 
     /// The handler may still queue output.
     pub fn accepts_output(&self) -> bool {
-        matches!(self, State::Connecting | State::Open | State::ReadClosed)
+        matches!(
+            self,
+            State::Connecting | State::Handshaking | State::Open | State::ReadClosed
+        )
     }
 
     /// Closed, waiting to be reaped.
@@ -228,6 +252,10 @@ pub(crate) const TABLE: &[(State, Event, State, Action)] = {
         (Connecting, Close(ByHandler), Closed(ByHandler), Nothing),
         (Connecting, Close(Shutdown), Closed(Shutdown), Nothing),
         (Connecting, Abort(Reset), Closed(Reset), Nothing),
+        (Handshaking, Secured, Open, TellOpen),
+        (Handshaking, Close(ByHandler), Closed(ByHandler), Nothing),
+        (Handshaking, Close(Shutdown), Closed(Shutdown), Nothing),
+        (Handshaking, Abort(Reset), Closed(Reset), Nothing),
         (Open, PeerFin, ReadClosed, TellReadClosed),
         (Open, ShutdownWrite, WriteClosing, Flush),
         (Open, Close(ByHandler), Closing(ByHandler), StopReading),

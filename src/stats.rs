@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::admission::RejectReason;
-use crate::conn::CloseReason;
+use crate::conn::{CloseReason, TlsFailure};
 
 /// A snapshot of the reactor's counters ([`Reactor::stats`],
 /// [`Context::stats`]). Counters only grow; `active`, `buffers_*` are
@@ -55,6 +55,18 @@ pub struct Stats {
     pub buffered_bytes: usize,
     /// Capacity kept by the pool of empty buffers now.
     pub pooled_bytes: usize,
+    /// TLS handshakes completed (feature `tls`).
+    pub tls_handshakes: u64,
+    /// Their time added up, in microseconds, from accept to the last
+    /// handshake record (each measured between the turns that saw them):
+    /// divided by `tls_handshakes`, the mean.
+    pub tls_handshake_us: u64,
+    /// TLS sessions that failed, by [`TlsFailure::index`] (each also
+    /// closed as [`CloseReason::Tls`]).
+    pub tls_failed: [u64; TlsFailure::COUNT],
+    /// TLS connections whose peer ended with a bare FIN, without
+    /// close_notify: the last thing it sent may have been cut short.
+    pub tls_truncated: u64,
 }
 
 impl Stats {
@@ -66,6 +78,11 @@ impl Stats {
     /// All closed connections.
     pub fn closed_total(&self) -> u64 {
         self.closed.iter().sum()
+    }
+
+    /// TLS sessions that failed for `failure`.
+    pub fn tls_failed_for(&self, failure: TlsFailure) -> u64 {
+        self.tls_failed[failure.index()]
     }
 
     /// Connections rejected for `reason`.
@@ -107,6 +124,21 @@ impl fmt::Display for Stats {
         }
         if self.accept_pauses > 0 {
             write!(f, " accept_pauses={}", self.accept_pauses)?;
+        }
+        if self.tls_handshakes > 0 {
+            write!(
+                f,
+                " tls_handshakes={} tls_handshake_us={}",
+                self.tls_handshakes, self.tls_handshake_us
+            )?;
+        }
+        for (name, n) in TlsFailure::NAMES.iter().zip(self.tls_failed) {
+            if n > 0 {
+                write!(f, " tls_failed_{name}={n}")?;
+            }
+        }
+        if self.tls_truncated > 0 {
+            write!(f, " tls_truncated={}", self.tls_truncated)?;
         }
         if self.shutdown_closed + self.shutdown_cut > 0 {
             write!(

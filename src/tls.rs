@@ -1,10 +1,12 @@
-//! TLS configuration (feature `tls`): what a TLS listener serves.
+//! TLS configuration (feature `tls`): what a TLS listener
+//! ([`Reactor::listen_tls`](crate::Reactor::listen_tls)) serves.
 //!
 //! The TLS transport itself (rustls's unbuffered API on the read and write
 //! seams, so an idle TLS connection holds no buffer; see
-//! `benches/tls_idle_memory.rs` for why that API) is being built in steps
-//! (issue 13). This module is the first: the server's configuration, made
-//! from PEM files the way an operator has them.
+//! `benches/tls_idle_memory.rs` for why that API) is in
+//! `src/reactor/tls.rs`, and the session it drives in `src/tls/session.rs`.
+//! This module is the server's configuration, made from PEM files the way
+//! an operator has them.
 //!
 //! - Certificates: a chain and its private key from PEM files (ECDSA,
 //!   Ed25519 or RSA; PKCS#8, PKCS#1 or SEC1), checked to match. The first
@@ -260,10 +262,28 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-// Driven on its own and tested here; the transport on the read and write
-// seams that uses it is issue 13's next step.
-#[allow(dead_code)]
-mod session;
+/// What a TLS connection's handshake agreed
+/// ([`Context::tls`](crate::Context::tls)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// TLS 1.2 or 1.3; `None` before the handshake is done.
+    pub version: Option<rustls::ProtocolVersion>,
+    /// The cipher suite; `None` before it is chosen.
+    pub cipher_suite: Option<rustls::CipherSuite>,
+    /// The ALPN protocol agreed on, if the client offered one this server
+    /// serves.
+    pub alpn: Option<Vec<u8>>,
+    /// The session was resumed (a ticket or the cache): no certificate
+    /// was sent, and the handshake cost far less.
+    pub resumed: bool,
+    /// The peer's close_notify came: it ended cleanly. A FIN without it
+    /// (see [`on_read_closed`](crate::Handler::on_read_closed)) may
+    /// have cut the last thing it sent short, and is counted in
+    /// [`Stats::tls_truncated`](crate::Stats::tls_truncated).
+    pub peer_closed: bool,
+}
+
+pub(crate) mod session;
 
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,9 @@ pub(super) struct Listener {
     /// own reasons.
     pub(super) paused: bool,
     gate: Gate,
+    /// Its connections are TLS, with this configuration (see `tls.rs`).
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// The next back-off; back at the minimum once an accept succeeds,
     /// which also ends the episode for logging.
     backoff: Duration,
@@ -67,6 +70,8 @@ impl Listener {
             pending: true,
             paused: false,
             gate: Gate::Open,
+            #[cfg(feature = "tls")]
+            tls: None,
             backoff: ACCEPT_BACKOFF_MIN,
         }
     }
@@ -149,14 +154,33 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    /// A connection in: the handler hears `on_open` now, or, from a TLS
+    /// listener, once its handshake is done.
     fn admit(&mut self, stream: Stream, peer: Option<SocketAddr>, listener: u32) -> Option<ConnId> {
-        match self.core.add_conn(stream, peer, listener, State::Open) {
+        #[cfg(feature = "tls")]
+        let tls = self
+            .listeners
+            .get(listener as usize)
+            .and_then(|l| l.as_ref()?.tls.clone());
+        #[cfg(feature = "tls")]
+        let state = match tls {
+            Some(_) => State::Handshaking,
+            None => State::Open,
+        };
+        #[cfg(not(feature = "tls"))]
+        let state = State::Open;
+        match self.core.add_conn(stream, peer, listener, state) {
             Ok(id) => {
                 self.core.counters().accepted += 1;
                 if let Some(peer) = peer {
                     self.core.admission().opened(id.index as usize, peer.ip());
                 }
                 log::trace!("conn {id}: accepted from {peer:?}");
+                #[cfg(feature = "tls")]
+                if let Some(config) = tls {
+                    self.core.begin_tls(id, config);
+                    return Some(id);
+                }
                 self.opened(id);
                 Some(id)
             }

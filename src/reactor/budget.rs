@@ -79,6 +79,15 @@ impl Core {
         self.count(id, capacity, Side::Output)
     }
 
+    /// A TLS session's buffers went from `old` to `new` bytes (the
+    /// session keeps its own count; see `tls.rs`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn count_tls(&mut self, old: usize, new: usize) {
+        if self.budget().change(old, new) {
+            self.shed();
+        }
+    }
+
     /// A closed connection counts nothing: `Core::release` returned its
     /// buffers and its count at once.
     fn count(&mut self, id: ConnId, capacity: usize, side: Side) -> bool {

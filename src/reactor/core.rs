@@ -88,6 +88,9 @@ pub(crate) struct Core {
     /// Host names being resolved for outbound connections (see
     /// `resolve.rs`).
     resolver: Resolver,
+    /// TLS sessions (see `tls.rs`).
+    #[cfg(feature = "tls")]
+    sessions: super::tls::Sessions,
 }
 
 impl Core {
@@ -119,6 +122,8 @@ impl Core {
             settings: Table::default(),
             tails: Tails::default(),
             resolver: Resolver::default(),
+            #[cfg(feature = "tls")]
+            sessions: super::tls::Sessions::default(),
         })
     }
 
@@ -160,6 +165,26 @@ impl Core {
             .get_mut(id.index as usize)
             .filter(|c| c.generation == id.generation)?;
         Some((conn, &mut self.tails))
+    }
+
+    /// The TLS sessions (see `tls.rs`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn sessions(&mut self) -> &mut super::tls::Sessions {
+        &mut self.sessions
+    }
+
+    /// The connection, the tails and the TLS sessions at once, for the
+    /// TLS write side.
+    #[cfg(feature = "tls")]
+    pub(crate) fn conn_tails_sessions(
+        &mut self,
+        id: ConnId,
+    ) -> Option<(&mut Conn, &mut Tails, &mut super::tls::Sessions)> {
+        let conn = self
+            .conns
+            .get_mut(id.index as usize)
+            .filter(|c| c.generation == id.generation)?;
+        Some((conn, &mut self.tails, &mut self.sessions))
     }
 
     /// Whether `id` asked to hear that its output is all written, and it
@@ -424,9 +449,18 @@ impl Core {
         };
         let buffers = [conn.input.take(), conn.output.take()];
         let held = std::mem::take(&mut conn.held);
+        conn.sealed = false;
+        let tls = conn.tls;
         if std::mem::take(&mut conn.tail) {
             self.tails.remove(id.index);
         }
+        #[cfg(feature = "tls")]
+        if tls {
+            let counted = self.forget_session(id);
+            self.budget.forget(counted);
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = tls;
         for buffer in buffers.into_iter().flatten() {
             self.pool.give(buffer);
         }
@@ -455,8 +489,10 @@ impl Core {
     /// Frees a closed connection's slot: cancels its timer, closes the
     /// socket (with RST if the reason calls for one). Closing the
     /// descriptor also removes it from the epoll set, so no `deregister`
-    /// call is needed. Returns why it closed and where it came from.
-    pub(crate) fn remove(&mut self, id: ConnId) -> Option<(CloseReason, Option<SocketAddr>)> {
+    /// call is needed. Returns why it closed, where it came from, and
+    /// whether the handler knows it (a TLS connection whose handshake
+    /// failed was never opened to it).
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<(CloseReason, Option<SocketAddr>, bool)> {
         let State::Closed(reason) = self.conn(id)?.state() else {
             return None;
         };
@@ -464,6 +500,13 @@ impl Core {
         self.admission.closed(id.index as usize);
         self.settings.remove(id.index);
         self.resolver.forget(id.index);
+        #[cfg(feature = "tls")]
+        let told = !conn.tls || self.end_session(id);
+        #[cfg(not(feature = "tls"))]
+        let told = true;
+        if let CloseReason::Tls(failure) = reason {
+            self.stats.tls_failed[failure.index()] += 1;
+        }
         if let Some(timer) = conn.timer {
             self.wheel.cancel(timer);
         }
@@ -478,7 +521,7 @@ impl Core {
         }
         self.stats.closed[reason.index()] += 1;
         log::trace!("conn {id}: removed ({reason})");
-        Some((reason, conn.peer))
+        Some((reason, conn.peer, told))
     }
 
     // ---- the work lists ------------------------------------------------

@@ -14,6 +14,8 @@ mod side_table;
 mod sources;
 mod tail;
 mod timeouts;
+#[cfg(feature = "tls")]
+mod tls;
 mod write;
 
 use std::collections::VecDeque;
@@ -99,6 +101,10 @@ pub struct Reactor<H: Handler> {
     inbox: VecDeque<Command<H::Message>>,
     /// Every read lands here first; only a partial frame is copied out.
     scratch: Vec<u8>,
+    /// TLS ciphertext lands here, to be decrypted into `scratch`; made
+    /// for the first TLS connection (see `tls.rs`).
+    #[cfg(feature = "tls")]
+    cipher: Vec<u8>,
     /// Timers taken off the wheel this turn, and how many of them have
     /// been dispatched (the rest survive a handler's panic).
     fired: Vec<TimerEvent>,
@@ -152,6 +158,8 @@ impl<H: Handler> Reactor<H> {
             shared,
             inbox: VecDeque::new(),
             scratch: vec![0; SCRATCH_SIZE],
+            #[cfg(feature = "tls")]
+            cipher: Vec::new(),
             fired: Vec::new(),
             fired_done: 0,
             reserve: File::open("/dev/null").ok(),
@@ -605,7 +613,10 @@ impl<H: Handler> Reactor<H> {
     /// others; they are reaped in the same step.
     fn reap(&mut self) {
         while let Some(id) = self.core.pop_reap() {
-            if let Some((reason, peer)) = self.core.remove(id) {
+            if let Some((reason, peer, told)) = self.core.remove(id) {
+                if !told {
+                    continue; // it never opened: the handler does not know it
+                }
                 self.core.set_closing(Some((id, peer)));
                 self.dispatch(None, |h, cx| h.on_close(cx, id, reason));
                 self.core.set_closing(None);

@@ -49,7 +49,7 @@ use crate::handler::Handler;
 use crate::state::{Action, Event, State};
 
 /// What one read did.
-enum Outcome {
+pub(super) enum Outcome {
     /// Bytes were read and dispatched.
     Data(usize),
     /// Nothing to read now.
@@ -120,6 +120,7 @@ impl<H: Handler> Reactor<H> {
                 self.read_scratch(id)
             };
             match outcome {
+                Outcome::Data(0) => return, // nothing moved: never spin
                 Outcome::Data(n) => budget = budget.saturating_sub(n),
                 Outcome::WouldBlock | Outcome::Closed => return,
                 Outcome::Eof => {
@@ -132,22 +133,44 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    /// One read through the transport into `scratch[..room]`: returns
+    /// the bytes that came off the socket and the input for the handler
+    /// (the same bytes on a plain connection; on a TLS one, ciphertext
+    /// and the plaintext it carried, see `tls.rs`).
+    fn take_in(&mut self, id: ConnId, room: usize) -> Result<(usize, usize), Outcome> {
+        let Some(conn) = self.core.conn(id) else {
+            return Err(Outcome::Closed);
+        };
+        #[cfg(feature = "tls")]
+        if conn.tls {
+            return self.receive_tls(id, room);
+        }
+        let result = receive(&conn.stream, &mut self.scratch[..room]);
+        self.settle(id, result, room).map(|n| (n, n))
+    }
+
     /// A read into the scratch buffer; the handler consumes from there.
     fn read_scratch(&mut self, id: ConnId) -> Outcome {
-        let Some(conn) = self.core.conn_mut(id) else {
-            return Outcome::Closed;
-        };
-        let result = receive(&conn.stream, &mut self.scratch);
-        let n = match self.settle(id, result, self.scratch.len()) {
-            Ok(n) => n,
+        let (raw, n) = match self.take_in(id, self.scratch.len()) {
+            Ok(got) => got,
             Err(outcome) => return outcome,
         };
-        let consumed = self.offer(id, Source::Scratch(n));
-        if consumed < n {
-            self.core
-                .keep_input(id, &self.scratch[consumed..n], consumed == 0);
+        if n > 0 {
+            // The handler may have closed or paused it in `on_open` (a
+            // TLS handshake's last record opens it): what it cannot take
+            // now is kept, as a partial frame would be.
+            let can_read = self.core.conn(id).is_some_and(|c| c.can_read());
+            let consumed = if can_read {
+                self.offer(id, Source::Scratch(n))
+            } else {
+                0
+            };
+            if consumed < n {
+                self.core
+                    .keep_input(id, &self.scratch[consumed..n], consumed == 0 && can_read);
+            }
         }
-        Outcome::Data(n)
+        Outcome::Data(raw.max(n))
     }
 
     /// A read while lingering: the bytes are dropped, unread by anyone.
@@ -182,18 +205,20 @@ impl<H: Handler> Reactor<H> {
         // Into the scratch buffer, then only what came is appended: a
         // partial frame that trickles in costs each read its own bytes,
         // not a zero-filled 64 KiB of room in the connection's buffer.
-        let result = receive(&conn.stream, &mut self.scratch[..room]);
-        let n = match self.settle(id, result, room) {
-            Ok(n) => n,
+        let (raw, n) = match self.take_in(id, room) {
+            Ok(got) => got,
             Err(outcome) => return outcome,
         };
+        if n == 0 {
+            return Outcome::Data(raw); // TLS records with no plaintext
+        }
         let Some(mut input) = self.core.conn_mut(id).and_then(|c| c.input.take()) else {
             return Outcome::Closed;
         };
         input.extend(&self.scratch[..n]);
         self.core.count_input(id, input.capacity());
         self.dispatch_held(id, input);
-        Outcome::Data(n)
+        Outcome::Data(raw.max(n))
     }
 
     /// Offers the input the connection holds without reading: the handler
@@ -235,7 +260,7 @@ impl<H: Handler> Reactor<H> {
 
     /// Books a read's result: bytes counted, readiness cached, errors
     /// turned into close reasons. `Ok(n)` for `n > 0` bytes.
-    fn settle(
+    pub(super) fn settle(
         &mut self,
         id: ConnId,
         result: io::Result<usize>,
@@ -248,7 +273,11 @@ impl<H: Handler> Reactor<H> {
         match result {
             Ok(0) => Err(Outcome::Eof),
             Ok(n) => {
-                conn.last_read = now;
+                if conn.state() != State::Handshaking {
+                    // A handshake's deadline counts from accept: bytes
+                    // trickled into it do not move it.
+                    conn.last_read = now;
+                }
                 if n < offered && !conn.fin_seen {
                     conn.readable = false; // a short read emptied the socket
                 }
@@ -403,7 +432,7 @@ impl Core {
 /// The seam on the read side: bytes arrive from the socket here, one
 /// `read` call (`Interrupted` retried). A transport that decrypts (TLS)
 /// goes here, and nothing else on this side changes.
-fn receive(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn receive(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match stream.read(buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

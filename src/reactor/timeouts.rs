@@ -21,7 +21,7 @@ use super::core::Core;
 use super::settings::Limits;
 use crate::clock::Clock;
 use crate::config::LINGER_TIMEOUT;
-use crate::conn::{CloseReason, Conn, ConnId, NEVER};
+use crate::conn::{CloseReason, Conn, ConnId, TlsFailure, NEVER};
 use crate::state::State;
 use crate::timer::{Tick, TimerId};
 
@@ -164,6 +164,13 @@ fn deadline(conn: &Conn, config: &Limits) -> Option<(Tick, CloseReason)> {
                 .last_read
                 .saturating_add(millis_ceil(config.connect_timeout));
             return Some((at, CloseReason::ConnectTimeout));
+        }
+        State::Handshaking => {
+            // `last_read` stays at accept while handshaking (see `settle`).
+            let at = conn
+                .last_read
+                .saturating_add(millis_ceil(config.handshake_timeout));
+            return Some((at, CloseReason::Tls(TlsFailure::Timeout)));
         }
         State::Lingering(reason) => {
             let at = conn.last_write.saturating_add(millis_ceil(LINGER_TIMEOUT));

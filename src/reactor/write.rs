@@ -58,7 +58,7 @@ struct Settled {
 /// The seam on the write side: bytes leave for the socket here, one
 /// `write` call (`Interrupted` retried). A short count or `WouldBlock`
 /// means the socket buffer is full.
-fn send(stream: &Stream, bytes: &[u8]) -> io::Result<usize> {
+pub(super) fn send(stream: &Stream, bytes: &[u8]) -> io::Result<usize> {
     loop {
         match stream.write(bytes) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -297,6 +297,10 @@ impl Core {
     }
 
     fn send_some(&mut self, id: ConnId, now: Tick) -> Result<(), ()> {
+        #[cfg(feature = "tls")]
+        if self.conn(id).is_some_and(|c| c.tls) {
+            return self.send_sealed(id, now);
+        }
         let Some((conn, tails)) = self.conn_and_tails(id) else {
             return Err(());
         };

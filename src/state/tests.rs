@@ -13,6 +13,7 @@ use State::*;
 /// The states the table covers: every state, with one sample reason.
 pub(crate) const STATES: &[State] = &[
     Connecting,
+    Handshaking,
     Open,
     ReadClosed,
     WriteClosing,
@@ -26,6 +27,7 @@ pub(crate) const STATES: &[State] = &[
 /// reason (which the machine treats apart) and another.
 pub(crate) const EVENTS: &[Event] = &[
     Connected,
+    Secured,
     PeerFin,
     ShutdownWrite,
     Flushed { fin_read: false },
@@ -51,6 +53,7 @@ const REASONS: &[CloseReason] = &[
     CloseReason::Io(std::io::ErrorKind::Other),
     CloseReason::OverBudget,
     CloseReason::HandlerPanic,
+    CloseReason::Tls(crate::conn::TlsFailure::Timeout),
 ];
 
 fn listed(from: State, event: Event) -> Option<(State, Action)> {
@@ -92,6 +95,24 @@ fn the_connecting_state() {
     );
     assert_eq!(Connecting.on(PeerFin), None);
     assert_eq!(edges_match(Connecting), 4);
+}
+
+#[test]
+fn the_handshaking_state() {
+    // The transport reads and writes records; the handler may queue
+    // output, which waits for the handshake.
+    assert_eq!(allows(Handshaking), (true, true, true));
+    assert_eq!(Handshaking.on(Secured), Some((Open, TellOpen)));
+    assert_eq!(
+        Handshaking.on(Close(Shutdown)),
+        Some((Closed(Shutdown), Nothing))
+    );
+    // A FIN mid-handshake is the transport's failure, not the handler's
+    // news; a plain connect's edge is not this one's.
+    assert_eq!(Handshaking.on(PeerFin), None);
+    assert_eq!(Handshaking.on(Connected), None);
+    assert_eq!(Connecting.on(Secured), None);
+    assert_eq!(edges_match(Handshaking), 4);
 }
 
 #[test]
@@ -235,6 +256,7 @@ fn reasons_pass_through() {
             Some((Closing(after_fin), StopReading))
         );
         assert_eq!(Connecting.on(Close(r)), Some((Closed(r), Nothing)));
+        assert_eq!(Handshaking.on(Close(r)), Some((Closed(r), Nothing)));
         assert_eq!(
             Closing(r).on(Flushed { fin_read: false }),
             Some((Lingering(r), Linger))

@@ -27,6 +27,7 @@
 //! - `Closed`: close_notify went both ways.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
@@ -114,6 +115,12 @@ impl Out {
 pub(crate) struct Session {
     conn: UnbufferedServerConnection,
     phase: Phase,
+    /// When the connection began, while its handshake is under way; `None`
+    /// once the reactor has told the handler it is open.
+    pub(crate) handshake_began: Option<Instant>,
+    /// What the reactor's buffer budget counts for this session's buffers
+    /// (`Config::max_buffered`).
+    pub(crate) counted: usize,
     /// We queued close_notify: nothing more is encrypted.
     closing: bool,
     /// Ciphertext received and not yet processed (an incomplete record).
@@ -137,6 +144,8 @@ impl Session {
         Ok(Session {
             conn: UnbufferedServerConnection::new(config)?,
             phase: Phase::Handshaking,
+            handshake_began: None,
+            counted: 0,
             closing: false,
             incoming: None,
             pending: None,
@@ -164,8 +173,34 @@ impl Session {
     }
 
     /// Whether the session holds any buffer (an idle one holds none).
+    #[cfg(test)]
     pub(crate) fn holds_buffers(&self) -> bool {
         self.incoming.is_some() || self.pending.is_some() || self.outgoing.is_some()
+    }
+
+    /// The capacity of the buffers it holds, for the reactor's budget.
+    pub(crate) fn held(&self) -> usize {
+        self.incoming.as_ref().map_or(0, Vec::capacity)
+            + self.pending.as_ref().map_or(0, Vec::capacity)
+            + self.outgoing.as_ref().map_or(0, |o| o.bytes.capacity())
+    }
+
+    /// Plaintext waits that the caller had no room for (see
+    /// [`Fed::more`]).
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// What the handshake agreed, and whether the peer's close_notify
+    /// came.
+    pub(crate) fn info(&self) -> crate::tls::TlsInfo {
+        crate::tls::TlsInfo {
+            version: self.conn.protocol_version(),
+            cipher_suite: self.conn.negotiated_cipher_suite().map(|s| s.suite()),
+            alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
+            resumed: self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            peer_closed: matches!(self.phase, Phase::PeerClosed | Phase::Closed),
+        }
     }
 
     /// Takes `ciphertext` from the socket (empty to go on after
@@ -408,6 +443,19 @@ impl Session {
         self.incoming = None;
         self.pending = None;
         e
+    }
+}
+
+/// The kind of failure a rustls error is, for the close reason and the
+/// counters.
+pub(crate) fn failure(e: &rustls::Error) -> crate::TlsFailure {
+    use crate::TlsFailure;
+    use rustls::Error;
+    match e {
+        Error::AlertReceived(_) => TlsFailure::Alert,
+        Error::InvalidCertificate(_) | Error::NoCertificatesPresented => TlsFailure::Certificate,
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => TlsFailure::Incompatible,
+        _ => TlsFailure::Protocol,
     }
 }
 

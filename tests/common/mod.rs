@@ -177,6 +177,19 @@ impl Server {
         Self::spawn_with_clock(config, echo, lines, None)
     }
 
+    /// An echoing server whose listener is TLS, served with `tls`; with a
+    /// manual clock if `clocked`.
+    #[cfg(feature = "tls")]
+    pub fn start_tls(config: Config, tls: Arc<rustls::ServerConfig>, clocked: bool) -> Server {
+        let clock = clocked.then(ManualClock::new);
+        Self::spawn_listening(config, true, false, clock, false, move |reactor| {
+            let id = reactor
+                .listen_tls("127.0.0.1:0".parse().unwrap(), tls)
+                .expect("listen_tls");
+            reactor.listener_addr(id).expect("bound")
+        })
+    }
+
     fn spawn_with_clock(
         config: Config,
         echo: bool,
@@ -193,6 +206,22 @@ impl Server {
         clock: Option<ManualClock>,
         unix: bool,
     ) -> Server {
+        Self::spawn_listening(config, echo, lines, clock, unix, |reactor| {
+            let listener = reactor
+                .listen("127.0.0.1:0".parse().unwrap())
+                .expect("listen");
+            reactor.listener_addr(listener).expect("bound")
+        })
+    }
+
+    fn spawn_listening(
+        config: Config,
+        echo: bool,
+        lines: bool,
+        clock: Option<ManualClock>,
+        unix: bool,
+        listen: impl FnOnce(&mut Reactor<Probe>) -> SocketAddr,
+    ) -> Server {
         let _ = env_logger::builder().is_test(true).try_init();
         let record = Arc::new(Mutex::new(Record::default()));
         let probe = Probe {
@@ -205,10 +234,7 @@ impl Server {
             None => Reactor::new(probe, config),
         }
         .expect("reactor");
-        let listener = reactor
-            .listen("127.0.0.1:0".parse().unwrap())
-            .expect("listen");
-        let addr = reactor.listener_addr(listener).expect("bound");
+        let addr = listen(&mut reactor);
         let unix = unix.then(|| {
             let path = unix_path("server");
             reactor.listen_unix(&path).expect("listen_unix");
