@@ -50,7 +50,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     common::init();
     let mut reactor = Reactor::new(Echo, cli.server.config())?;
-    reactor.listen(cli.server.addr)?;
+    cli.server.listen(&mut reactor, &[])?;
     // SIGINT/SIGTERM: close connections as they go quiet and exit 0; a
     // second signal stops at once.
     reactor.handle_signals()?;

@@ -69,6 +69,8 @@ pub struct TlsConfig {
     /// The names given so far (a name given twice is an error).
     names: HashSet<String>,
     alpn: Vec<Vec<u8>>,
+    /// Mutual TLS: the CAs a client's certificate must chain to.
+    client_roots: Option<rustls::RootCertStore>,
 }
 
 impl Default for TlsConfig {
@@ -78,6 +80,7 @@ impl Default for TlsConfig {
             by_name: ResolvesServerCertUsingSni::new(),
             names: HashSet::new(),
             alpn: Vec::new(),
+            client_roots: None,
         }
     }
 }
@@ -145,22 +148,62 @@ impl TlsConfig {
         self
     }
 
+    /// Mutual TLS: every client must present a certificate that chains to
+    /// one of the CA certificates in `ca` (a PEM file of one or more),
+    /// valid now and meant for client authentication. A client without
+    /// one, or with one these CAs did not sign, fails its handshake with
+    /// the alert TLS has for it ([`TlsFailure::Certificate`]) before the
+    /// handler hears of it; the handler reads who passed with
+    /// [`Context::tls`](crate::Context::tls) ([`TlsInfo::peer_subject`]).
+    /// Revocation lists are not checked.
+    ///
+    /// [`TlsFailure::Certificate`]: crate::TlsFailure::Certificate
+    pub fn client_ca(mut self, ca: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let path = ca.as_ref();
+        let file_error = |e: String| TlsError::File(path.to_path_buf(), e);
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| file_error(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(file_error("no certificate in it".into()));
+        }
+        let roots = self
+            .client_roots
+            .get_or_insert_with(rustls::RootCertStore::empty);
+        for cert in certs {
+            roots.add(cert).map_err(|e| file_error(e.to_string()))?;
+        }
+        Ok(self)
+    }
+
     /// The rustls configuration: TLS 1.2 and 1.3 with `ring`, the
-    /// certificates chosen by SNI, ALPN, tickets and the session cache.
+    /// certificates chosen by SNI, ALPN, tickets and the session cache,
+    /// and the client CAs for mutual TLS.
     pub fn build(self) -> Result<Arc<ServerConfig>, TlsError> {
         let default = self.default.ok_or(TlsError::NoCertificate)?;
         if let Some(bad) = self.alpn.iter().find(|p| p.is_empty() || p.len() > 255) {
             return Err(TlsError::Alpn(bad.len()));
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(TlsError::Rustls)?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(BySni {
-                default,
-                by_name: self.by_name,
-            }));
+            .map_err(TlsError::Rustls)?;
+        let builder = match self.client_roots {
+            Some(roots) => {
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(BySni {
+            default,
+            by_name: self.by_name,
+        }));
         config.alpn_protocols = self.alpn;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Rustls)?;
@@ -276,6 +319,11 @@ pub struct TlsInfo {
     /// The session was resumed (a ticket or the cache): no certificate
     /// was sent, and the handshake cost far less.
     pub resumed: bool,
+    /// With mutual TLS ([`TlsConfig::client_ca`]), the subject of the
+    /// client's certificate, most specific part first, as RFC 4514 writes
+    /// it (`CN=alice,O=Example`, special characters escaped): rustls has
+    /// verified it chains to a configured CA. `None` without mutual TLS.
+    pub peer_subject: Option<String>,
     /// The peer's close_notify came: it ended cleanly. A FIN without it
     /// (see [`on_read_closed`](crate::Handler::on_read_closed)) may
     /// have cut the last thing it sent short, and is counted in
@@ -284,6 +332,7 @@ pub struct TlsInfo {
 }
 
 pub(crate) mod session;
+mod subject;
 
 #[cfg(test)]
 mod tests;

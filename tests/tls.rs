@@ -470,3 +470,71 @@ fn s_client(
     assert!(echoed.is_ok(), "no echo: {out}");
     out
 }
+
+#[test]
+fn with_mutual_tls_the_handler_reads_the_clients_subject() {
+    let certs = Certs::new("mtls");
+    let server_cert = certs.cert("localhost");
+    // A CA, and a client certificate it signed.
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let ca_path = certs.dir.join("ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Example, Inc.");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+
+    let tls = TlsConfig::new()
+        .certificate(&server_cert.cert, &server_cert.key)
+        .unwrap()
+        .client_ca(&ca_path)
+        .unwrap()
+        .build()
+        .unwrap();
+    let server = Server::start_tls(Config::default(), tls, false);
+    let mut roots = RootCertStore::empty();
+    roots.add(server_cert.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let with_cert = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(vec![client_cert.der().clone()], client_key)
+        .unwrap();
+    let mut tls = connect(server.addr, &Arc::new(with_cert), "localhost");
+    echo(&mut tls, b"signed");
+    let conn = server.record().opened[0];
+    let info = server.exec(move |cx, _| cx.tls(conn)).unwrap();
+    assert_eq!(
+        info.peer_subject.as_deref(),
+        Some("CN=alice,O=Example\\, Inc.")
+    );
+
+    // Without a certificate: the handshake fails, the handler never hears.
+    let tcp = client(server.addr);
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(client_tls(&server_cert, None), name).unwrap();
+    let mut bare = StreamOwned::new(conn, tcp);
+    let refused = bare
+        .write_all(b"x")
+        .and_then(|()| bare.flush())
+        .and_then(|()| bare.read(&mut [0; 8]));
+    assert!(refused.is_err() || refused.is_ok_and(|n| n == 0));
+    let until = std::time::Instant::now() + PATIENCE;
+    while server.stats().tls_failed_for(TlsFailure::Certificate) == 0 {
+        assert!(std::time::Instant::now() < until, "not refused");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(server.record().opened.len(), 1);
+}

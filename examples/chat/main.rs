@@ -369,7 +369,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     config.hard_limit = HARD_LIMIT;
     config.max_input = MAX_LINE + 1;
     let mut reactor = Reactor::new(Chat::default(), config)?;
-    reactor.listen(cli.server.addr)?;
+    cli.server.listen(&mut reactor, &[])?;
     reactor.handle_signals()?;
     reactor.run()?;
     Ok(common::exit_code(&reactor.stats()))

@@ -2,11 +2,13 @@
 
 //! What every example server shares: its command-line flags and start-up.
 
+use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use evloop::{Cidr, Config, Keepalive, Stats};
+use evloop::{Cidr, Config, Handler, Keepalive, ListenerId, Reactor, Stats};
 
 /// Flags every server example takes.
 #[derive(Args, Debug, Clone)]
@@ -45,6 +47,17 @@ pub struct ServerArgs {
     /// (powers of 1024), e.g. 512M. Default 1G (chat: 256M for the room).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_buffered: Option<usize>,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key, and a build with `--features tls`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by a CA in
+    /// this PEM file.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// A size such as `65536`, `64K`, `512M` or `1G` (powers of 1024).
@@ -94,6 +107,62 @@ impl ServerArgs {
             ..Config::default()
         }
     }
+}
+
+impl ServerArgs {
+    /// Listens on `--addr`: over TLS if `--tls-cert` is given (offering
+    /// `alpn`, in that order), else plain.
+    pub fn listen<H: Handler>(
+        &self,
+        reactor: &mut Reactor<H>,
+        alpn: &[&str],
+    ) -> io::Result<ListenerId> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => listen_tls(reactor, self, cert, key, alpn),
+            _ => reactor.listen(self.addr),
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+fn listen_tls<H: Handler>(
+    reactor: &mut Reactor<H>,
+    args: &ServerArgs,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[&str],
+) -> io::Result<ListenerId> {
+    // The error's text, not its structure: `main` prints it as it is.
+    let invalid =
+        |e: evloop::tls::TlsError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+    let mut tls = evloop::tls::TlsConfig::new()
+        .certificate(cert, key)
+        .map_err(invalid)?
+        .alpn(alpn.iter().copied());
+    if let Some(ca) = &args.tls_client_ca {
+        tls = tls.client_ca(ca).map_err(invalid)?;
+        log::info!(
+            "mutual TLS: clients need a certificate from {}",
+            ca.display()
+        );
+    }
+    let id = reactor.listen_tls(args.addr, tls.build().map_err(invalid)?)?;
+    log::info!("TLS on {}: {}", args.addr, cert.display());
+    Ok(id)
+}
+
+#[cfg(not(feature = "tls"))]
+fn listen_tls<H: Handler>(
+    _: &mut Reactor<H>,
+    _: &ServerArgs,
+    _: &std::path::Path,
+    _: &std::path::Path,
+    _: &[&str],
+) -> io::Result<ListenerId> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "--tls-cert needs TLS: build with `cargo build --release --examples --features tls`",
+    ))
 }
 
 /// Logging through `RUST_LOG` (default `info`), and the open-file limit

@@ -357,7 +357,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         slots: Vec::new(),
     };
     let mut reactor = Reactor::new(http, config)?;
-    reactor.listen(cli.server.addr)?;
+    cli.server.listen(&mut reactor, &["http/1.1"])?;
     reactor.handle_signals()?;
     reactor.run()?;
     Ok(common::exit_code(&reactor.stats()))

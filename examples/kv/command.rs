@@ -205,6 +205,7 @@ table! {
     b"SISMEMBER" "sismember" 3 keeps collections::sismember;
     b"SMEMBERS" "smembers" 2 keeps collections::smembers;
     // Connection and server (server.rs).
+    b"AUTH" "auth" -2 keeps server::auth;
     b"PING" "ping" -1 keeps server::ping;
     b"ECHO" "echo" 2 keeps server::echo;
     b"QUIT" "quit" -1 keeps server::quit;
@@ -221,6 +222,9 @@ table! {
     b"COMMAND" "command" -1 keeps server::command;
     b"FUNCTION" "function" -2 keeps server::function;
 }
+
+/// Redis's answer to a command before AUTH, with `requirepass` set.
+const NOAUTH: &[u8] = b"-NOAUTH Authentication required.\r\n";
 
 /// Runs one command (`args[0]` is its name), appending its reply.
 pub fn run(c: &mut Call<'_, '_>, args: &[&[u8]]) {
@@ -243,6 +247,13 @@ pub fn run(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     c.server.commands += 1;
     if !command.arity_fits(args.len()) {
         arity_error(&mut c.out.buf, command.name);
+        return;
+    }
+    // As Redis orders it: an unknown command or a wrong arity is said
+    // first, then a client that has not authenticated may only AUTH,
+    // HELLO with AUTH, or QUIT.
+    if !c.client.authenticated && !matches!(command.name, "auth" | "hello" | "quit") {
+        c.out.buf.extend_from_slice(NOAUTH);
         return;
     }
     // Like Redis, the check is made before a command that adds data, so

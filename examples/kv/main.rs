@@ -56,7 +56,7 @@
 //!   PTTL, EXPIRETIME, PEXPIRETIME, PERSIST;
 //! - lists and sets, the least of them: LPUSH, RPUSH, LPOP, RPOP, LLEN,
 //!   LRANGE, SADD, SREM, SCARD, SISMEMBER, SMEMBERS;
-//! - server: PING, ECHO, QUIT, SELECT, SWAPDB, DBSIZE, FLUSHDB, FLUSHALL,
+//! - server: AUTH (with `--requirepass`), PING, ECHO, QUIT, SELECT, SWAPDB, DBSIZE, FLUSHDB, FLUSHALL,
 //!   INFO (server, clients, memory, stats, keyspace), CLIENT ID, GETNAME,
 //!   SETNAME, HELLO 2, TIME; enough of COMMAND, CONFIG GET and FUNCTION
 //!   FLUSH for redis-cli, redis-benchmark and the test suite to start.
@@ -126,6 +126,11 @@ struct Cli {
     /// commands that add data are answered with -OOM.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MEMORY)]
     max_memory: usize,
+    /// Clients must AUTH with this password before any other command
+    /// (Redis's `requirepass`); others are answered `-NOAUTH`. Use it with
+    /// --tls-cert, or the password crosses the network in clear.
+    #[arg(long, value_name = "PASSWORD")]
+    requirepass: Option<String>,
 }
 
 /// The store's default bound. Redis's `maxmemory` is unlimited by default,
@@ -158,12 +163,13 @@ impl Kv {
             clients.resize_with(slot + 1, || None);
         }
         let entry = &mut clients[slot];
+        let authenticated = server.requirepass.is_none();
         if entry.as_ref().is_none_or(|c| c.conn != conn) {
             server.next_client_id += 1;
-            return entry.insert(Client::new(conn, server.next_client_id));
+            return entry.insert(Client::new(conn, server.next_client_id, authenticated));
         }
         // The slot holds this connection's state: no insert happens here.
-        entry.get_or_insert_with(|| Client::new(conn, 0))
+        entry.get_or_insert_with(|| Client::new(conn, 0, authenticated))
     }
 }
 
@@ -271,12 +277,13 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let kv = Kv {
         ks: Keyspace::new(),
         clients: Vec::new(),
-        server: Server::new(cli.server.addr.port(), cli.max_memory, config.max_conns),
+        server: Server::new(cli.server.addr.port(), cli.max_memory, config.max_conns)
+            .with_password(cli.requirepass.map(String::into_bytes)),
         out: Out::new(),
         high_water: config.high_water,
     };
     let mut reactor = Reactor::new(kv, config)?;
-    reactor.listen(cli.server.addr)?;
+    cli.server.listen(&mut reactor, &[])?;
     reactor.handle_signals()?;
     reactor.run()?;
     Ok(common::exit_code(&reactor.stats()))

@@ -30,6 +30,8 @@ pub struct Client {
     pub conn: ConnId,
     /// CLIENT ID: counts up from 1, never reused.
     pub id: u64,
+    /// AUTH succeeded, or no password is required.
+    pub authenticated: bool,
     /// The database SELECT chose.
     pub db: usize,
     pub name: Option<Vec<u8>>,
@@ -38,10 +40,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(conn: ConnId, id: u64) -> Client {
+    /// A new client; `authenticated` unless the server requires AUTH.
+    pub fn new(conn: ConnId, id: u64, authenticated: bool) -> Client {
         Client {
             conn,
             id,
+            authenticated,
             db: 0,
             name: None,
             progress: Progress::default(),
@@ -63,6 +67,8 @@ pub struct Server {
     /// The last CLIENT ID given (they count up from 1).
     pub next_client_id: u64,
     pub rng: Rng,
+    /// `--requirepass`: clients AUTH with it before anything else.
+    pub requirepass: Option<Vec<u8>>,
 }
 
 impl Server {
@@ -80,8 +86,47 @@ impl Server {
             commands: 0,
             next_client_id: 0,
             rng: Rng::new(seed),
+            requirepass: None,
         }
     }
+}
+
+impl Server {
+    /// Requires clients to AUTH with `password` (if any) first.
+    pub fn with_password(mut self, password: Option<Vec<u8>>) -> Server {
+        self.requirepass = password;
+        self
+    }
+}
+
+/// AUTH password, or AUTH default password (Redis 6's form with a user
+/// name; the default user is the only one). The comparison takes the
+/// same time wherever the guess goes wrong.
+pub fn auth(c: &mut Call<'_, '_>, args: &[&[u8]]) {
+    let (user, given) = match args {
+        [_, password] => (&b"default"[..], *password),
+        [_, user, password] => (*user, *password),
+        _ => return arity_error(&mut c.out.buf, "auth"),
+    };
+    let Some(password) = c.server.requirepass.as_deref() else {
+        return c.error(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        );
+    };
+    if user == b"default" && same(given, password) {
+        c.client.authenticated = true;
+        reply::simple(&mut c.out.buf, "OK");
+    } else {
+        c.out.buf.extend_from_slice(
+            b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        );
+    }
+}
+
+/// Whether `a` and `b` are equal, in a time that depends on their lengths
+/// only, not on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 pub fn ping(c: &mut Call<'_, '_>, args: &[&[u8]]) {
@@ -208,6 +253,9 @@ fn set_name(c: &mut Call<'_, '_>, name: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Redis's answer to HELLO before AUTH, without the AUTH option.
+const HELLO_NOAUTH: &[u8] = b"-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n";
+
 /// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only, so
 /// `HELLO 3` is refused with NOPROTO, which clients take as "speak 2".
 pub fn hello(c: &mut Call<'_, '_>, args: &[&[u8]]) {
@@ -224,17 +272,24 @@ pub fn hello(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         }
     }
     let mut name = None;
+    let mut authenticates = false;
     let mut i = 2;
     while i < args.len() {
         let more = args.len() - 1 - i;
         if args[i].eq_ignore_ascii_case(b"AUTH") && more >= 2 {
-            // No passwords here: the default user, with any password, as
-            // Redis without `requirepass`.
-            if !args[i + 1].eq_ignore_ascii_case(b"default") {
+            // The default user, with `--requirepass` (any password
+            // without one, as Redis without `requirepass`).
+            let good = args[i + 1].eq_ignore_ascii_case(b"default")
+                && c.server
+                    .requirepass
+                    .as_deref()
+                    .is_none_or(|p| same(args[i + 2], p));
+            if !good {
                 return c.out.buf.extend_from_slice(
                     b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
                 );
             }
+            authenticates = true;
             i += 3;
         } else if args[i].eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
             name = Some(args[i + 1]);
@@ -244,6 +299,10 @@ pub fn hello(c: &mut Call<'_, '_>, args: &[&[u8]]) {
             return c.error(&format!("Syntax error in HELLO option '{option}'"));
         }
     }
+    if !c.client.authenticated && !authenticates {
+        return c.out.buf.extend_from_slice(HELLO_NOAUTH);
+    }
+    c.client.authenticated = true;
     if let Some(name) = name {
         if let Err(message) = set_name(c, name) {
             return c.error(message);

@@ -199,6 +199,11 @@ impl Session {
             cipher_suite: self.conn.negotiated_cipher_suite().map(|s| s.suite()),
             alpn: self.conn.alpn_protocol().map(<[u8]>::to_vec),
             resumed: self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            peer_subject: self
+                .conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| super::subject::subject(leaf)),
             peer_closed: matches!(self.phase, Phase::PeerClosed | Phase::Closed),
         }
     }
