@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --example client -- hello world       # two messages
 //! printf 'a\nb\n' | cargo run --example client    # one per stdin line
+//! cargo run --features tls --example client -- --tls --ca cert.pem hello   # over TLS
 //! ```
 //!
 //! Each message goes out with a newline; the client waits for all of it to
@@ -17,6 +18,8 @@
 //!
 //! Read next: examples/chat/main.rs (example 4), a server that writes to
 //! connections other than the one it is serving.
+
+mod common;
 
 use std::collections::VecDeque;
 use std::io::BufRead;
@@ -38,6 +41,8 @@ struct Cli {
     /// Seconds to wait for each echo (and for the connect).
     #[arg(long, default_value_t = 5)]
     timeout: u64,
+    #[command(flatten)]
+    tls: common::ClientTlsArgs,
     /// Messages to send; without any, each line of stdin is one.
     messages: Vec<String>,
 }
@@ -159,6 +164,7 @@ impl Handler for Client {
                 CloseReason::ConnectTimeout => {
                     format!("cannot connect to {}: timed out", self.addr)
                 }
+                CloseReason::Tls(why) => format!("TLS with {} failed: {why}", self.addr),
                 other => format!("connection closed before all echoes came back: {other}"),
             };
             self.error.get_or_insert(why);
@@ -188,7 +194,11 @@ fn main() -> ExitCode {
         ..Config::default()
     };
     let result = Reactor::new(client, config).and_then(|mut reactor| {
+        let tls = cli.tls.load()?;
         let conn = reactor.connect(cli.addr)?;
+        if let Some(tls) = &tls {
+            tls.start_outside(&mut reactor, conn)?;
+        }
         reactor.handler_mut().conn = Some(conn);
         if !from_args {
             let handle = reactor.handle();

@@ -929,4 +929,44 @@ impl Context<'_> {
     pub fn tls(&mut self, conn: ConnId) -> Option<crate::tls::TlsInfo> {
         self.core.tls_info(conn)
     }
+
+    /// Makes `conn`, an outbound connection that has not connected yet
+    /// (just made by [`connect`](Self::connect), `connect_with`,
+    /// `connect_host` or `connect_unix`), a TLS client to the server
+    /// `name`, verified against `config`'s roots (see
+    /// [`tls::client_config`](crate::tls::client_config)). Once the
+    /// socket connects, the handshake runs under
+    /// [`Config::handshake_timeout`](crate::Config::handshake_timeout);
+    /// the handler hears `on_open` when it is done, and output it queued
+    /// before then is sent encrypted after it. A server whose certificate
+    /// does not verify closes the connection with
+    /// [`CloseReason::Tls`](crate::CloseReason::Tls). `InvalidInput` for
+    /// a connection already connected or already TLS, or a bad name.
+    ///
+    /// ```no_run
+    /// use evloop::tls;
+    /// # use evloop::{Config, ConnId, Context, Handler, Reactor};
+    /// /// Fetches a page over TLS once the loop starts.
+    /// struct Fetch;
+    /// impl Handler for Fetch {
+    ///     type Message = ();
+    ///     fn on_start(&mut self, cx: &mut Context<'_>) {
+    ///         let roots = tls::client_config("ca.pem").expect("the CA file");
+    ///         let conn = cx.connect("127.0.0.1:8443".parse().unwrap()).expect("a socket");
+    ///         cx.start_tls(conn, roots, "localhost").expect("a TLS client");
+    ///         // Queued now, encrypted and sent once the handshake is done.
+    ///         let _ = cx.write(conn, b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    ///     }
+    /// #   fn on_data(&mut self, _: &mut Context<'_>, _: ConnId, i: &[u8]) -> usize { i.len() }
+    /// }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn start_tls(
+        &mut self,
+        conn: ConnId,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> io::Result<()> {
+        self.core.start_tls(conn, config, name)
+    }
 }

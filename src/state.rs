@@ -13,7 +13,8 @@
 //!
 // state-diagram:begin
 //! ```text
-//! Connecting            Connected                    ─▶ Open                  calls `on_open`
+//! Connecting            Connected { tls: false }     ─▶ Open                  calls `on_open`
+//!                       Connected { tls: true }      ─▶ Handshaking           nothing more
 //!                       Close(Closed)                ─▶ Closed(Closed)        returns the buffers; reaps
 //!                       Close(Shutdown)              ─▶ Closed(Shutdown)      returns the buffers; reaps
 //!                       Abort(Reset)                 ─▶ Closed(Reset)         returns the buffers; reaps
@@ -94,8 +95,12 @@ pub enum State {
 /// What happens to a connection: the machine's input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
-    /// An outbound connect completed.
-    Connected,
+    /// An outbound connect completed; `tls`: a TLS handshake comes
+    /// next (feature `tls`).
+    Connected {
+        /// The connection is a TLS client: its handshake begins.
+        tls: bool,
+    },
     /// The TLS handshake completed.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Secured,
@@ -157,7 +162,8 @@ impl State {
             (Closed(_), _) => return None,
             (_, Abort(reason)) => (Closed(reason), Nothing),
 
-            (Connecting, Connected) => (Open, TellOpen),
+            (Connecting, Connected { tls: false }) => (Open, TellOpen),
+            (Connecting, Connected { tls: true }) => (Handshaking, Nothing),
             (Handshaking, Secured) => (Open, TellOpen),
             // Nothing was said on it yet: there is nothing to flush.
             (Connecting | Handshaking, Close(reason)) => (Closed(reason), Nothing),
@@ -248,7 +254,8 @@ pub(crate) const TABLE: &[(State, Event, State, Action)] = {
     use Event::*;
     use State::*;
     &[
-        (Connecting, Connected, Open, TellOpen),
+        (Connecting, Connected { tls: false }, Open, TellOpen),
+        (Connecting, Connected { tls: true }, Handshaking, Nothing),
         (Connecting, Close(ByHandler), Closed(ByHandler), Nothing),
         (Connecting, Close(Shutdown), Closed(Shutdown), Nothing),
         (Connecting, Abort(Reset), Closed(Reset), Nothing),

@@ -305,6 +305,38 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
+/// A TLS client configuration that trusts the CA certificates in `ca` (a
+/// PEM file of one or more) and nothing else: TLS 1.2 and 1.3 on `ring`,
+/// no client certificate. The server's certificate is checked as the web
+/// checks it (rustls-webpki): it must be an end-entity certificate, so a
+/// self-signed certificate made with a plain `openssl req -x509` (which
+/// marks it a CA) is refused (`CaUsedAsEndEntity`, in the log); make a
+/// test certificate with `-addext basicConstraints=critical,CA:FALSE`,
+/// or with rcgen, and give it as its own `ca`. For [`Context::start_tls`](crate::Context::start_tls);
+/// a program that needs more (the system's roots, a client certificate,
+/// ALPN) builds its own `rustls::ClientConfig`.
+pub fn client_config(ca: impl AsRef<Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let path = ca.as_ref();
+    let file_error = |e: String| TlsError::File(path.to_path_buf(), e);
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| file_error(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(file_error("no certificate in it".into()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| file_error(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Rustls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// What a TLS connection's handshake agreed
 /// ([`Context::tls`](crate::Context::tls)).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -598,3 +598,35 @@ print("ok", c.sock is not None)
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "ok True", "{out}{err}");
 }
+
+#[test]
+fn with_requirepass_only_auth_gets_through_and_a_large_request_before_it_is_refused() {
+    let server = Proc::start(&[], "kv", &["--requirepass", "pw"]);
+    let mut s = connect(server.port);
+    // Pipelined: refused until AUTH, then served; a wrong password and a
+    // user other than the default one are refused.
+    s.write_all(b"GET k\r\nAUTH nope\r\nAUTH someone pw\r\nAUTH pw\r\nSET k v\r\nGET k\r\n")
+        .unwrap();
+    expect_reply(&mut s, b"-NOAUTH Authentication required.\r\n");
+    expect_reply(
+        &mut s,
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    );
+    expect_reply(
+        &mut s,
+        b"-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    );
+    expect_reply(&mut s, b"+OK\r\n+OK\r\n$1\r\nv\r\n");
+    // Before AUTH, a request larger than AUTH could ever be is not kept.
+    let mut s = connect(server.port);
+    let mut big = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n".to_vec();
+    big.extend_from_slice(&[b'x'; 100_000]);
+    let _ = s.write_all(&big);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("-ERR Protocol error: unauthenticated request too large"),
+        "{answer}"
+    );
+}

@@ -538,3 +538,134 @@ fn with_mutual_tls_the_handler_reads_the_clients_subject() {
     }
     assert_eq!(server.record().opened.len(), 1);
 }
+
+#[test]
+fn an_outbound_tls_connection_verifies_the_server_and_sends_what_was_queued_before() {
+    let certs = Certs::new("outbound");
+    let cert = certs.cert("localhost");
+    let server = Server::start_tls(Config::default(), server_tls(&cert, &[]), false);
+    let addr = server.addr;
+    let roots = evloop::tls::client_config(&cert.cert).unwrap();
+    // From the same reactor: the client side is quiet (no echo), the
+    // accepted side echoes.
+    let conn = server.exec(move |cx, rec| {
+        let conn = cx.connect(addr).unwrap();
+        rec.quiet.insert(conn);
+        cx.start_tls(conn, roots, "localhost").unwrap();
+        // Queued while connecting: sent encrypted after the handshake.
+        cx.write(conn, b"queued early|").unwrap();
+        assert_eq!(cx.state(conn), Some(evloop::State::Connecting));
+        conn
+    });
+    server.wait_for("the client side to open", |r| r.opened.contains(&conn));
+    server.exec(move |cx, _| cx.write(conn, b"after").unwrap());
+    server.wait_for("the echo", |r| {
+        r.received.get(&conn).map(Vec::as_slice) == Some(b"queued early|after")
+    });
+    let info = server.exec(move |cx, _| cx.tls(conn)).unwrap();
+    assert_eq!(info.version, Some(rustls::ProtocolVersion::TLSv1_3));
+    assert_eq!(server.stats().tls_handshakes, 2, "both ends counted");
+
+    // A server whose certificate the roots do not cover: the client side
+    // fails, and its handler hears why (it made the connection).
+    let other = certs.cert("other");
+    let wrong = evloop::tls::client_config(&other.cert).unwrap();
+    let failed = server.exec(move |cx, _| {
+        let conn = cx.connect(addr).unwrap();
+        cx.start_tls(conn, wrong, "localhost").unwrap();
+        conn
+    });
+    server.wait_for("the refused connect", |r| r.reason_of(failed).is_some());
+    assert_eq!(
+        server.record().reason_of(failed),
+        Some(CloseReason::Tls(TlsFailure::Certificate))
+    );
+    // TLS starts only before the connect finishes, and only once.
+    let roots = evloop::tls::client_config(&cert.cert).unwrap();
+    let err = server.exec(move |cx, _| cx.start_tls(conn, roots, "localhost").unwrap_err());
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn lines_before_close_notify_are_all_answered_even_past_max_input() {
+    // A line protocol with a small input limit: the peer sends far more
+    // than the limit in whole lines, then close_notify, all at once. Every
+    // line is answered before the end is heard; none is lost in the
+    // session behind the close.
+    let certs = Certs::new("lines");
+    let cert = certs.cert("localhost");
+    let config = Config {
+        max_input: 4096,
+        ..Config::default()
+    };
+    let server = Server::start_tls_lines(config, server_tls(&cert, &[]), false, true);
+    let mut tls = connect(server.addr, &client_tls(&cert, None), "localhost");
+    let mut sent = Vec::new();
+    for i in 0..1500 {
+        sent.extend_from_slice(format!("line {i:05} {}\n", "x".repeat(i % 90)).as_bytes());
+    }
+    tls.write_all(&sent).unwrap();
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    let mut back = Vec::new();
+    tls.read_to_end(&mut back).expect("a clean end");
+    assert_eq!(back.len(), sent.len(), "lines were lost");
+    assert!(back == sent);
+    assert_eq!(server.stats().tls_truncated, 0);
+}
+
+#[test]
+fn the_buffer_budget_closes_tls_connections_parking_partial_records() {
+    // Each connection finishes its handshake, then sends most of one
+    // record and stops: its session holds the piece. Past max_buffered,
+    // the largest holders are closed, as for plain connections.
+    let certs = Certs::new("budget");
+    let cert = certs.cert("localhost");
+    let max = 200_000;
+    let config = Config {
+        max_buffered: max,
+        ..Config::default()
+    };
+    let server = Server::start_tls(config, server_tls(&cert, &[]), false);
+    let client_config = client_tls(&cert, None);
+    let mut conns = Vec::new();
+    for _ in 0..30 {
+        let mut tls = connect(server.addr, &client_config, "localhost");
+        echo(&mut tls, b"up");
+        // A record header promising 16 KiB, and 10,000 bytes of it.
+        let mut piece = vec![0x17, 0x03, 0x03, 0x40, 0x00];
+        piece.extend_from_slice(&[0u8; 10_000]);
+        tls.sock.write_all(&piece).unwrap();
+        conns.push(tls);
+    }
+    let until = std::time::Instant::now() + PATIENCE;
+    loop {
+        let stats = server.stats();
+        if stats.closed_for(CloseReason::OverBudget) > 0 && stats.buffered_bytes <= max {
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "not shed: {stats}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn shutdown_closes_a_handshake_that_never_began_without_waiting() {
+    let certs = Certs::new("shutdown");
+    let cert = certs.cert("localhost");
+    let server = Server::start_tls(Config::default(), server_tls(&cert, &[]), false);
+    let _silent = client(server.addr);
+    let until = std::time::Instant::now() + PATIENCE;
+    while server.stats().active == 0 {
+        assert!(std::time::Instant::now() < until, "not accepted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = std::time::Instant::now();
+    let reactor = server.stop();
+    let stats = reactor.stats();
+    assert_eq!(stats.shutdown_cut, 0, "{stats}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "waited for the deadline"
+    );
+}

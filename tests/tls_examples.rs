@@ -388,3 +388,48 @@ fn mutual_tls_lets_a_signed_client_in_and_refuses_one_without() {
     let log = server.log();
     assert!(log.contains("tls_failed_certificate=2"), "{log}");
 }
+
+#[test]
+fn the_client_and_the_load_generator_speak_tls_and_verify_the_server() {
+    let cert = Cert::new("client");
+    let server = start("echo", &cert, &[]);
+    let addr = format!("127.0.0.1:{}", server.port);
+    let ca = cert.cert();
+    let out = Command::new(process::example("client"))
+        .args(["--addr", &addr, "--tls", "--ca", &ca, "hello", "over tls"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nover tls\n");
+    // A server the CA did not sign: refused, and the client says why.
+    let other = Cert::new("client-other");
+    let out = Command::new(process::example("client"))
+        .args(["--addr", &addr, "--tls", "--ca", &other.cert(), "hello"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TLS with") && err.contains("certificate"),
+        "{err}"
+    );
+    // The load generator: every connection a TLS client, every byte
+    // checked.
+    let out = Command::new(process::example("loadgen"))
+        .args(["--addr", &addr, "--tls", "--ca", &ca, "--conns", "20"])
+        .args(["--idle-conns", "200", "--duration", "1", "--json"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("\"held\":220"), "{report}");
+    assert!(report.contains("\"errors\":{}"), "{report}");
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use evloop::{Cidr, Config, Handler, Keepalive, ListenerId, Reactor, Stats};
+use evloop::{Cidr, Config, ConnId, Context, Handler, Keepalive, ListenerId, Reactor, Stats};
 
 /// Flags every server example takes.
 #[derive(Args, Debug, Clone)]
@@ -163,6 +163,80 @@ fn listen_tls<H: Handler>(
         io::ErrorKind::Unsupported,
         "--tls-cert needs TLS: build with `cargo build --release --examples --features tls`",
     ))
+}
+
+/// Flags of the examples that connect out: TLS to the server.
+#[derive(Args, Debug, Clone)]
+pub struct ClientTlsArgs {
+    /// Connect over TLS, verifying the server with --ca (needs a build
+    /// with `--features tls`).
+    #[arg(long, requires = "ca")]
+    pub tls: bool,
+    /// The CA certificate(s) the server's certificate must chain to (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The name the server's certificate must be for (and sent by SNI).
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub server_name: String,
+}
+
+/// What `--tls` asks for: a client configuration and the server's name.
+pub struct ClientTls {
+    #[cfg(feature = "tls")]
+    config: std::sync::Arc<rustls::ClientConfig>,
+    name: String,
+}
+
+impl ClientTlsArgs {
+    /// The TLS client these flags describe, if `--tls` was given.
+    pub fn load(&self) -> io::Result<Option<ClientTls>> {
+        if !self.tls {
+            return Ok(None);
+        }
+        #[cfg(feature = "tls")]
+        {
+            let ca = self.ca.as_ref().expect("clap requires --ca with --tls");
+            let config = evloop::tls::client_config(ca)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            Ok(Some(ClientTls {
+                config,
+                name: self.server_name.clone(),
+            }))
+        }
+        #[cfg(not(feature = "tls"))]
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--tls needs TLS: build with `cargo build --release --examples --features tls`",
+        ))
+    }
+}
+
+impl ClientTls {
+    /// Makes `conn`, just connected from a callback, a TLS client.
+    pub fn start(&self, cx: &mut Context<'_>, conn: ConnId) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        return cx.start_tls(conn, std::sync::Arc::clone(&self.config), &self.name);
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = (cx, conn, &self.name);
+            Ok(())
+        }
+    }
+
+    /// The same, for a connection made outside the loop.
+    pub fn start_outside<H: Handler>(
+        &self,
+        reactor: &mut Reactor<H>,
+        conn: ConnId,
+    ) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        return reactor.start_tls(conn, std::sync::Arc::clone(&self.config), &self.name);
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = (reactor, conn, &self.name);
+            Ok(())
+        }
+    }
 }
 
 /// Logging through `RUST_LOG` (default `info`), and the open-file limit

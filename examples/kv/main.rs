@@ -133,6 +133,13 @@ struct Cli {
     requirepass: Option<String>,
 }
 
+/// The most of one request kept for a client that has not authenticated
+/// (with `--requirepass`): AUTH with any password fits in far less, and
+/// 16 KiB is Redis's bound on an unauthenticated bulk string. Without it,
+/// anyone who can connect could make the server hold a 16 MiB partial
+/// command per connection.
+const UNAUTHENTICATED_REQUEST: usize = 16 * 1024;
+
 /// The store's default bound. Redis's `maxmemory` is unlimited by default,
 /// which lets any client that can connect fill the machine; here clients
 /// cannot, and 1 GiB is far above what the tests and benchmarks store.
@@ -225,6 +232,19 @@ impl Handler for Kv {
                         next = Next::Gone;
                     }
                 }
+                Check::Incomplete
+                    if !client.authenticated && input.len() - used > UNAUTHENTICATED_REQUEST =>
+                {
+                    // Only AUTH can help a client that has not
+                    // authenticated, and it is short: a larger request is
+                    // not kept for it.
+                    reply::error(
+                        &mut out.buf,
+                        "Protocol error: unauthenticated request too large",
+                    );
+                    used = input.len();
+                    next = Next::Close;
+                }
                 Check::Incomplete => break,
                 Check::Invalid(why) => {
                     reply::error(&mut out.buf, why);
@@ -278,7 +298,12 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         ks: Keyspace::new(),
         clients: Vec::new(),
         server: Server::new(cli.server.addr.port(), cli.max_memory, config.max_conns)
-            .with_password(cli.requirepass.map(String::into_bytes)),
+            // As Redis: an empty `requirepass` is none.
+            .with_password(
+                cli.requirepass
+                    .filter(|p| !p.is_empty())
+                    .map(String::into_bytes),
+            ),
         out: Out::new(),
         high_water: config.high_water,
     };

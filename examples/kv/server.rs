@@ -123,10 +123,17 @@ pub fn auth(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     }
 }
 
-/// Whether `a` and `b` are equal, in a time that depends on their lengths
-/// only, not on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+/// Whether `given` equals `secret`, in a time that depends on the length
+/// of `given` alone (the client's own input): not on where they differ,
+/// nor on the secret's length.
+fn same(given: &[u8], secret: &[u8]) -> bool {
+    let mut differ = u8::from(given.len() != secret.len());
+    for (i, &b) in given.iter().enumerate() {
+        // Every byte of `given` is compared with something.
+        let s = secret.get(i).copied().unwrap_or(!b);
+        differ |= b ^ s;
+    }
+    differ == 0 && !secret.is_empty()
 }
 
 pub fn ping(c: &mut Call<'_, '_>, args: &[&[u8]]) {
@@ -279,7 +286,7 @@ pub fn hello(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         if args[i].eq_ignore_ascii_case(b"AUTH") && more >= 2 {
             // The default user, with `--requirepass` (any password
             // without one, as Redis without `requirepass`).
-            let good = args[i + 1].eq_ignore_ascii_case(b"default")
+            let good = args[i + 1] == b"default"
                 && c.server
                     .requirepass
                     .as_deref()

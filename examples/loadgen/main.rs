@@ -4,6 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release --example loadgen -- --addr 127.0.0.1:7000 --conns 1000 --duration 5
+//! cargo run --release --features tls --example loadgen -- --tls --ca cert.pem --idle-conns 10000 --hold 5
 //! ```
 //!
 //! A run has phases: **ramp** (open `--idle-conns` then `--conns`
@@ -20,6 +21,8 @@
 //! Read next: examples/c10k.rs (example 8), which runs this against the
 //! echo server with 10,000 connections and reports what it measured.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod report;
 mod wire;
 
@@ -76,6 +79,8 @@ pub struct Cli {
     /// Print `phase NAME` lines on stdout as phases begin (for c10k).
     #[arg(long, hide = true)]
     pub phases: bool,
+    #[command(flatten)]
+    pub tls: common::ClientTlsArgs,
 }
 
 /// Timer tokens.
@@ -114,6 +119,8 @@ struct Slot {
 
 struct Load {
     cli: Cli,
+    /// `--tls`: every connection is a TLS client.
+    tls: Option<common::ClientTls>,
     targets: Vec<SocketAddr>,
     pattern: Pattern,
     slots: Vec<Option<Slot>>,
@@ -227,7 +234,11 @@ impl Load {
             let number = self.opened;
             let target = self.targets[number % self.targets.len()];
             self.opened += 1;
-            match cx.connect(target) {
+            let connected = cx.connect(target).and_then(|id| match &self.tls {
+                Some(tls) => tls.start(cx, id).map(|()| id).inspect_err(|_| cx.abort(id)),
+                None => Ok(id),
+            });
+            match connected {
                 Ok(id) => {
                     let idle = number < self.cli.idle_conns;
                     if self.slots.len() <= id.index() {
@@ -522,9 +533,17 @@ fn main() -> ExitCode {
         max_conns: total,
         ..Config::default()
     };
+    let tls = match cli.tls.load() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let now = Instant::now();
     let load = Load {
         cli: cli.clone(),
+        tls,
         targets,
         pattern: Pattern::new(),
         slots: Vec::new(),

@@ -118,7 +118,7 @@ impl Core {
         let mut holders: Vec<(usize, ConnId)> = self
             .open_ids()
             .into_iter()
-            .filter_map(|id| Some((self.conn(id)?.held.total(), id)))
+            .map(|id| (self.holding(id), id))
             .filter(|&(held, _)| held > 0)
             .collect();
         holders.sort_unstable_by_key(|&(held, _)| std::cmp::Reverse(held));

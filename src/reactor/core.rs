@@ -187,6 +187,31 @@ impl Core {
         Some((conn, &mut self.tails, &mut self.sessions))
     }
 
+    /// Whether a TLS session holds plaintext for `id` that the handler has
+    /// not been offered (always `false` for a plain connection).
+    pub(crate) fn plaintext_waiting(&self, id: ConnId) -> bool {
+        #[cfg(feature = "tls")]
+        if self.conn(id).is_some_and(|c| c.tls) {
+            return self.sessions.get(id.index).is_some_and(|s| s.has_pending());
+        }
+        let _ = id;
+        false
+    }
+
+    /// What `id` holds against the buffer budget: its buffers, and its
+    /// TLS session's (see `budget.rs`).
+    pub(crate) fn holding(&self, id: ConnId) -> usize {
+        let Some(conn) = self.conn(id) else {
+            return 0;
+        };
+        #[cfg(feature = "tls")]
+        if conn.tls {
+            let session = self.sessions.get(id.index).map_or(0, |s| s.counted_now());
+            return conn.held.total() + session;
+        }
+        conn.held.total()
+    }
+
     /// Whether `id` asked to hear that its output is all written, and it
     /// is: the request is used up. A length check while nobody asked.
     pub(crate) fn take_written(&mut self, id: ConnId) -> bool {
@@ -500,8 +525,9 @@ impl Core {
         self.admission.closed(id.index as usize);
         self.settings.remove(id.index);
         self.resolver.forget(id.index);
+        // An outbound connection's handler knows it from the start.
         #[cfg(feature = "tls")]
-        let told = !conn.tls || self.end_session(id);
+        let told = !conn.tls || self.end_session(id) || conn.listener == crate::conn::NO_LISTENER;
         #[cfg(not(feature = "tls"))]
         let told = true;
         if let CloseReason::Tls(failure) = reason {

@@ -547,9 +547,14 @@ impl<H: Handler> Reactor<H> {
             return self.core.abort(id, CloseReason::ConnectFailed(e.kind()));
         }
         conn.last_read = now;
+        let tls = conn.tls;
         self.core.connected(id);
-        if self.core.apply(id, state::Event::Connected) == Some(Action::TellOpen) {
-            self.opened(id);
+        match self.core.apply(id, state::Event::Connected { tls }) {
+            Some(Action::TellOpen) => self.opened(id),
+            // A TLS client: its ClientHello goes first (`tls.rs`).
+            #[cfg(feature = "tls")]
+            Some(_) if tls => self.core.hello(id),
+            _ => {}
         }
         // Data may have arrived with the connect.
         self.serve(id);

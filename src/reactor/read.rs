@@ -352,6 +352,9 @@ impl<H: Handler> Reactor<H> {
             // go on once it drains (or the write timeout or the output
             // limits close it): the FIN waits its turn behind that input.
             Ok(0) if conn.backpressured && !conn.read_paused && conn.input.is_some() => {}
+            // Plaintext a TLS session holds comes before the FIN: it is
+            // taken once reading resumes, and the FIN after it.
+            Ok(0) if self.core.plaintext_waiting(id) => {}
             Ok(0) => self.peer_closed(id),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

@@ -140,6 +140,13 @@ impl<H: Handler> Reactor<H> {
         let Some(conn) = self.core.conn(id) else {
             return;
         };
+        if conn.state() == State::Handshaking && conn.listener != crate::conn::NO_LISTENER {
+            // An accepted TLS connection still in its handshake has asked
+            // nothing yet, and its handler has not heard of it: closed
+            // now, not left to hold shutdown until its handshake timeout.
+            self.core.close(id, CloseReason::Shutdown);
+            return;
+        }
         // Only these states wait on nothing but the next request: an
         // outbound connect in progress, or a side that sent its FIN and
         // waits for the peer's, is still on its way somewhere.
@@ -147,8 +154,11 @@ impl<H: Handler> Reactor<H> {
         // Input waiting in the kernel is a request already sent, so not
         // quiet. A connection being read has it read by `serve` (or
         // is on the ready list, still readable); a paused one is asked.
-        let unread =
-            conn.state().may_read() && conn.readable && (!conn.is_paused() || conn.input_waiting());
+        // Plaintext a TLS session decrypted and the handler has not
+        // taken is input too, which no peek of the socket sees.
+        let unread = conn.state().may_read()
+            && conn.readable
+            && (!conn.is_paused() || conn.input_waiting() || self.core.plaintext_waiting(id));
         let quiet = open && !unread && conn.input.is_none() && !conn.has_output();
         if quiet && !self.handler.is_busy(id) {
             self.core.close(id, CloseReason::Shutdown);

@@ -55,15 +55,16 @@ use super::tail::{Segment, Tails};
 use super::write::send;
 use super::Reactor;
 use crate::config::SCRATCH_SIZE;
-use crate::conn::{CloseReason, Conn, ConnId, TlsFailure};
+use crate::conn::{CloseReason, Conn, ConnId, TlsFailure, NO_LISTENER};
 use crate::handler::Handler;
 use crate::state::{Action, Event, State};
-use crate::tls::session::{failure, Phase, Session};
+use crate::tls::session::{failure, Phase, Session, Transport};
 use crate::tls::TlsInfo;
 
-/// TLS sessions by slab slot. Boxed: a session is about a kilobyte, and
-/// the table keeps room for more entries than it has.
-pub(crate) type Sessions = SideTable<Box<Session>>;
+/// TLS sessions by slab slot, servers' and clients' alike. Boxed: a
+/// session is about a kilobyte, and the table keeps room for more
+/// entries than it has.
+pub(crate) type Sessions = SideTable<Box<dyn Transport>>;
 
 /// Plaintext encrypted per step of a flush: four full records. The next
 /// chunk is encrypted only once the socket took this one, so at most
@@ -100,10 +101,61 @@ impl Core {
             }
             Err(e) => {
                 log::warn!("conn {id}: TLS session refused: {e}");
+                // TLS without a session: never opened, so never told.
+                if let Some(conn) = self.conn_mut(id) {
+                    conn.tls = true;
+                }
                 self.abort(id, CloseReason::Tls(failure(&e)));
                 false
             }
         }
+    }
+
+    /// Makes `id`, an outbound connection still connecting, a TLS client
+    /// to `name` (see [`Context::start_tls`](crate::Context::start_tls)).
+    pub(crate) fn start_tls(
+        &mut self,
+        id: ConnId,
+        config: Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> io::Result<()> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let conn = self
+            .conn(id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such connection"))?;
+        if conn.state() != State::Connecting || conn.tls {
+            return Err(invalid(format!(
+                "conn {id}: TLS starts on an outbound connection before it connects"
+            )));
+        }
+        let name = rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|e| invalid(format!("server name {name:?}: {e}")))?;
+        let session = Session::client(config, name).map_err(|e| invalid(e.to_string()))?;
+        self.sessions().insert(id.index, Box::new(session));
+        if let Some(conn) = self.conn_mut(id) {
+            conn.tls = true;
+        }
+        Ok(())
+    }
+
+    /// A TLS client's connect finished: its handshake begins with the
+    /// ClientHello, made here (nothing to feed) and sent at the flush.
+    pub(crate) fn hello(&mut self, id: ConnId) {
+        let began = self.time().now_instant();
+        let Some((conn, _, sessions)) = self.conn_tails_sessions(id) else {
+            return;
+        };
+        let Some(session) = sessions.get_mut(id.index) else {
+            return;
+        };
+        *session.handshake_began() = Some(began);
+        if let Err(e) = session.feed(&[], &mut []) {
+            return self.tls_failed(id, failure(&e), &e);
+        }
+        conn.sealed = !session.outgoing().is_empty();
+        self.count_session(id);
+        self.push_flush(id);
+        self.arm(id);
     }
 
     /// What `id`'s handshake agreed; `None` for a plain connection.
@@ -112,9 +164,13 @@ impl Core {
         Some(self.sessions().get(id.index)?.info())
     }
 
-    /// The session failed: its alert goes in one write (what the socket
-    /// takes), and the connection closes with the failure's kind.
-    pub(crate) fn tls_failed(&mut self, id: ConnId, kind: TlsFailure) {
+    /// The session failed (`why`): its alert goes in one write (what the
+    /// socket takes), and the connection closes with the failure's kind.
+    /// Logged as a warning for an outbound connection (the program asked
+    /// for it, and wants to know why a server was refused), at debug for
+    /// an accepted one (any client can fail a handshake, as often as it
+    /// likes).
+    pub(crate) fn tls_failed(&mut self, id: ConnId, kind: TlsFailure, why: &dyn std::fmt::Display) {
         if let Some((conn, _, sessions)) = self.conn_tails_sessions(id) {
             if let Some(session) = sessions.get_mut(id.index) {
                 let alert = session.outgoing();
@@ -125,7 +181,11 @@ impl Core {
                 }
             }
         }
-        log::debug!("conn {id}: TLS failed: {kind}");
+        if self.conn(id).is_some_and(|c| c.listener == NO_LISTENER) {
+            log::warn!("conn {id}: TLS failed: {why}");
+        } else {
+            log::debug!("conn {id}: TLS failed: {why}");
+        }
         self.abort(id, CloseReason::Tls(kind));
     }
 
@@ -135,7 +195,7 @@ impl Core {
             return;
         };
         let held = session.held();
-        let old = std::mem::replace(&mut session.counted, held);
+        let old = std::mem::replace(session.counted(), held);
         if old != held && self.conn(id).is_some_and(|c| !c.state().is_closed()) {
             self.count_tls(old, held);
         }
@@ -181,7 +241,7 @@ impl Core {
                 more = true;
                 break;
             }
-            match seal_next(conn, tails, session, id) {
+            match seal_next(conn, tails, session.as_mut(), id) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
@@ -217,7 +277,7 @@ impl Core {
                 Err(())
             }
             Err(SealError::Tls(e)) => {
-                self.tls_failed(id, failure(&e));
+                self.tls_failed(id, failure(&e), &e);
                 Err(())
             }
         }
@@ -227,15 +287,15 @@ impl Core {
     pub(crate) fn forget_session(&mut self, id: ConnId) -> usize {
         self.sessions()
             .get_mut(id.index)
-            .map_or(0, |s| std::mem::take(&mut s.counted))
+            .map_or(0, |s| std::mem::take(s.counted()))
     }
 
     /// Takes the session out as its connection goes; `true` if the
     /// handler heard the connection open.
     pub(crate) fn end_session(&mut self, id: ConnId) -> bool {
         match self.sessions().remove(id.index) {
-            Some(session) => session.handshake_began.is_none(),
-            None => true,
+            Some(mut session) => session.handshake_began().is_none(),
+            None => false, // refused before it began
         }
     }
 }
@@ -247,7 +307,7 @@ impl Core {
 fn seal_next(
     conn: &mut Conn,
     tails: &mut Tails,
-    session: &mut Session,
+    session: &mut dyn Transport,
     id: ConnId,
 ) -> Result<bool, SealError> {
     if let Some(out) = conn.output.as_mut().filter(|o| !o.is_empty()) {
@@ -282,7 +342,7 @@ fn seal_next(
 }
 
 /// Encrypts from the front of a tail segment; returns the bytes taken.
-fn seal_segment(segment: &mut Segment, session: &mut Session) -> Result<usize, SealError> {
+fn seal_segment(segment: &mut Segment, session: &mut dyn Transport) -> Result<usize, SealError> {
     if let Segment::File { file, offset, left } = segment {
         let mut piece = [0u8; FILE_PIECE];
         let want = (*left).min(FILE_PIECE as u64) as usize;
@@ -342,12 +402,11 @@ impl<H: Handler> Reactor<H> {
             return Err(Outcome::Closed);
         };
         let fed = session.feed(&self.cipher[..raw], &mut self.scratch[..room]);
-        conn.sealed = !session.outgoing().is_empty();
         let phase = session.phase();
         let fed = match fed {
             Ok(fed) => fed,
             Err(e) => {
-                self.core.tls_failed(id, failure(&e));
+                self.core.tls_failed(id, failure(&e), &e);
                 return Err(Outcome::Closed);
             }
         };
@@ -355,12 +414,19 @@ impl<H: Handler> Reactor<H> {
             // Plaintext waits in the session: take it without a new edge.
             conn.readable = true;
         }
-        if matches!(phase, Phase::PeerClosed | Phase::Closed) {
-            // close_notify: the peer's end, as a FIN is; nothing after it
-            // is read.
+        if matches!(phase, Phase::PeerClosed | Phase::Closed) && !fed.more {
+            // close_notify, and every byte before it taken: the peer's
+            // end, as a FIN is; nothing after it is read.
             conn.eof = true;
             conn.readable = false;
         }
+        if !conn.state().may_write() && !session.outgoing().is_empty() {
+            // Records rustls answers with after our FIN (an alert, a key
+            // update) can never go: dropped, or they would wait for the
+            // write timeout as output.
+            session.drop_outgoing();
+        }
+        conn.sealed = !session.outgoing().is_empty();
         let handshaking = conn.state() == State::Handshaking;
         if conn.sealed {
             self.core.push_flush(id);
@@ -380,7 +446,8 @@ impl<H: Handler> Reactor<H> {
             return Outcome::Closed;
         };
         if conn.state() == State::Handshaking {
-            self.core.tls_failed(id, TlsFailure::Eof);
+            self.core
+                .tls_failed(id, TlsFailure::Eof, &"the peer closed during the handshake");
             return Outcome::Closed;
         }
         let clean = self
@@ -400,7 +467,7 @@ impl<H: Handler> Reactor<H> {
         let now = self.core.now();
         let now_instant = self.core.time().now_instant();
         if let Some(session) = self.core.sessions().get_mut(id.index) {
-            if let Some(began) = session.handshake_began.take() {
+            if let Some(began) = session.handshake_began().take() {
                 let took = now_instant.saturating_duration_since(began);
                 let stats = self.core.counters();
                 stats.tls_handshakes += 1;
@@ -446,6 +513,17 @@ impl<H: Handler> Reactor<H> {
         let id = self.listen(addr)?;
         self.serve_tls(id, config)?;
         Ok(id)
+    }
+
+    /// Makes `conn`, an outbound connection not yet connected, a TLS
+    /// client to `name` (see [`Context::start_tls`](crate::Context::start_tls)).
+    pub fn start_tls(
+        &mut self,
+        conn: ConnId,
+        config: Arc<rustls::ClientConfig>,
+        name: &str,
+    ) -> io::Result<()> {
+        self.core.start_tls(conn, config, name)
     }
 
     /// Makes a listener TLS (one adopted, say): connections it accepts

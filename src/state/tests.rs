@@ -26,7 +26,8 @@ pub(crate) const STATES: &[State] = &[
 /// The events the table covers: every event, `Close` with the handler's
 /// reason (which the machine treats apart) and another.
 pub(crate) const EVENTS: &[Event] = &[
-    Connected,
+    Connected { tls: false },
+    Connected { tls: true },
     Secured,
     PeerFin,
     ShutdownWrite,
@@ -87,14 +88,22 @@ fn allows(state: State) -> (bool, bool, bool) {
 fn the_connecting_state() {
     // Not readable or writable yet; output may be queued for later.
     assert_eq!(allows(Connecting), (false, false, true));
-    assert_eq!(Connecting.on(Connected), Some((Open, TellOpen)));
+    assert_eq!(
+        Connecting.on(Connected { tls: false }),
+        Some((Open, TellOpen))
+    );
+    // A TLS client's connect opens nothing yet: its handshake begins.
+    assert_eq!(
+        Connecting.on(Connected { tls: true }),
+        Some((Handshaking, Nothing))
+    );
     // Closing a connect in progress has nothing to flush.
     assert_eq!(
         Connecting.on(Close(ByHandler)),
         Some((Closed(ByHandler), Nothing))
     );
     assert_eq!(Connecting.on(PeerFin), None);
-    assert_eq!(edges_match(Connecting), 4);
+    assert_eq!(edges_match(Connecting), 5);
 }
 
 #[test]
@@ -110,7 +119,7 @@ fn the_handshaking_state() {
     // A FIN mid-handshake is the transport's failure, not the handler's
     // news; a plain connect's edge is not this one's.
     assert_eq!(Handshaking.on(PeerFin), None);
-    assert_eq!(Handshaking.on(Connected), None);
+    assert_eq!(Handshaking.on(Connected { tls: true }), None);
     assert_eq!(Connecting.on(Secured), None);
     assert_eq!(edges_match(Handshaking), 4);
 }
@@ -126,7 +135,7 @@ fn the_open_state() {
     );
     // Output written with nothing special waiting changes nothing.
     assert_eq!(Open.on(Flushed { fin_read: false }), None);
-    assert_eq!(Open.on(Connected), None);
+    assert_eq!(Open.on(Connected { tls: false }), None);
     assert_eq!(edges_match(Open), 5);
 }
 

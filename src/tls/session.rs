@@ -1,5 +1,5 @@
-//! One TLS server session, with no socket: ciphertext in, plaintext out,
-//! and the other way round. The TLS transport puts this between the read
+//! One TLS session, server or client, with no socket: ciphertext in,
+//! plaintext out, and the other way round. The TLS transport puts this between the read
 //! and write seams and the socket; here it is driven, and tested, on its
 //! own (sans I/O).
 //!
@@ -29,11 +29,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::ops::DerefMut;
+
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::pki_types::ServerName;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
-    ConnectionState, EncodeError, EncryptError, UnbufferedStatus, WriteTraffic,
+    ConnectionState, EncodeError, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus,
+    WriteTraffic,
 };
-use rustls::ServerConfig;
+use rustls::{ClientConfig, ServerConfig};
 
 /// Ciphertext a session keeps while a record or a handshake message is
 /// incomplete. A record is at most 18,437 bytes and a handshake message
@@ -87,6 +92,13 @@ enum Stop {
     Other,
 }
 
+/// Where decrypted plaintext goes first: the caller's buffer, and how
+/// much of it is filled.
+struct Sink<'a> {
+    plain: &'a mut [u8],
+    filled: &'a mut usize,
+}
+
 /// Ciphertext waiting for the socket, sent from a cursor (no memmove per
 /// partial write).
 #[derive(Default)]
@@ -111,9 +123,116 @@ impl Out {
     }
 }
 
-/// A TLS server session without a socket.
-pub(crate) struct Session {
-    conn: UnbufferedServerConnection,
+/// The two ends of rustls's unbuffered API, as a session drives them: the
+/// same states, told apart only by their data.
+pub(crate) trait Side:
+    DerefMut<Target = UnbufferedConnectionCommon<Self::Data>> + Send
+{
+    type Data;
+    /// rustls's `process_tls_records`, which each end has of its own.
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Side for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+impl Side for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    fn process<'c, 'i>(
+        &'c mut self,
+        incoming: &'i mut [u8],
+    ) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+/// What the reactor asks of a session, server or client (a trait object
+/// in its side table, so both kinds live in one).
+pub(crate) trait Transport: Send {
+    fn phase(&self) -> Phase;
+    /// Ciphertext waiting to be sent.
+    fn outgoing(&self) -> &[u8];
+    /// The socket took `n` bytes of [`outgoing`](Self::outgoing).
+    fn sent(&mut self, n: usize);
+    /// The capacity of the buffers it holds, for the reactor's budget.
+    fn held(&self) -> usize;
+    /// Plaintext waits that the caller had no room for.
+    fn has_pending(&self) -> bool;
+    /// What the handshake agreed.
+    fn info(&self) -> crate::tls::TlsInfo;
+    /// See [`Session::feed`].
+    fn feed(&mut self, ciphertext: &[u8], plain: &mut [u8]) -> Result<Fed, rustls::Error>;
+    /// See [`Session::encrypt`].
+    fn encrypt(&mut self, plaintext: &[u8]) -> Result<bool, rustls::Error>;
+    /// See [`Session::close_notify`].
+    fn close_notify(&mut self) -> Result<bool, rustls::Error>;
+    /// When the connection began, while its handshake is under way.
+    fn handshake_began(&mut self) -> &mut Option<Instant>;
+    /// What the reactor's budget counts for its buffers.
+    fn counted(&mut self) -> &mut usize;
+    /// The same, to read.
+    fn counted_now(&self) -> usize;
+    /// Drops records waiting to be sent: our side of the connection is
+    /// shut, and nothing can go any more.
+    fn drop_outgoing(&mut self);
+}
+
+impl<S: Side> Transport for Session<S> {
+    fn phase(&self) -> Phase {
+        self.phase
+    }
+    fn outgoing(&self) -> &[u8] {
+        Session::outgoing(self)
+    }
+    fn sent(&mut self, n: usize) {
+        Session::sent(self, n)
+    }
+    fn held(&self) -> usize {
+        Session::held(self)
+    }
+    fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+    fn info(&self) -> crate::tls::TlsInfo {
+        Session::info(self)
+    }
+    fn feed(&mut self, ciphertext: &[u8], plain: &mut [u8]) -> Result<Fed, rustls::Error> {
+        Session::feed(self, ciphertext, plain)
+    }
+    fn encrypt(&mut self, plaintext: &[u8]) -> Result<bool, rustls::Error> {
+        Session::encrypt(self, plaintext)
+    }
+    fn close_notify(&mut self) -> Result<bool, rustls::Error> {
+        Session::close_notify(self)
+    }
+    fn handshake_began(&mut self) -> &mut Option<Instant> {
+        &mut self.handshake_began
+    }
+    fn counted(&mut self) -> &mut usize {
+        &mut self.counted
+    }
+    fn counted_now(&self) -> usize {
+        self.counted
+    }
+    fn drop_outgoing(&mut self) {
+        self.outgoing = None;
+    }
+}
+
+/// A TLS session without a socket: a server's by default, a client's with
+/// [`Session::client`].
+pub(crate) struct Session<S: Side = UnbufferedServerConnection> {
+    conn: S,
     phase: Phase,
     /// When the connection began, while its handshake is under way; `None`
     /// once the reactor has told the handler it is open.
@@ -141,8 +260,37 @@ impl Session {
         if config.max_early_data_size != 0 {
             return Err(rustls::Error::General("early data is not served".into()));
         }
-        Ok(Session {
-            conn: UnbufferedServerConnection::new(config)?,
+        if config.send_half_rtt_data {
+            // The handler would hear `on_open` before the client finished
+            // its handshake.
+            return Err(rustls::Error::General("half-RTT data is not sent".into()));
+        }
+        Ok(Session::with(UnbufferedServerConnection::new(config)?))
+    }
+}
+
+impl Session<UnbufferedClientConnection> {
+    /// A session for one outbound connection to `name`, which the
+    /// server's certificate must be for. Its first flight (the
+    /// ClientHello) is made by the first [`feed`](Session::feed), with
+    /// nothing to feed. Early data is not sent.
+    pub(crate) fn client(
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> Result<Self, rustls::Error> {
+        if config.enable_early_data {
+            return Err(rustls::Error::General("early data is not sent".into()));
+        }
+        Ok(Session::with(UnbufferedClientConnection::new(
+            config, name,
+        )?))
+    }
+}
+
+impl<S: Side> Session<S> {
+    fn with(conn: S) -> Self {
+        Session {
+            conn,
             phase: Phase::Handshaking,
             handshake_began: None,
             counted: 0,
@@ -150,11 +298,7 @@ impl Session {
             incoming: None,
             pending: None,
             outgoing: None,
-        })
-    }
-
-    pub(crate) fn phase(&self) -> Phase {
-        self.phase
+        }
     }
 
     /// Ciphertext waiting to be sent.
@@ -183,12 +327,6 @@ impl Session {
         self.incoming.as_ref().map_or(0, Vec::capacity)
             + self.pending.as_ref().map_or(0, Vec::capacity)
             + self.outgoing.as_ref().map_or(0, |o| o.bytes.capacity())
-    }
-
-    /// Plaintext waits that the caller had no room for (see
-    /// [`Fed::more`]).
-    pub(crate) fn has_pending(&self) -> bool {
-        self.pending.is_some()
     }
 
     /// What the handshake agreed, and whether the peer's close_notify
@@ -232,24 +370,46 @@ impl Session {
         // no room for stops decrypting (the rest waits as ciphertext,
         // which is bounded), and so does needing more bytes. A
         // close_notify behind the last record is reached here too, or it
-        // would wait for bytes that never come.
+        // would wait for bytes that never come. Processed records are
+        // passed over with a cursor and dropped once at the end: a
+        // memmove per record would make many tiny records quadratic.
+        let mut at = 0;
         while self.pending.is_none() && !matches!(self.phase, Phase::PeerClosed | Phase::Closed) {
-            match self.process(&mut incoming, false) {
-                Ok(Stop::Plaintext) => self.give(plain, &mut fed),
+            let sink = Sink {
+                plain: &mut *plain,
+                filled: &mut fed.plaintext,
+            };
+            match self.process(&mut incoming, &mut at, Some(sink), false) {
+                Ok(Stop::Plaintext) => {}
                 Ok(Stop::Other) => break,
-                Err(e) => return Err(self.fail(incoming, e)),
+                Err(e) => {
+                    incoming.drain(..at);
+                    return Err(self.fail(incoming, e));
+                }
             }
         }
+        incoming.drain(..at);
         if matches!(self.phase, Phase::PeerClosed | Phase::Closed) {
             // rustls reads nothing after close_notify: later bytes are
             // dropped, not kept forever.
             incoming.clear();
         }
-        if !incoming.is_empty() {
-            self.incoming = Some(incoming);
-        }
+        self.keep_incoming(incoming);
         fed.more = self.pending.is_some();
         Ok(fed)
+    }
+
+    /// Keeps what is left of an incomplete record, in no more memory than
+    /// it needs: a buffer that grew for a burst is not held for a few
+    /// bytes (the budget counts capacity).
+    fn keep_incoming(&mut self, mut incoming: Vec<u8>) {
+        if incoming.is_empty() {
+            return;
+        }
+        if incoming.capacity() > 2 * incoming.len() {
+            incoming.shrink_to_fit();
+        }
+        self.incoming = Some(incoming);
     }
 
     /// Copies pending plaintext into what is left of `plain`.
@@ -266,30 +426,43 @@ impl Session {
         }
     }
 
-    /// Runs rustls over `incoming` until it needs more bytes, the
+    /// Runs rustls over `incoming[*at..]` until it needs more bytes, the
     /// handshake is done, or the session closed; with `until_writable`,
-    /// on past plaintext (kept in `pending`) to the state that lets us
-    /// encrypt. Decrypted records go to `pending`.
+    /// on past plaintext to the state that lets us encrypt. Decrypted
+    /// records go to `sink` as far as it has room, then to `pending`.
+    /// `*at` moves past what rustls is done with.
     fn process(
         &mut self,
-        incoming: &mut Vec<u8>,
+        incoming: &mut [u8],
+        at: &mut usize,
+        mut sink: Option<Sink<'_>>,
         until_writable: bool,
     ) -> Result<Stop, rustls::Error> {
         loop {
-            let UnbufferedStatus { discard, state } = self.conn.process_tls_records(incoming);
+            let UnbufferedStatus { mut discard, state } = self.conn.process(&mut incoming[*at..]);
             let stop = match state {
                 Err(e) => {
-                    incoming.drain(..discard);
+                    *at += discard;
                     return Err(e);
                 }
                 Ok(ConnectionState::ReadTraffic(mut state)) => {
+                    let mut failed = None;
                     while let Some(record) = state.next_record() {
-                        let payload = record?.payload;
-                        self.pending
-                            .get_or_insert_with(Vec::new)
-                            .extend_from_slice(payload);
+                        match record {
+                            Ok(record) => {
+                                discard += record.discard;
+                                take_plaintext(&mut self.pending, record.payload, sink.as_mut());
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
                     }
-                    incoming.drain(..discard);
+                    *at += discard;
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
                     if !until_writable {
                         return Ok(Stop::Plaintext);
                     }
@@ -324,11 +497,11 @@ impl Session {
                 Ok(_) => {
                     // Early data is refused in `new`; any other state is
                     // one this code does not know: end here, never loop.
-                    incoming.drain(..discard);
+                    *at += discard;
                     return Err(rustls::Error::General("unexpected TLS state".into()));
                 }
             };
-            incoming.drain(..discard);
+            *at += discard;
             if stop {
                 return Ok(Stop::Other);
             }
@@ -395,19 +568,18 @@ impl Session {
     /// way is kept in `pending`). `false` if the session may not send.
     fn write(
         &mut self,
-        f: impl FnOnce(
-            &mut WriteTraffic<'_, ServerConnectionData>,
-            &mut Out,
-        ) -> Result<(), EncryptError>,
+        f: impl FnOnce(&mut WriteTraffic<'_, S::Data>, &mut Out) -> Result<(), EncryptError>,
     ) -> Result<bool, rustls::Error> {
         if !matches!(self.phase, Phase::Open | Phase::PeerClosed) || self.closing {
             return Ok(false);
         }
         let mut incoming = self.incoming.take().unwrap_or_default();
-        if let Err(e) = self.process(&mut incoming, true) {
+        let mut at = 0;
+        if let Err(e) = self.process(&mut incoming, &mut at, None, true) {
+            incoming.drain(..at);
             return Err(self.fail(incoming, e));
         }
-        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut incoming);
+        let UnbufferedStatus { discard, state } = self.conn.process(&mut incoming[at..]);
         let result = match state {
             Ok(ConnectionState::WriteTraffic(mut write)) => {
                 let out = self.outgoing.get_or_insert_with(Out::default);
@@ -421,13 +593,11 @@ impl Session {
             Ok(_) => Ok(false),
             Err(e) => Err(e),
         };
-        incoming.drain(..discard);
+        incoming.drain(..at + discard);
         match result {
             Err(e) => Err(self.fail(incoming, e)),
             Ok(sent) => {
-                if !incoming.is_empty() {
-                    self.incoming = Some(incoming);
-                }
+                self.keep_incoming(incoming);
                 Ok(sent)
             }
         }
@@ -437,10 +607,9 @@ impl Session {
     /// from the same buffer, as rustls requires: an empty one would not
     /// match where it left off), and nothing more is done.
     fn fail(&mut self, mut incoming: Vec<u8>, e: rustls::Error) -> rustls::Error {
-        log::debug!("TLS session failed: {e}");
         self.phase = Phase::Failed;
         if let Ok(ConnectionState::EncodeTlsData(mut state)) =
-            self.conn.process_tls_records(&mut incoming).state
+            self.conn.process(&mut incoming).state
         {
             let out = self.outgoing.get_or_insert_with(Out::default);
             let _ = encode(out, |buf| state.encode(buf));
@@ -461,6 +630,22 @@ pub(crate) fn failure(e: &rustls::Error) -> crate::TlsFailure {
         Error::InvalidCertificate(_) | Error::NoCertificatesPresented => TlsFailure::Certificate,
         Error::PeerIncompatible(_) | Error::NoApplicationProtocol => TlsFailure::Incompatible,
         _ => TlsFailure::Protocol,
+    }
+}
+
+/// A record's plaintext: into the caller's room while it has some and
+/// nothing waits before it (in `pending`), the rest into `pending`.
+fn take_plaintext(pending: &mut Option<Vec<u8>>, payload: &[u8], sink: Option<&mut Sink<'_>>) {
+    let mut rest = payload;
+    if let Some(sink) = sink.filter(|_| pending.is_none()) {
+        let room = sink.plain.len() - *sink.filled;
+        let n = room.min(rest.len());
+        sink.plain[*sink.filled..*sink.filled + n].copy_from_slice(&rest[..n]);
+        *sink.filled += n;
+        rest = &rest[n..];
+    }
+    if !rest.is_empty() {
+        pending.get_or_insert_with(Vec::new).extend_from_slice(rest);
     }
 }
 

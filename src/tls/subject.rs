@@ -42,11 +42,14 @@ pub(crate) fn subject(cert: &[u8]) -> Option<String> {
                 return None;
             };
             set = after;
-            let (OID, oid, value) = element(pair)? else {
+            let (OID, oid, encoded) = element(pair)? else {
                 return None;
             };
-            let (_, value, _) = element(value)?;
-            rdn.push(format!("{}={}", attribute(oid), escape(value)));
+            let (tag, value, after) = element(encoded)?;
+            if !after.is_empty() {
+                return None; // a pair is a type and one value
+            }
+            rdn.push(format!("{}={}", attribute(oid), text(tag, value, encoded)));
         }
         parts.push(rdn.join("+"));
     }
@@ -84,6 +87,19 @@ fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &rest[..len], &rest[len..]))
 }
 
+/// A value as RFC 4514 writes it: a string type as escaped text; any
+/// other type, or a string that is not UTF-8, as `#` and the hex of its
+/// whole encoding, so two different values never print the same.
+fn text(tag: u8, value: &[u8], encoded: &[u8]) -> String {
+    // UTF8String, PrintableString, IA5String, TeletexString (taken as
+    // Latin-1 by no one here: only if it is ASCII).
+    let string = matches!(tag, 0x0c | 0x13 | 0x16) || (tag == 0x14 && value.is_ascii());
+    match std::str::from_utf8(value) {
+        Ok(text) if string => escape(text),
+        _ => format!("#{}", hex(encoded)),
+    }
+}
+
 /// The short name RFC 4514 gives an attribute type, or its dotted OID.
 fn attribute(oid: &[u8]) -> String {
     let short = match oid {
@@ -96,17 +112,22 @@ fn attribute(oid: &[u8]) -> String {
         [0x55, 0x04, 0x0b] => "OU",
         [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x19] => "DC",
         [0x09, 0x92, 0x26, 0x89, 0x93, 0xf2, 0x2c, 0x64, 0x01, 0x01] => "UID",
-        _ => return dotted(oid),
+        _ => return dotted(oid).unwrap_or_else(|| "#".to_string() + &hex(oid)),
     };
     short.to_string()
 }
 
-/// An OID as `2.5.4.42`.
-fn dotted(oid: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An OID as `2.5.4.42`; `None` for one that is cut short or has an arc
+/// past 64 bits.
+fn dotted(oid: &[u8]) -> Option<String> {
     let mut arcs = Vec::new();
     let mut value: u64 = 0;
     for &b in oid {
-        value = (value << 7) | u64::from(b & 0x7f);
+        value = value.checked_mul(128)? | u64::from(b & 0x7f);
         if b & 0x80 == 0 {
             if arcs.is_empty() {
                 let first = (value / 40).min(2);
@@ -118,14 +139,16 @@ fn dotted(oid: &[u8]) -> String {
             value = 0;
         }
     }
+    if oid.last().is_none_or(|b| b & 0x80 != 0) {
+        return None;
+    }
     let arcs: Vec<String> = arcs.iter().map(u64::to_string).collect();
-    arcs.join(".")
+    Some(arcs.join("."))
 }
 
-/// A value as RFC 4514 writes it: the special characters escaped with a
-/// backslash, bytes that are not printable text as `\XX`.
-fn escape(value: &[u8]) -> String {
-    let text = String::from_utf8_lossy(value);
+/// Text as RFC 4514 writes it: the special characters escaped with a
+/// backslash, characters that are not printable as `\XX`.
+fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let last = text.chars().count().saturating_sub(1);
     for (i, c) in text.chars().enumerate() {
@@ -177,6 +200,20 @@ mod tests {
         assert_eq!(subject(&der).as_deref(), Some("CN=a\\,O\\=admin"));
         let der = cert_with(&[(rcgen::DnType::CommonName, " #x\n")]);
         assert_eq!(subject(&der).as_deref(), Some("CN=\\ #x\\0A"));
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_text_is_written_as_hex() {
+        // A BMPString (UTF-16): its whole encoding, tag 0x1e, in hex.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            rcgen::DnValue::BmpString(rcgen::BmpString::try_from("ab").unwrap()),
+        );
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(subject(&der).as_deref(), Some("CN=#1e0400610062"));
     }
 
     #[test]

@@ -181,8 +181,20 @@ impl Server {
     /// manual clock if `clocked`.
     #[cfg(feature = "tls")]
     pub fn start_tls(config: Config, tls: Arc<rustls::ServerConfig>, clocked: bool) -> Server {
+        Self::start_tls_lines(config, tls, clocked, false)
+    }
+
+    /// The same, echoing whole lines only if `lines` (see
+    /// [`Server::start_lines`]).
+    #[cfg(feature = "tls")]
+    pub fn start_tls_lines(
+        config: Config,
+        tls: Arc<rustls::ServerConfig>,
+        clocked: bool,
+        lines: bool,
+    ) -> Server {
         let clock = clocked.then(ManualClock::new);
-        Self::spawn_listening(config, true, false, clock, false, move |reactor| {
+        Self::spawn_listening(config, true, lines, clock, false, move |reactor| {
             let id = reactor
                 .listen_tls("127.0.0.1:0".parse().unwrap(), tls)
                 .expect("listen_tls");
