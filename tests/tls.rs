@@ -669,3 +669,90 @@ fn shutdown_closes_a_handshake_that_never_began_without_waiting() {
         "waited for the deadline"
     );
 }
+
+#[test]
+fn a_peer_that_does_not_read_is_held_by_the_water_marks_over_tls_too() {
+    // The client sends 8 MiB without reading the echo. The server stops
+    // reading once its plaintext output passes the high-water mark, so
+    // what it holds stays bounded; then the client reads, and every byte
+    // comes back.
+    let certs = Certs::new("backpressure");
+    let cert = certs.cert("localhost");
+    let server = Server::start_tls(Config::default(), server_tls(&cert, &[]), false);
+    let tls = connect(server.addr, &client_tls(&cert, None), "localhost");
+    let StreamOwned { mut conn, sock } = tls;
+    let total = 8 << 20;
+    let sent = pattern(5, total);
+    // Encrypted up front, so one thread can write while this one reads.
+    let mut wire = Vec::new();
+    for chunk in sent.chunks(16 << 10) {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            let n = conn.writer().write(rest).unwrap();
+            rest = &rest[n..];
+            while conn.wants_write() {
+                conn.write_tls(&mut wire).unwrap();
+            }
+        }
+    }
+    let mut writer = sock.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&wire));
+    std::thread::sleep(Duration::from_millis(300));
+    let opened = server.record().opened[0];
+    let (waiting, stats) = server.exec(move |cx, _| (cx.output_len(opened), cx.stats()));
+    let high = evloop::DEFAULT_HIGH_WATER;
+    assert!(
+        waiting.unwrap_or(0) <= high + (64 << 10),
+        "output {waiting:?} past the high-water mark"
+    );
+    assert!(stats.buffered_bytes < 1 << 20, "{stats}");
+    // Now read it all back.
+    let mut sock = sock;
+    let mut back = Vec::with_capacity(total);
+    while back.len() < total {
+        conn.read_tls(&mut sock).expect("read");
+        conn.process_new_packets().expect("records");
+        let _ = conn.reader().read_to_end(&mut back);
+    }
+    sender.join().unwrap().unwrap();
+    assert!(back == sent, "the echo differs");
+    assert!(
+        server.record().drains > 0,
+        "reading never paused and resumed"
+    );
+}
+
+#[test]
+fn a_second_connection_resumes_its_session() {
+    let certs = Certs::new("resume");
+    let cert = certs.cert("localhost");
+    let server = Server::start_tls(Config::default(), server_tls(&cert, &[]), false);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = client_tls(&cert, Some(version));
+        let mut first = connect(server.addr, &config, "localhost");
+        echo(&mut first, b"first"); // the tickets come before the echo
+        let mut second = connect(server.addr, &config, "localhost");
+        echo(&mut second, b"second");
+        let conn = *server.record().opened.last().unwrap();
+        let info = server.exec(move |cx, _| cx.tls(conn)).unwrap();
+        assert!(info.resumed, "{version:?} did not resume");
+    }
+}
+
+#[test]
+fn a_truncated_record_then_fin_ends_only_that_connection_as_truncated() {
+    let certs = Certs::new("truncated");
+    let cert = certs.cert("localhost");
+    let server = Server::start_tls(Config::default(), server_tls(&cert, &[]), false);
+    let config = client_tls(&cert, None);
+    let mut good = connect(server.addr, &config, "localhost");
+    let mut cut = connect(server.addr, &config, "localhost");
+    echo(&mut cut, b"whole");
+    cut.sock
+        .write_all(&[0x17, 0x03, 0x03, 0x00, 0x40, 1, 2, 3])
+        .unwrap();
+    cut.sock.shutdown(Shutdown::Write).unwrap();
+    server.wait_for("the cut connection to close", |r| r.closed.len() == 1);
+    assert_eq!(server.stats().tls_truncated, 1);
+    echo(&mut good, b"unaffected");
+}
