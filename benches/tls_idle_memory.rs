@@ -7,7 +7,8 @@
 //! The buffered `ServerConnection` keeps its own buffers; the
 //! `UnbufferedServerConnection` leaves every byte to the caller, so a
 //! reactor can read into its one scratch buffer and hold nothing for an
-//! idle connection (see DESIGN.md, "Transports"). This decides which one
+//! idle connection (see `src/reactor/tls.rs`, and the guide's chapter
+//! 10). This decides which one
 //! the `tls` feature is built on. The handshakes run in memory, client to
 //! server and back, with no sockets: only the server's state is measured
 //! (the clients are dropped before the second reading).

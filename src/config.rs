@@ -121,7 +121,8 @@ pub struct Config {
     /// Fail outbound connects that take longer.
     pub connect_timeout: Duration,
     /// Close TLS connections whose handshake takes longer (feature
-    /// `tls`), counted from accept.
+    /// `tls`), counted from accept, or for an outbound connection from
+    /// the moment it connected.
     pub handshake_timeout: Duration,
     /// Graceful shutdown cuts what has not closed after this long.
     pub shutdown_timeout: Duration,

@@ -1,10 +1,12 @@
 //! # The guide: non-blocking I/O, from threads to a reactor
 //!
-//! Nine chapters, in a learner's order. Each starts from how the previous
+//! Ten chapters, in a learner's order. Each starts from how the previous
 //! step fails, and each ends with a pointer to the next. The same text is
 //! in `docs/guide/*.md`, readable on GitHub; here it is rendered by
 //! rustdoc, and its Rust code blocks are compiled (and, where they do not
-//! open sockets for good, run) by `cargo test --doc`.
+//! open sockets for good, run) by `cargo test --doc`. Chapter 10 needs the
+//! feature `tls`: it is rendered, and its code tested, only with it
+//! (`cargo test --features tls --doc tls`).
 //!
 //! 1. [Blocking sockets and a thread per connection](threads): the
 //!    simplest server, and what a thread costs, measured.
@@ -24,6 +26,17 @@
 //! 9. [Embedding evloop](embedding): listeners with ids, foreign sources,
 //!    the reactor inside another loop, changes while it runs, one
 //!    connection's own settings.
+#![cfg_attr(
+    feature = "tls",
+    doc = "10. [TLS under the handler](tls) (feature `tls`): the transport on \
+           the seams, the handshake and its deadline, sans-I/O sessions, \
+           close_notify, mutual TLS, outbound TLS."
+)]
+#![cfg_attr(
+    not(feature = "tls"),
+    doc = "10. TLS under the handler (feature `tls`; `docs/guide/10-tls.md`): \
+           rendered here in a build with the feature."
+)]
 //!
 //! The examples follow the same path, numbered 1 to 9, from
 //! `examples/raw_echo.rs` to `examples/c10k.rs` and `examples/embed.rs`;
@@ -55,3 +68,7 @@ pub mod glossary {}
 
 #[doc = include_str!("../docs/guide/09-embedding.md")]
 pub mod embedding {}
+
+#[cfg(feature = "tls")]
+#[doc = include_str!("../docs/guide/10-tls.md")]
+pub mod tls {}

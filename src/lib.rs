@@ -130,7 +130,7 @@
 //! | `reactor/write.rs` | the write side: handler -> socket, water marks and limits; its seams `send` and `send_file` |
 //! | `reactor/tls.rs` | (feature `tls`) the TLS transport on both seams: handshake state and deadline, decrypt on read, encrypt at flush, close_notify |
 //! | `tls.rs` | (feature `tls`) a TLS listener's configuration from PEM files: SNI, ALPN, resumption |
-//! | `tls/session.rs` | (feature `tls`) one TLS server session without a socket, on rustls's unbuffered API |
+//! | `tls/session.rs` | (feature `tls`) one TLS session, server or client, without a socket, on rustls's unbuffered API |
 //! | `stream.rs` | the sockets under connections and listeners: TCP or Unix domain |
 //! | `reactor/connect.rs` | outbound connections: to an address, a Unix path, a host name |
 //! | `reactor/resolve.rs` | connecting by host name: the resolver thread, and trying each address |

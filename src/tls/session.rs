@@ -1,6 +1,6 @@
 //! One TLS session, server or client, with no socket: ciphertext in,
-//! plaintext out, and the other way round. The TLS transport puts this between the read
-//! and write seams and the socket; here it is driven, and tested, on its
+//! plaintext out, and the other way round. The TLS transport puts this
+//! between the read and write seams and the socket; here it is driven, and tested, on its
 //! own (sans I/O).
 //!
 //! It is rustls's unbuffered API (`UnbufferedServerConnection`), where
