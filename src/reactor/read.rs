@@ -433,8 +433,9 @@ impl Core {
 }
 
 /// The seam on the read side: bytes arrive from the socket here, one
-/// `read` call (`Interrupted` retried). A transport that decrypts (TLS)
-/// goes here, and nothing else on this side changes.
+/// `read` call (`Interrupted` retried). A TLS connection's bytes are
+/// ciphertext: `take_in` sends them through its session first
+/// (`tls.rs`), and nothing else on this side changes.
 pub(super) fn receive(stream: &Stream, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match stream.read(buf) {

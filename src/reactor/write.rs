@@ -18,8 +18,10 @@
 //!    machine's `Flushed` event: a queued FIN goes, or a close proceeds to
 //!    linger.
 //!
-//! The seam: every byte to the socket goes through [`send`]. A transport
-//! that encrypts (TLS) goes there, and nothing else here changes.
+//! The seam: every byte to the socket goes through [`send`]. A TLS
+//! connection's output is encrypted first (`send_some` hands it to
+//! `send_sealed` in `tls.rs`), and nothing else here changes: the water
+//! marks and limits count its plaintext.
 //!
 //! [`Context::write`]: crate::Context::write
 //! [`Handler::on_drain`]: crate::Handler::on_drain
