@@ -24,6 +24,22 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// client that connects and says nothing (nginx gives 60 s, its
 /// `client_header_timeout`; Go's `tls.Conn` has no default at all).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle pooled connections kept per upstream address: enough for the
+/// concurrency one backend usually sees from one core; nginx leaves its
+/// `keepalive` count to the operator, and 32 is a common setting.
+pub const DEFAULT_POOL_IDLE_PER_ADDR: usize = 32;
+/// Idle pooled connections kept in all, across addresses: a bound on the
+/// descriptors and records a pool holds for no request.
+pub const DEFAULT_POOL_IDLE_MAX: usize = 1024;
+/// How long a connection may sit idle in the pool: nginx's upstream
+/// `keepalive_timeout` is 60 s, and backends commonly close idle
+/// connections after about as long; a shorter wait finds fewer of them
+/// dead.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Checkouts one pooled connection serves before it is closed at checkin:
+/// nginx's `keepalive_requests` default, which lets a backend's per-
+/// connection memory be freed now and then.
+pub const DEFAULT_POOL_MAX_USES: u32 = 1000;
 /// Graceful shutdown's deadline before remaining connections are cut
 /// (Kubernetes gives 30 s in all; 5 s leaves room for the rest).
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,6 +136,15 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Fail outbound connects that take longer.
     pub connect_timeout: Duration,
+    /// Idle connections the upstream pool keeps per address
+    /// ([`Context::checkin`](crate::Context::checkin)).
+    pub pool_idle_per_addr: usize,
+    /// Idle connections the upstream pool keeps in all.
+    pub pool_idle_max: usize,
+    /// How long a connection may stay idle in the upstream pool.
+    pub pool_idle_timeout: Duration,
+    /// Checkouts a pooled connection serves before it is closed.
+    pub pool_max_uses: u32,
     /// Close TLS connections whose handshake takes longer (feature
     /// `tls`), counted from accept, or for an outbound connection from
     /// the moment it connected.
@@ -186,6 +211,10 @@ impl Default for Config {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            pool_idle_per_addr: DEFAULT_POOL_IDLE_PER_ADDR,
+            pool_idle_max: DEFAULT_POOL_IDLE_MAX,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            pool_max_uses: DEFAULT_POOL_MAX_USES,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             high_water: DEFAULT_HIGH_WATER,
             low_water: DEFAULT_LOW_WATER,

@@ -285,6 +285,9 @@ pub(crate) struct Conn {
     /// The connection is TLS: its session is in the reactor's side table
     /// of sessions (`src/reactor/tls.rs`).
     pub(crate) tls: bool,
+    /// Idle in the upstream pool, or given up to it: the handler hears
+    /// nothing of it (`src/reactor/upstream.rs`).
+    pub(crate) pooled: bool,
     /// TLS records wait in the session for the socket (handshake, alert,
     /// encrypted output, close_notify): output, as far as flushing and
     /// closing are concerned.
@@ -349,6 +352,7 @@ impl Conn {
             output: None,
             tail: false,
             tls: false,
+            pooled: false,
             sealed: false,
             held: Held::default(),
             timer: None,

@@ -895,6 +895,48 @@ impl Context<'_> {
         self.core.conn(conn).map(|_| self.core.waiting(conn).bytes)
     }
 
+    /// A connection to `addr` from the upstream pool: an idle one, open
+    /// (`Checkout::Reused`), or a new connect if none is idle
+    /// (`Checkout::New`: `on_open` comes when it is up, and what is
+    /// written before waits for it). Give it back with
+    /// [`checkin`](Self::checkin) once its protocol has left it clean.
+    /// See `src/reactor/upstream.rs` for how the pool watches and bounds
+    /// its connections.
+    ///
+    /// ```no_run
+    /// use evloop::Checkout;
+    /// # use evloop::{Config, ConnId, Context, Handler};
+    /// /// Forwards each request line to a backend, on pooled connections.
+    /// struct Front { backend: std::net::SocketAddr }
+    /// impl Handler for Front {
+    ///     type Message = ();
+    ///     fn on_data(&mut self, cx: &mut Context<'_>, client: ConnId, input: &[u8]) -> usize {
+    ///         let Ok(upstream) = cx.checkout(self.backend) else {
+    ///             cx.close(client);
+    ///             return input.len();
+    ///         };
+    ///         // Reused or new, it takes the request now.
+    ///         let _ = cx.write(upstream.conn(), input);
+    ///         // ... and once the whole answer is back: cx.checkin(upstream.conn())
+    ///         input.len()
+    ///     }
+    /// }
+    /// ```
+    pub fn checkout(&mut self, addr: SocketAddr) -> io::Result<crate::Checkout> {
+        self.core.checkout(addr)
+    }
+
+    /// Gives an outbound connection back to the upstream pool: from now
+    /// on the pool owns it, and the handler hears nothing more of it (not
+    /// its close) unless a [`checkout`](Self::checkout) hands it out
+    /// again. It must be open with nothing queued and no input left; a
+    /// connection used [`Config::pool_max_uses`](crate::Config::pool_max_uses)
+    /// times, or one there is no room for, is closed instead. On `Err`
+    /// nothing changed: it is still the handler's.
+    pub fn checkin(&mut self, conn: ConnId) -> Result<(), crate::CheckinError> {
+        self.core.checkin(conn)
+    }
+
     /// `conn`'s state, or `None` once it is gone.
     pub fn state(&self, conn: ConnId) -> Option<State> {
         self.core.conn(conn).map(|c| c.state())

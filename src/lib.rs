@@ -182,7 +182,9 @@ pub use config::*;
 pub use conn::{CloseReason, ConnId, TlsFailure};
 pub use handle::{Handle, PostError};
 pub use handler::{Context, Handler, SendError};
-pub use reactor::{Connect, ListenerId, Reactor, Readiness, SourceId, Status};
+pub use reactor::{
+    CheckinError, Checkout, Connect, ListenerId, Reactor, Readiness, SourceId, Status,
+};
 pub use state::State;
 pub use stats::Stats;
 pub use stream::PeerCred;

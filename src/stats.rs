@@ -55,6 +55,17 @@ pub struct Stats {
     pub buffered_bytes: usize,
     /// Capacity kept by the pool of empty buffers now.
     pub pooled_bytes: usize,
+    /// Upstream pool checkouts served by an idle connection.
+    pub pool_hits: u64,
+    /// Upstream pool checkouts that had to connect.
+    pub pool_misses: u64,
+    /// Pooled connections closed by the pool's bounds: per address, in
+    /// all, its idle timeout, or used enough.
+    pub pool_evicted: u64,
+    /// Pooled connections found closed, reset or sent to while idle.
+    pub pool_found_dead: u64,
+    /// Connections idle in the upstream pool now (a level).
+    pub pool_idle: usize,
     /// TLS handshakes completed (feature `tls`).
     pub tls_handshakes: u64,
     /// Their time added up, in microseconds, from accept to the last
@@ -124,6 +135,17 @@ impl fmt::Display for Stats {
         }
         if self.accept_pauses > 0 {
             write!(f, " accept_pauses={}", self.accept_pauses)?;
+        }
+        if self.pool_hits + self.pool_misses > 0 {
+            write!(
+                f,
+                " pool_hits={} pool_misses={} pool_evicted={} pool_found_dead={} pool_idle={}",
+                self.pool_hits,
+                self.pool_misses,
+                self.pool_evicted,
+                self.pool_found_dead,
+                self.pool_idle
+            )?;
         }
         if self.tls_handshakes > 0 {
             write!(

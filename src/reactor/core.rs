@@ -91,6 +91,8 @@ pub(crate) struct Core {
     /// TLS sessions (see `tls.rs`).
     #[cfg(feature = "tls")]
     sessions: super::tls::Sessions,
+    /// The upstream pool (see `upstream.rs`).
+    pub(super) upstreams: super::upstream::Upstreams,
 }
 
 impl Core {
@@ -124,6 +126,7 @@ impl Core {
             resolver: Resolver::default(),
             #[cfg(feature = "tls")]
             sessions: super::tls::Sessions::default(),
+            upstreams: super::upstream::Upstreams::default(),
         })
     }
 
@@ -272,6 +275,7 @@ impl Core {
         stats.buffers_in_use = self.pool.in_use();
         stats.buffered_bytes = self.budget.held();
         stats.pooled_bytes = self.pool.pooled_bytes();
+        stats.pool_idle = self.pool_idle();
         stats
     }
 
@@ -530,6 +534,9 @@ impl Core {
         let told = !conn.tls || self.end_session(id) || conn.listener == crate::conn::NO_LISTENER;
         #[cfg(not(feature = "tls"))]
         let told = true;
+        // One the handler gave to the upstream pool is not its any more.
+        let told = told && !conn.pooled;
+        self.forget_upstream(id);
         if let CloseReason::Tls(failure) = reason {
             self.stats.tls_failed[failure.index()] += 1;
         }

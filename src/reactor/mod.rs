@@ -16,6 +16,7 @@ mod tail;
 mod timeouts;
 #[cfg(feature = "tls")]
 mod tls;
+mod upstream;
 mod write;
 
 use std::collections::VecDeque;
@@ -40,6 +41,7 @@ use self::sources::Sources;
 pub use self::sources::{Readiness, SourceId};
 pub(crate) use self::tail::Segment;
 pub(crate) use self::timeouts::TimerEvent;
+pub use self::upstream::{CheckinError, Checkout};
 use self::write::Flush;
 pub(crate) use self::write::Queued;
 use crate::clock::{Clock, SystemClock};
@@ -517,8 +519,16 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Reads what the budget allows, hands it to the handler, then writes
-    /// the output once.
+    /// the output once. A connection idle in the upstream pool is not the
+    /// handler's: the pool looks at what came instead (`upstream.rs`).
     fn serve(&mut self, id: ConnId) {
+        if self
+            .core
+            .conn(id)
+            .is_some_and(|c| c.pooled && c.state() == State::Open)
+        {
+            return self.core.watch_pooled(id);
+        }
         self.read(id);
         self.flush(id);
     }

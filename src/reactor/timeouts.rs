@@ -146,6 +146,19 @@ impl Core {
             return;
         };
         match deadline(conn, &limits) {
+            Some((_, _)) if conn.pooled && conn.state() == State::Open => {
+                // Idle in the upstream pool past its timeout (the only
+                // deadline an idle pooled connection has): closed with FIN.
+                if conn
+                    .last_read
+                    .saturating_add(millis_ceil(limits.pool_idle_timeout))
+                    <= now
+                {
+                    self.pool_expired(id);
+                } else {
+                    self.arm(id);
+                }
+            }
             Some((at, reason)) if at <= now => {
                 log::debug!("conn {id}: {reason}");
                 self.abort(id, reason);
@@ -177,6 +190,13 @@ fn deadline(conn: &Conn, config: &Limits) -> Option<(Tick, CloseReason)> {
             return Some((at, reason));
         }
         _ => {}
+    }
+    if conn.pooled && conn.state() == State::Open {
+        // Idle in the upstream pool: its own timeout, counted from checkin.
+        let at = conn
+            .last_read
+            .saturating_add(millis_ceil(config.pool_idle_timeout));
+        return Some((at, CloseReason::IdleTimeout));
     }
     let mut best: Option<(Tick, CloseReason)> = None;
     let mut consider = |at: Tick, reason| {

@@ -1,0 +1,332 @@
+//! The upstream pool: idle outbound connections kept for the next request
+//! to the same address, as nginx's `upstream keepalive` and HAProxy's
+//! connection reuse keep them.
+//!
+//! A handler **checks out** a connection to an address
+//! ([`Context::checkout`](crate::Context::checkout)): an idle one from the
+//! pool if a live one is there (a *hit*), else a new connect (a *miss*).
+//! When its protocol has left the connection clean (a whole answer read,
+//! nothing queued), it **checks it back in**
+//! ([`Context::checkin`](crate::Context::checkin)), and from then on the
+//! pool owns it: the handler hears nothing more of it until it is checked
+//! out again, not even its close.
+//!
+//! While a connection sits in the pool nobody reads it, so the pool
+//! watches it: its events are not the handler's. Any readable event on an
+//! idle connection means it is no longer fit: the peer's FIN (the backend
+//! closed it, as backends do after their own keepalive timeout), a RST, or
+//! bytes nobody asked for (a late answer, a protocol error). Each closes
+//! it and takes it out (*found dead*). A checkout also peeks before it
+//! hands a connection out, since an event may be on its way in this very
+//! turn: a stale connection handed to a request is the bug sozu fixed in
+//! its issue 1442, and the reason pingora and nginx watch theirs.
+//!
+//! Bounded, every way a pool can grow:
+//! - at most [`Config::pool_idle_per_addr`] idle connections per address
+//!   and [`Config::pool_idle_max`] in all; past either, the one idle the
+//!   longest goes (*evicted*);
+//! - [`Config::pool_idle_timeout`] in the pool, then closed (*evicted*);
+//! - [`Config::pool_max_uses`] checkouts per connection, then it is closed
+//!   at checkin instead (*evicted*), as nginx's `keepalive_requests`.
+//!
+//! Checkouts hand out the connection checked in last (LIFO): the
+//! connections used least are the ones left to time out, so a pool
+//! shrinks to what the load needs.
+//!
+//! [`Config::pool_idle_per_addr`]: crate::Config::pool_idle_per_addr
+//! [`Config::pool_idle_max`]: crate::Config::pool_idle_max
+//! [`Config::pool_idle_timeout`]: crate::Config::pool_idle_timeout
+//! [`Config::pool_max_uses`]: crate::Config::pool_max_uses
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use super::core::Core;
+use super::side_table::SideTable;
+use super::Connect;
+use crate::conn::{CloseReason, ConnId, NO_LISTENER};
+use crate::state::State;
+use crate::timer::Tick;
+
+/// What [`Context::checkout`](crate::Context::checkout) gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checkout {
+    /// An idle connection from the pool, open: write the request now.
+    Reused(ConnId),
+    /// A new connection, connecting: the handler hears `on_open` when it
+    /// is up; what it writes before then waits for it.
+    New(ConnId),
+}
+
+impl Checkout {
+    /// The connection, either way.
+    pub fn conn(&self) -> ConnId {
+        match *self {
+            Checkout::Reused(id) | Checkout::New(id) => id,
+        }
+    }
+}
+
+/// Why [`Context::checkin`](crate::Context::checkin) refused a connection
+/// (it stays the handler's, unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckinError {
+    /// No such connection: it closed, or the id is stale.
+    Gone,
+    /// Not an outbound TCP connection this reactor made: only those have
+    /// an address to be checked out by.
+    NotOutbound,
+    /// Not open, or output still waits, or input the handler left is
+    /// held: its protocol has not left it clean.
+    NotClean,
+    /// Already in the pool.
+    Pooled,
+}
+
+impl fmt::Display for CheckinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckinError::Gone => "no such connection",
+            CheckinError::NotOutbound => "only outbound TCP connections can be pooled",
+            CheckinError::NotClean => {
+                "the connection is not clean (not open, output or input waiting)"
+            }
+            CheckinError::Pooled => "the connection is in the pool already",
+        })
+    }
+}
+
+impl std::error::Error for CheckinError {}
+
+/// One connection idle in the pool.
+#[derive(Clone, Copy, Debug)]
+struct Idle {
+    id: ConnId,
+    /// When it was checked in (the LRU order across addresses).
+    since: Tick,
+}
+
+/// What the pool knows of a connection it made or holds, by slot.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Entry {
+    addr: SocketAddr,
+    /// Checkouts so far.
+    uses: u32,
+}
+
+/// The pool's state.
+#[derive(Default)]
+pub(crate) struct Upstreams {
+    /// Idle connections by address, oldest first.
+    idle: HashMap<SocketAddr, VecDeque<Idle>>,
+    /// Idle connections in all.
+    count: usize,
+    /// Every connection a checkout made or handed out, while it lives.
+    entries: SideTable<Entry>,
+}
+
+impl Upstreams {
+    /// Takes `id` off its address's idle list, if it is there.
+    fn unlist(&mut self, id: ConnId) -> bool {
+        let Some(entry) = self.entries.get(id.index) else {
+            return false;
+        };
+        let Some(list) = self.idle.get_mut(&entry.addr) else {
+            return false;
+        };
+        let Some(at) = list.iter().position(|i| i.id == id) else {
+            return false;
+        };
+        list.remove(at);
+        if list.is_empty() {
+            let addr = entry.addr;
+            self.idle.remove(&addr);
+        }
+        self.count -= 1;
+        true
+    }
+
+    /// The idle connection checked in longest ago, across addresses.
+    fn oldest(&self) -> Option<ConnId> {
+        self.idle
+            .values()
+            .filter_map(|list| list.front())
+            .min_by_key(|i| i.since)
+            .map(|i| i.id)
+    }
+}
+
+impl Core {
+    /// A connection to `addr` for the handler: an idle live one from the
+    /// pool, or a new connect (see the module docs).
+    pub(crate) fn checkout(&mut self, addr: SocketAddr) -> io::Result<Checkout> {
+        let now = self.now();
+        while let Some(idle) = self.take_newest(addr) {
+            if self.still_fit(idle.id) {
+                if let Some(conn) = self.conn_mut(idle.id) {
+                    conn.pooled = false;
+                    conn.last_read = now; // its idle timeout counts from here
+                }
+                if let Some(entry) = self.upstreams.entries.get_mut(idle.id.index) {
+                    entry.uses = entry.uses.saturating_add(1);
+                }
+                self.counters().pool_hits += 1;
+                self.arm(idle.id);
+                return Ok(Checkout::Reused(idle.id));
+            }
+        }
+        self.counters().pool_misses += 1;
+        let id = self.connect(addr, Connect::default())?;
+        self.upstreams
+            .entries
+            .insert(id.index, Entry { addr, uses: 1 });
+        Ok(Checkout::New(id))
+    }
+
+    /// The newest idle connection to `addr`, off the list.
+    fn take_newest(&mut self, addr: SocketAddr) -> Option<Idle> {
+        let list = self.upstreams.idle.get_mut(&addr)?;
+        let idle = list.pop_back();
+        if list.is_empty() {
+            self.upstreams.idle.remove(&addr);
+        }
+        if idle.is_some() {
+            self.upstreams.count -= 1;
+        }
+        idle
+    }
+
+    /// A last look before an idle connection is handed out: open, and
+    /// nothing waiting to be read (a peek: one system call). One that is
+    /// not is closed here, found dead.
+    fn still_fit(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conn(id) else {
+            return false;
+        };
+        let fit = conn.state() == State::Open
+            && matches!(conn.stream.peek_one(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
+        if !fit {
+            self.found_dead(id);
+        }
+        fit
+    }
+
+    /// The handler gives `id` back (see the module docs): the pool owns it
+    /// now, or closes it if it has been used enough or there is no room.
+    pub(crate) fn checkin(&mut self, id: ConnId) -> Result<(), CheckinError> {
+        let now = self.now();
+        let (max_uses, per_addr, max_idle) = {
+            let c = self.config();
+            (c.pool_max_uses, c.pool_idle_per_addr, c.pool_idle_max)
+        };
+        let conn = self.conn(id).ok_or(CheckinError::Gone)?;
+        if conn.pooled {
+            return Err(CheckinError::Pooled);
+        }
+        let addr = match conn.peer {
+            Some(addr) if conn.listener == NO_LISTENER => addr,
+            _ => return Err(CheckinError::NotOutbound),
+        };
+        let clean = conn.state() == State::Open
+            && !conn.has_output()
+            && conn.input.is_none()
+            && !self.plaintext_waiting(id);
+        if !clean {
+            return Err(CheckinError::NotClean);
+        }
+        let entry = *self
+            .upstreams
+            .entries
+            .get(id.index)
+            .unwrap_or(&Entry { addr, uses: 1 });
+        self.upstreams.entries.insert(id.index, entry);
+        if entry.uses >= max_uses {
+            // Used enough (nginx's `keepalive_requests`): closed, not kept.
+            self.evict(id, true);
+            return Ok(());
+        }
+        let Some(conn) = self.conn_mut(id) else {
+            return Err(CheckinError::Gone);
+        };
+        conn.pooled = true;
+        conn.read_paused = false;
+        conn.last_read = now;
+        conn.last_write = now;
+        let list = self.upstreams.idle.entry(addr).or_default();
+        list.push_back(Idle { id, since: now });
+        let crowded = list.len() > per_addr;
+        let oldest_here = list.front().map(|i| i.id);
+        self.upstreams.count += 1;
+        if crowded {
+            if let Some(old) = oldest_here {
+                self.evict(old, false);
+            }
+        }
+        while self.upstreams.count > max_idle {
+            match self.upstreams.oldest() {
+                Some(old) => self.evict(old, false),
+                None => break,
+            }
+        }
+        self.arm(id);
+        Ok(())
+    }
+
+    /// Closes an idle (or just checked-in) connection to make room, or
+    /// because it was used enough.
+    fn evict(&mut self, id: ConnId, used_up: bool) {
+        self.upstreams.unlist(id);
+        if let Some(conn) = self.conn_mut(id) {
+            conn.pooled = true; // the handler gave it up: it hears no close
+        }
+        self.counters().pool_evicted += 1;
+        log::trace!(
+            "conn {id}: evicted from the pool{}",
+            if used_up { " (used up)" } else { "" }
+        );
+        self.close(id, CloseReason::Closed);
+    }
+
+    /// A pooled connection is no longer fit (FIN, RST, bytes nobody asked
+    /// for): out of the pool, and closed.
+    fn found_dead(&mut self, id: ConnId) {
+        self.upstreams.unlist(id);
+        self.counters().pool_found_dead += 1;
+        log::debug!("conn {id}: idle in the pool, and no longer fit: closed");
+        self.abort(id, CloseReason::PeerClosed);
+    }
+
+    /// An event on a connection idle in the pool: a look at what came,
+    /// without taking it. Anything but "nothing to read" ends it.
+    pub(crate) fn watch_pooled(&mut self, id: ConnId) {
+        let Some(conn) = self.conn_mut(id) else {
+            return;
+        };
+        conn.writable = true; // written nothing since; the cache stays right
+        let quiet =
+            matches!(conn.stream.peek_one(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
+        if !quiet {
+            self.found_dead(id);
+        }
+    }
+
+    /// A pooled connection's timer fired past the pool's idle timeout.
+    pub(crate) fn pool_expired(&mut self, id: ConnId) {
+        self.upstreams.unlist(id);
+        self.counters().pool_evicted += 1;
+        self.close(id, CloseReason::IdleTimeout);
+    }
+
+    /// The pool forgets a connection that is going (step 8).
+    pub(crate) fn forget_upstream(&mut self, id: ConnId) {
+        self.upstreams.unlist(id);
+        self.upstreams.entries.remove(id.index);
+    }
+
+    /// Idle connections in the pool now.
+    pub(crate) fn pool_idle(&self) -> usize {
+        self.upstreams.count
+    }
+}

@@ -1,0 +1,258 @@
+//! The upstream pool over real loopback sockets: a line backend (each
+//! line answered `ok:LINE`) on std threads, and the reactor's handler
+//! checking connections out and in through `exec`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use evloop::{CheckinError, Checkout, Config, ConnId};
+
+/// A backend answering each line with `ok:LINE`; it keeps a handle on
+/// every connection it accepted, so a test can close one or send on it.
+struct Backend {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+fn backend() -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let conns = Arc::new(Mutex::new(Vec::new()));
+    let (count, keep) = (Arc::clone(&accepted), Arc::clone(&conns));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            keep.lock().unwrap().push(stream.try_clone().unwrap());
+            thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    if out.write_all(format!("ok:{line}\n").as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Backend {
+        addr,
+        accepted,
+        conns,
+    }
+}
+
+/// Checks a connection out for `addr` and sends `line` on it.
+fn request(server: &Server, addr: SocketAddr, line: &str) -> Checkout {
+    let line = format!("{line}\n");
+    server.exec(move |cx, rec| {
+        let got = cx.checkout(addr).expect("checkout");
+        rec.quiet.insert(got.conn());
+        cx.write(got.conn(), line.as_bytes()).unwrap();
+        got
+    })
+}
+
+/// Waits until `conn` has received exactly `text` in all.
+fn answered(server: &Server, conn: ConnId, text: &str) {
+    let text = text.to_string();
+    server.wait_for("the answer", move |r| {
+        r.received.get(&conn).map(Vec::as_slice) == Some(text.as_bytes())
+    });
+}
+
+fn checkin(server: &Server, conn: ConnId) -> Result<(), CheckinError> {
+    server.exec(move |cx, _| cx.checkin(conn))
+}
+
+fn wait_stats(server: &Server, what: &str, cond: impl Fn(&evloop::Stats) -> bool) {
+    let until = std::time::Instant::now() + PATIENCE;
+    loop {
+        let stats = server.stats();
+        if cond(&stats) {
+            return;
+        }
+        assert!(std::time::Instant::now() < until, "{what}: {stats}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn connections_checked_in_are_reused_and_the_backend_accepts_one() {
+    let backend = backend();
+    let server = Server::start(Config::default());
+    let first = request(&server, backend.addr, "a");
+    let Checkout::New(conn) = first else {
+        panic!("an empty pool connected: {first:?}");
+    };
+    answered(&server, conn, "ok:a\n");
+    let mut expect = String::from("ok:a\n");
+    for i in 0..10 {
+        checkin(&server, conn).unwrap();
+        assert_eq!(server.stats().pool_idle, 1);
+        let got = request(&server, backend.addr, &format!("r{i}"));
+        assert_eq!(got, Checkout::Reused(conn));
+        expect += &format!("ok:r{i}\n");
+        answered(&server, conn, &expect);
+    }
+    let stats = server.stats();
+    assert_eq!((stats.pool_hits, stats.pool_misses), (10, 1), "{stats}");
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_pooled_connection_the_backend_closed_is_never_handed_out() {
+    let backend = backend();
+    let server = Server::start(Config::default());
+    // Closed while idle: the pool's watch sees the FIN and drops it.
+    let conn = request(&server, backend.addr, "a").conn();
+    answered(&server, conn, "ok:a\n");
+    checkin(&server, conn).unwrap();
+    backend.conns.lock().unwrap()[0]
+        .shutdown(Shutdown::Both)
+        .unwrap();
+    wait_stats(&server, "found dead", |s| {
+        s.pool_found_dead == 1 && s.pool_idle == 0
+    });
+    // Closed in the very turn of the checkout, before any event for it
+    // is handled: the peek before the hand-out finds it.
+    let second = request(&server, backend.addr, "b").conn();
+    answered(&server, second, "ok:b\n");
+    checkin(&server, second).unwrap();
+    let conns = Arc::clone(&backend.conns);
+    let addr = backend.addr;
+    let got = server.exec(move |cx, rec| {
+        conns.lock().unwrap()[1].shutdown(Shutdown::Both).unwrap();
+        thread::sleep(Duration::from_millis(50)); // the FIN is in, unread
+        let got = cx.checkout(addr).unwrap();
+        rec.quiet.insert(got.conn());
+        got
+    });
+    assert!(matches!(got, Checkout::New(id) if id != second), "{got:?}");
+    let stats = server.stats();
+    assert_eq!(stats.pool_found_dead, 2, "{stats}");
+    // The handler gave them up: it hears no close for either.
+    let record = server.record();
+    assert!(record.reason_of(conn).is_none() && record.reason_of(second).is_none());
+}
+
+#[test]
+fn bytes_nobody_asked_for_end_a_pooled_connection_unseen() {
+    let backend = backend();
+    let server = Server::start(Config::default());
+    let conn = request(&server, backend.addr, "a").conn();
+    answered(&server, conn, "ok:a\n");
+    checkin(&server, conn).unwrap();
+    backend.conns.lock().unwrap()[0]
+        .write_all(b"a late answer\n")
+        .unwrap();
+    wait_stats(&server, "found dead", |s| s.pool_found_dead == 1);
+    assert_eq!(
+        server.record().received.get(&conn).map(Vec::as_slice),
+        Some(&b"ok:a\n"[..]),
+        "the handler was handed what came while it was pooled"
+    );
+}
+
+#[test]
+fn the_pool_keeps_its_bounds_per_address_and_in_all_oldest_first() {
+    let (a, b) = (backend(), backend());
+    let config = Config {
+        pool_idle_per_addr: 2,
+        pool_idle_max: 3,
+        ..Config::default()
+    };
+    let server = Server::start(config);
+    let to_a: Vec<ConnId> = (0..3)
+        .map(|i| request(&server, a.addr, &format!("a{i}")).conn())
+        .collect();
+    for (i, &conn) in to_a.iter().enumerate() {
+        answered(&server, conn, &format!("ok:a{i}\n"));
+    }
+    for &conn in &to_a {
+        checkin(&server, conn).unwrap();
+    }
+    let stats = server.stats();
+    assert_eq!((stats.pool_idle, stats.pool_evicted), (2, 1), "{stats}");
+    let to_b: Vec<ConnId> = (0..2)
+        .map(|i| request(&server, b.addr, &format!("b{i}")).conn())
+        .collect();
+    for (i, &conn) in to_b.iter().enumerate() {
+        answered(&server, conn, &format!("ok:b{i}\n"));
+    }
+    for &conn in &to_b {
+        checkin(&server, conn).unwrap();
+    }
+    let stats = server.stats();
+    assert_eq!((stats.pool_idle, stats.pool_evicted), (3, 2), "{stats}");
+    // The survivors: the newest to A (the older ones went first), both
+    // to B.
+    assert_eq!(request(&server, a.addr, "x"), Checkout::Reused(to_a[2]));
+    assert!(matches!(request(&server, a.addr, "y"), Checkout::New(_)));
+}
+
+#[test]
+fn idle_too_long_or_used_enough_a_connection_is_closed() {
+    let backend = backend();
+    let config = Config {
+        pool_idle_timeout: Duration::from_secs(5),
+        pool_max_uses: 2,
+        ..Config::default()
+    };
+    let server = Server::start_clocked(config);
+    let conn = request(&server, backend.addr, "a").conn();
+    answered(&server, conn, "ok:a\n");
+    checkin(&server, conn).unwrap();
+    server.advance(Duration::from_secs(4));
+    assert_eq!(server.stats().pool_idle, 1, "closed before its timeout");
+    server.advance(Duration::from_secs(2));
+    let stats = server.stats();
+    assert_eq!((stats.pool_idle, stats.pool_evicted), (0, 1), "{stats}");
+
+    let conn = request(&server, backend.addr, "b").conn(); // use 1
+    answered(&server, conn, "ok:b\n");
+    checkin(&server, conn).unwrap();
+    assert_eq!(request(&server, backend.addr, "c"), Checkout::Reused(conn)); // use 2
+    answered(&server, conn, "ok:b\nok:c\n");
+    checkin(&server, conn).unwrap(); // used up: closed, not kept
+    let stats = server.stats();
+    assert_eq!((stats.pool_idle, stats.pool_evicted), (0, 2), "{stats}");
+    assert!(server.record().reason_of(conn).is_none());
+}
+
+#[test]
+fn checkin_refuses_what_it_cannot_pool_and_changes_nothing() {
+    let backend = backend();
+    let server = Server::start(Config::default());
+    // An accepted connection has no upstream address.
+    let _client = client(server.addr);
+    server.wait_for("the accept", |r| r.opened.len() == 1);
+    let accepted = server.record().opened[0];
+    assert_eq!(checkin(&server, accepted), Err(CheckinError::NotOutbound));
+    // Still connecting: not clean.
+    let err = server.exec(move |cx, rec| {
+        let got = cx.checkout(backend.addr).unwrap();
+        rec.quiet.insert(got.conn());
+        cx.checkin(got.conn())
+    });
+    assert_eq!(err, Err(CheckinError::NotClean));
+    // In the pool already; then gone.
+    let conn = request(&server, backend.addr, "a").conn();
+    answered(&server, conn, "ok:a\n");
+    checkin(&server, conn).unwrap();
+    assert_eq!(checkin(&server, conn), Err(CheckinError::Pooled));
+    let stale = ConnId::from_u64(u64::MAX);
+    assert_eq!(checkin(&server, stale), Err(CheckinError::Gone));
+    // The accepted connection still echoes: nothing changed for it.
+    let mut c = _client;
+    round_trip(&mut c, b"still mine");
+}
