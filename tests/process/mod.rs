@@ -72,12 +72,16 @@ impl Proc {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {argv:?}: {e}"));
+        let proc = Proc { child, log, port };
         let end = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !proc
+            .log()
+            .contains(&format!("listening on 127.0.0.1:{port}"))
+        {
             assert!(Instant::now() < end, "{name} never listened");
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(10));
         }
-        Proc { child, log, port }
+        proc
     }
 
     pub fn signal(&self, name: &str) {

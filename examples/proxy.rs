@@ -1,0 +1,481 @@
+//! Example 10: a layer-4 TCP proxy and load balancer on one reactor.
+//!
+//! ```sh
+//! cargo run --release --example echo -- --addr 127.0.0.1:7001 &
+//! cargo run --release --example echo -- --addr 127.0.0.1:7002 &
+//! cargo run --release --example proxy -- --addr 127.0.0.1:7000 \
+//!     --backend 127.0.0.1:7001 --backend 127.0.0.1:7002 --balance least-conn
+//! nc 127.0.0.1 7000        # type a line: a backend echoes it, through the proxy
+//! ```
+//!
+//! Each client connection is paired with one backend connection, and the
+//! bytes are copied both ways through the connections' own buffers: what
+//! one side reads is queued on the other, with no buffer of the proxy's
+//! own.
+//!
+//! What it teaches:
+//! - **Backpressure across a pair.** A side whose partner has more than
+//!   [`PAUSE_ABOVE`] waiting to go out is not read until that output is
+//!   all written (`Context::notify_flushed`), so a fast backend and a
+//!   slow client hold bounded memory, and the other way round. The
+//!   reactor's own rule (stop reading a connection whose *own* output is
+//!   high) is switched off here: in a proxy it would stop reading a
+//!   backend that is busy sending, which then stops reading us, and the
+//!   pair deadlocks.
+//! - **Half-close crosses the pair.** A client's FIN becomes our FIN to
+//!   the backend once what came before it is written, and the answer
+//!   still flows back; the other way round too. A RST crosses as a RST.
+//! - **Retries.** A backend that refuses or does not connect within
+//!   `--connect-timeout` is left for the next one, up to `--retries`
+//!   times; what the client sent meanwhile is kept and sent to the one
+//!   that answers.
+//! - **Balancing.** `round-robin`, `least-conn` (fewest open pairs), and
+//!   `p2c` (the power of two choices: the less busy of two picked at
+//!   random, nearly as good as least-conn and no scan).
+//!
+//! Read next: `src/reactor/upstream.rs`, the pool a protocol-aware proxy
+//! uses to reuse backend connections.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use evloop::{CloseReason, ConnId, Connect, Context, Handler, Reactor, State};
+
+#[derive(Parser, Debug)]
+#[command(about = "Layer-4 TCP proxy and load balancer on the evloop reactor")]
+struct Cli {
+    #[command(flatten)]
+    server: common::ServerArgs,
+    /// A backend (repeatable).
+    #[arg(long = "backend", value_name = "HOST:PORT", required = true)]
+    backends: Vec<SocketAddr>,
+    /// How a new client's backend is chosen.
+    #[arg(long, value_enum, default_value = "round-robin")]
+    balance: Balance,
+    /// Milliseconds a backend connect may take before the next backend is
+    /// tried.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    connect_timeout: u64,
+    /// Other backends tried after one refuses or times out.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    retries: usize,
+}
+
+/// How the backend for a new client is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Balance {
+    RoundRobin,
+    LeastConn,
+    P2c,
+}
+
+/// A side is not read while its partner has more than this waiting to go
+/// out: one read's worth (the reactor's 64 KiB scratch buffer) can land
+/// on top of it, so a pair holds at most about twice this per direction.
+const PAUSE_ABOVE: usize = 64 * 1024;
+
+/// What the client sent before its backend was up, kept for a retry on
+/// another backend: past this the client is not read until one is up.
+const EARLY_MAX: usize = 64 * 1024;
+
+/// One backend and what it has been given.
+struct Backend {
+    addr: SocketAddr,
+    /// Pairs open to it now.
+    active: usize,
+    /// Pairs it was given in all.
+    total: u64,
+    /// Connects that failed.
+    failures: u64,
+}
+
+/// A connection's side of a pair.
+enum Role {
+    Client {
+        /// Its backend connection, once one is dialed.
+        backend: Option<ConnId>,
+        /// Backends tried so far.
+        tries: usize,
+        /// Bytes sent before the backend was up (for a retry).
+        early: Vec<u8>,
+        /// The backend is up: `early` is done with.
+        up: bool,
+        /// The client's FIN came before the backend was up: it is passed
+        /// on once it is.
+        fin: bool,
+    },
+    Backend {
+        client: ConnId,
+        /// Which backend.
+        index: usize,
+    },
+}
+
+struct Slot {
+    id: ConnId,
+    role: Role,
+    /// Not read until its partner's output is written.
+    paused: bool,
+}
+
+struct Proxy {
+    backends: Vec<Backend>,
+    balance: Balance,
+    connect: Connect,
+    retries: usize,
+    /// Connections by slot index.
+    slots: Vec<Option<Slot>>,
+    /// Round robin's next backend.
+    next: usize,
+    /// xorshift state for p2c.
+    rng: u64,
+}
+
+impl Proxy {
+    fn slot(&mut self, id: ConnId) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(id.index())?
+            .as_mut()
+            .filter(|s| s.id == id)
+    }
+
+    fn put(&mut self, id: ConnId, role: Role) {
+        if self.slots.len() <= id.index() {
+            self.slots.resize_with(id.index() + 1, || None);
+        }
+        self.slots[id.index()] = Some(Slot {
+            id,
+            role,
+            paused: false,
+        });
+    }
+
+    /// The other side of `id`'s pair, if there is one yet.
+    fn partner(&mut self, id: ConnId) -> Option<ConnId> {
+        match &self.slot(id)?.role {
+            Role::Client { backend, .. } => *backend,
+            Role::Backend { client, .. } => Some(*client),
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// The backend for the next pair.
+    fn choose(&mut self) -> usize {
+        let n = self.backends.len();
+        match self.balance {
+            Balance::RoundRobin => {
+                let i = self.next % n;
+                self.next = self.next.wrapping_add(1);
+                i
+            }
+            Balance::LeastConn => {
+                // Fewest open pairs; ties go round, so equal backends
+                // share evenly.
+                let start = self.next;
+                self.next = self.next.wrapping_add(1);
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .min_by_key(|&i| self.backends[i].active)
+                    .unwrap_or(0)
+            }
+            Balance::P2c => {
+                let a = (self.random() % n as u64) as usize;
+                let b = (self.random() % n as u64) as usize;
+                if self.backends[b].active < self.backends[a].active {
+                    b
+                } else {
+                    a
+                }
+            }
+        }
+    }
+
+    /// Dials a backend for `client`, sending what it already sent. On a
+    /// failure to even start, the next backend is tried, within the
+    /// retries; past them the client is closed.
+    fn dial(&mut self, cx: &mut Context<'_>, client: ConnId) {
+        let retries = self.retries;
+        loop {
+            let Some(Slot {
+                role: Role::Client { tries, early, .. },
+                ..
+            }) = self.slot(client)
+            else {
+                return;
+            };
+            if *tries > retries {
+                log::debug!("client {client}: no backend answered");
+                return cx.close(client);
+            }
+            *tries += 1;
+            let early = std::mem::take(early);
+            let index = self.choose();
+            let addr = self.backends[index].addr;
+            match cx.connect_with(addr, self.connect) {
+                Ok(backend) => {
+                    let _ = cx.write(backend, &early);
+                    self.put(backend, Role::Backend { client, index });
+                    let b = &mut self.backends[index];
+                    b.active += 1;
+                    b.total += 1;
+                    if let Some(Slot {
+                        role:
+                            Role::Client {
+                                backend: slot,
+                                early: kept,
+                                ..
+                            },
+                        ..
+                    }) = self.slot(client)
+                    {
+                        *slot = Some(backend);
+                        *kept = early;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    log::debug!("connect to {addr}: {e}");
+                    self.backends[index].failures += 1;
+                    if let Some(Slot {
+                        role: Role::Client { early: kept, .. },
+                        ..
+                    }) = self.slot(client)
+                    {
+                        *kept = early;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `from`'s partner has a lot waiting: stop reading `from` until it is
+    /// written.
+    fn pause(&mut self, cx: &mut Context<'_>, from: ConnId, to: ConnId) {
+        if let Some(slot) = self.slot(from) {
+            slot.paused = true;
+        }
+        cx.pause_read(from);
+        cx.notify_flushed(to);
+    }
+}
+
+impl Handler for Proxy {
+    type Message = ();
+
+    fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        if cx.listener(conn).is_some() {
+            // A client: pair it with a backend.
+            self.put(
+                conn,
+                Role::Client {
+                    backend: None,
+                    tries: 0,
+                    early: Vec::new(),
+                    up: false,
+                    fin: false,
+                },
+            );
+            return self.dial(cx, conn);
+        }
+        // Our backend connection is up: what the client sent is on its
+        // way, and no retry will need it.
+        let Some(client) = self.partner(conn) else {
+            return cx.close(conn);
+        };
+        if let Some(Slot {
+            role: Role::Client { early, up, fin, .. },
+            paused,
+            ..
+        }) = self.slot(client)
+        {
+            *early = Vec::new();
+            *up = true;
+            if std::mem::take(paused) {
+                cx.resume_read(client);
+            }
+            if *fin {
+                cx.shutdown_write(conn);
+            }
+        }
+    }
+
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        let Some(to) = self.partner(conn) else {
+            return 0; // no backend yet: the input waits, unread
+        };
+        if let Some(Slot {
+            role: Role::Client {
+                early, up: false, ..
+            },
+            ..
+        }) = self.slot(conn)
+        {
+            // Kept until the backend answers, for a retry elsewhere.
+            early.extend_from_slice(input);
+            if early.len() > EARLY_MAX {
+                self.pause(cx, conn, to);
+            }
+        }
+        if cx.write(to, input).is_err() {
+            cx.close(conn);
+            return input.len();
+        }
+        if cx.output_len(to).unwrap_or(0) > PAUSE_ABOVE {
+            self.pause(cx, conn, to);
+        }
+        input.len()
+    }
+
+    fn on_flushed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        // `conn`'s output is all written: its partner may be read again.
+        let Some(from) = self.partner(conn) else {
+            return;
+        };
+        let up = match self.slot(from) {
+            Some(Slot {
+                role: Role::Client { up, .. },
+                ..
+            }) => *up,
+            Some(_) => true,
+            None => return,
+        };
+        if let Some(slot) = self.slot(from).filter(|s| s.paused && up) {
+            slot.paused = false;
+            cx.resume_read(from);
+        }
+    }
+
+    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, _rest: &[u8]) {
+        // Half-close crosses the pair: our FIN to the partner once what
+        // came before is written; the other direction goes on.
+        let Some(to) = self.partner(conn) else {
+            return cx.close(conn);
+        };
+        if cx.state(to) == Some(State::Connecting) {
+            // A FIN cannot go before the connect: it goes in `on_open`.
+            if let Some(Slot {
+                role: Role::Client { fin, .. },
+                ..
+            }) = self.slot(conn)
+            {
+                *fin = true;
+            }
+            return;
+        }
+        cx.shutdown_write(to);
+    }
+
+    fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+        let Some(slot) = self.slots.get_mut(conn.index()).and_then(Option::take) else {
+            return;
+        };
+        if slot.id != conn {
+            self.slots[conn.index()] = Some(slot); // a later tenant's
+            return;
+        }
+        match slot.role {
+            Role::Backend { client, index } => {
+                let b = &mut self.backends[index];
+                b.active = b.active.saturating_sub(1);
+                let failed = matches!(
+                    reason,
+                    CloseReason::ConnectFailed(_) | CloseReason::ConnectTimeout
+                );
+                if failed {
+                    b.failures += 1;
+                    log::debug!("backend {}: {reason}", b.addr);
+                }
+                let retry = failed
+                    && matches!(
+                        self.slot(client),
+                        Some(Slot {
+                            role: Role::Client { up: false, .. },
+                            ..
+                        })
+                    );
+                if retry {
+                    if let Some(Slot {
+                        role: Role::Client { backend, .. },
+                        ..
+                    }) = self.slot(client)
+                    {
+                        *backend = None;
+                    }
+                    return self.dial(cx, client);
+                }
+                end(cx, client, reason);
+            }
+            Role::Client { backend, .. } => {
+                if let Some(backend) = backend {
+                    end(cx, backend, reason);
+                }
+            }
+        }
+    }
+}
+
+/// One side of a pair closed for `reason`: the other follows, with a RST
+/// if that is how this one ended, else once its output is written.
+fn end(cx: &mut Context<'_>, partner: ConnId, reason: CloseReason) {
+    if matches!(reason, CloseReason::Reset | CloseReason::Aborted) {
+        cx.abort(partner);
+    } else {
+        cx.close(partner);
+    }
+}
+
+fn main() -> std::io::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    common::init();
+    let mut config = cli.server.config();
+    // The pair's own backpressure (see the module docs) replaces the
+    // reactor's per-connection rule, which a proxy must not use.
+    config.high_water = config.hard_limit;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    let proxy = Proxy {
+        backends: cli
+            .backends
+            .iter()
+            .map(|&addr| Backend {
+                addr,
+                active: 0,
+                total: 0,
+                failures: 0,
+            })
+            .collect(),
+        balance: cli.balance,
+        connect: Connect {
+            timeout: Some(Duration::from_millis(cli.connect_timeout)),
+            ..Connect::default()
+        },
+        retries: cli.retries,
+        slots: Vec::new(),
+        next: 0,
+        rng: seed,
+    };
+    let mut reactor = Reactor::new(proxy, config)?;
+    cli.server.listen(&mut reactor, &[])?;
+    reactor.handle_signals()?;
+    reactor.run()?;
+    for b in &reactor.handler().backends {
+        log::info!(
+            "backend {}: {} pairs, {} failed connects",
+            b.addr,
+            b.total,
+            b.failures
+        );
+    }
+    Ok(common::exit_code(&reactor.stats()))
+}

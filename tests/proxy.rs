@@ -1,0 +1,185 @@
+//! The proxy example (`examples/proxy.rs`) as a real process between real
+//! clients and backends on loopback: bytes through it exact, balancing,
+//! retries, half-close both ways, RST, and bounded memory when one side
+//! does not read.
+
+mod common;
+mod process;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::{pattern, Server};
+use evloop::Config;
+use process::{connect, Proc};
+
+fn proxy(backends: &[String], extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = Vec::new();
+    for b in backends {
+        args.push("--backend".into());
+        args.push(b.clone());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::start(&[], "proxy", &args)
+}
+
+fn echo_through(port: u16, msg: &[u8]) {
+    let mut s = connect(port);
+    s.write_all(msg).unwrap();
+    let mut back = vec![0; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert!(back == msg, "the echo through the proxy differs");
+}
+
+#[test]
+fn bytes_pass_exact_and_round_robin_spreads_evenly() {
+    let backends: Vec<Server> = (0..3).map(|_| Server::start(Config::default())).collect();
+    let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+    let p = proxy(&addrs, &["--balance", "round-robin"]);
+    for i in 0..9 {
+        echo_through(p.port, &pattern(i, 100_000));
+    }
+    for b in &backends {
+        assert_eq!(b.record().opened.len(), 3, "round robin is not even");
+    }
+}
+
+#[test]
+fn least_conn_sends_a_new_client_to_the_idlest_backend() {
+    let (a, b) = (
+        Server::start(Config::default()),
+        Server::start(Config::default()),
+    );
+    let addrs = [a.addr.to_string(), b.addr.to_string()];
+    let p = proxy(&addrs, &["--balance", "least-conn"]);
+    let opened = |s: &Server| s.record().opened.len();
+    let up = |port| {
+        let mut s = connect(port);
+        s.write_all(b"x").unwrap();
+        s.read_exact(&mut [0]).unwrap();
+        s
+    };
+    // Three clients held open: A, B, then A again (a tie goes round).
+    let mut held: Vec<TcpStream> = (0..3).map(|_| up(p.port)).collect();
+    assert_eq!((opened(&a), opened(&b)), (2, 1));
+    // A's two clients leave: A has no pair open, B one. Round robin would
+    // pick B next; least-conn picks A.
+    held.remove(2);
+    held.remove(0);
+    a.wait_for("A's pairs closed", |r| r.closed.len() == 2);
+    thread::sleep(Duration::from_millis(200)); // the proxy hears of it
+    let _c4 = up(p.port);
+    assert_eq!(
+        (opened(&a), opened(&b)),
+        (3, 1),
+        "least-conn did not pick the idle backend"
+    );
+}
+
+#[test]
+fn a_backend_that_refuses_is_retried_on_another() {
+    let good = Server::start(Config::default());
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead); // nothing listens there now
+    let p = proxy(
+        &[dead_addr, good.addr.to_string()],
+        &["--balance", "round-robin", "--retries", "2"],
+    );
+    for i in 0..4 {
+        echo_through(p.port, &pattern(i, 1000));
+    }
+    assert_eq!(good.record().opened.len(), 4);
+}
+
+#[test]
+fn a_clients_fin_reaches_the_backend_and_the_answer_still_comes_back() {
+    let backend = Server::start(Config::default());
+    let p = proxy(&[backend.addr.to_string()], &[]);
+    let mut s = connect(p.port);
+    s.write_all(b"last words").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"last words");
+    backend.wait_for("the FIN at the backend", |r| r.read_closed.len() == 1);
+}
+
+#[test]
+fn a_backends_fin_reaches_the_client_while_the_client_still_sends() {
+    // The backend greets, sends its FIN, and goes on reading.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let backend = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"hello, then FIN").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    let p = proxy(&[addr], &[]);
+    let mut s = connect(p.port);
+    let mut greeting = Vec::new();
+    s.read_to_end(&mut greeting).unwrap(); // the FIN came through
+    assert_eq!(greeting, b"hello, then FIN");
+    s.write_all(b"after your FIN").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(backend.join().unwrap(), b"after your FIN");
+}
+
+#[test]
+fn a_backends_reset_reaches_the_client_as_a_reset() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let backend = thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut first = [0u8; 1];
+        (&s).read_exact(&mut first).unwrap();
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s); // RST
+    });
+    let p = proxy(&[addr], &[]);
+    let mut s = connect(p.port);
+    s.write_all(b"x").unwrap();
+    backend.join().unwrap();
+    let mut buf = [0u8; 16];
+    let got = s.read(&mut buf);
+    assert!(
+        matches!(got, Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_holds_the_proxys_memory_bounded() {
+    // The backend floods 64 MiB; the client reads nothing. The proxy stops
+    // reading the backend once the client's side is full, so TCP flow
+    // control holds the rest in the backend.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..64 {
+            if s.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let p = proxy(&[addr], &[]);
+    let before = p.rss();
+    let s = connect(p.port);
+    thread::sleep(Duration::from_millis(1500));
+    let grown = p.rss().saturating_sub(before);
+    assert!(
+        grown < 4 << 20,
+        "the proxy grew by {grown} bytes for one pair"
+    );
+    drop(s);
+}
