@@ -14,7 +14,7 @@ use mio::{Interest, Token};
 
 use super::core::Core;
 use super::resolve::{Found, Poster};
-use super::settings::Connect;
+use super::settings::{Connect, Settings};
 use crate::conn::{CloseReason, ConnId, NO_LISTENER};
 use crate::state::State;
 use crate::stream::Stream;
@@ -161,6 +161,15 @@ impl Core {
     /// A connect finished: a connection by name needs no more addresses.
     pub(crate) fn connected(&mut self, id: ConnId) {
         self.resolver().forget(id.index);
+        // A connect's own timeout is done with: an entry that held only
+        // that leaves the side table, so a proxy that dials every backend
+        // with its own timeout does not pay a lookup on every write.
+        if let Some(settings) = self.settings_table().get_mut(id.index) {
+            settings.connect_timeout = None;
+            if *settings == Settings::default() {
+                self.settings_table().remove(id.index);
+            }
+        }
     }
 
     /// A connect's own timeout, if it has one.

@@ -53,6 +53,9 @@ pub(crate) struct Core {
     pool: BufferPool,
     admission: Admission,
     config: Config,
+    /// The limits `config` sets, made once: asked on every write and
+    /// flush.
+    limits: Limits,
     stats: Stats,
     time: Time,
     /// The capacity of every connection's buffers against
@@ -109,6 +112,7 @@ impl Core {
             ),
             admission: Admission::new(config.allow.clone(), config.deny.clone(), config.max_per_ip),
             budget: Budget::new(config.max_buffered),
+            limits: Limits::of(&config),
             config,
             stats: Stats::default(),
             time: Time::new(clock),
@@ -145,10 +149,9 @@ impl Core {
     /// The limits in force for `id`: the `Config`'s, under its own
     /// settings if it has any (a lookup only then).
     pub(crate) fn limits(&self, id: ConnId) -> Limits {
-        let limits = Limits::of(&self.config);
         match self.settings.get(id.index) {
-            Some(settings) => limits.with(settings),
-            None => limits,
+            Some(settings) => self.limits.with(settings),
+            None => self.limits,
         }
     }
 
@@ -234,6 +237,11 @@ impl Core {
             settings.notify_flushed = false;
         }
         empty
+    }
+
+    /// The side table of settings itself.
+    pub(crate) fn settings_table(&mut self) -> &mut Table {
+        &mut self.settings
     }
 
     /// `id`'s own settings, made if it had none; `None` if it is gone.
