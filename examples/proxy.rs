@@ -31,7 +31,16 @@
 //!   that answers.
 //! - **Balancing.** `round-robin`, `least-conn` (fewest open pairs), and
 //!   `p2c` (the power of two choices: the less busy of two picked at
-//!   random, nearly as good as least-conn and no scan).
+//!   random, nearly as good as least-conn and no scan), over the backends
+//!   that are up.
+//! - **Health.** A backend whose connect fails is down for 0.5 s, then
+//!   twice as long after each failure that follows, up to 30 s (passive);
+//!   every `--health-interval` a connect to each backend brings one that
+//!   answers back at once (active), in the same loop. With every backend
+//!   down, clients are closed at once, with one log line per episode.
+//! - **Status.** `--stats-addr` serves a plain-text page to any HTTP
+//!   client: each backend's state, open and total pairs, failures,
+//!   retries and bytes each way, and the upstream pool's counters.
 //!
 //! Read next: `src/reactor/upstream.rs`, the pool a protocol-aware proxy
 //! uses to reuse backend connections.
@@ -39,7 +48,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use evloop::{CloseReason, ConnId, Connect, Context, Handler, Reactor, State};
@@ -62,6 +71,13 @@ struct Cli {
     /// Other backends tried after one refuses or times out.
     #[arg(long, value_name = "N", default_value_t = 2)]
     retries: usize,
+    /// Milliseconds between active health checks (a connect to every
+    /// backend); 0: passive checks only.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    health_interval: u64,
+    /// Serve a plain-text status page here (any HTTP client reads it).
+    #[arg(long, value_name = "HOST:PORT")]
+    stats_addr: Option<SocketAddr>,
 }
 
 /// How the backend for a new client is chosen.
@@ -81,6 +97,15 @@ const PAUSE_ABOVE: usize = 64 * 1024;
 /// another backend: past this the client is not read until one is up.
 const EARLY_MAX: usize = 64 * 1024;
 
+/// A backend that failed is left alone this long at first, twice as long
+/// after each failure that follows, up to [`DOWN_MAX`]: a backend that is
+/// restarting is not hammered, and one that is back is found soon.
+const DOWN_MIN: Duration = Duration::from_millis(500);
+const DOWN_MAX: Duration = Duration::from_secs(30);
+
+/// The health check's timer token.
+const HEALTH: u64 = 1;
+
 /// One backend and what it has been given.
 struct Backend {
     addr: SocketAddr,
@@ -90,6 +115,40 @@ struct Backend {
     total: u64,
     /// Connects that failed.
     failures: u64,
+    /// Clients moved on to another backend after this one failed.
+    retries: u64,
+    /// Bytes from clients to it, and back.
+    bytes_up: u64,
+    bytes_down: u64,
+    /// Not chosen until then, after a failure (passive health); a health
+    /// check that connects brings it back at once.
+    down_until: Option<Instant>,
+    /// The next wait after a failure.
+    backoff: Duration,
+}
+
+impl Backend {
+    fn is_up(&self, now: Instant) -> bool {
+        self.down_until.is_none_or(|t| now >= t)
+    }
+
+    /// A connect failed: down, for longer each time.
+    fn failed(&mut self, now: Instant) {
+        self.failures += 1;
+        if self.down_until.is_none() {
+            log::warn!("backend {} is down", self.addr);
+        }
+        self.down_until = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(DOWN_MAX);
+    }
+
+    /// A connect succeeded: up.
+    fn answered(&mut self) {
+        if self.down_until.take().is_some() {
+            log::info!("backend {} is up", self.addr);
+        }
+        self.backoff = DOWN_MIN;
+    }
 }
 
 /// A connection's side of a pair.
@@ -112,6 +171,8 @@ enum Role {
         /// Which backend.
         index: usize,
     },
+    /// An active health check's connect.
+    Probe { index: usize },
 }
 
 struct Slot {
@@ -132,6 +193,12 @@ struct Proxy {
     next: usize,
     /// xorshift state for p2c.
     rng: u64,
+    /// Every backend was down when a client came: logged once per
+    /// episode, not once per client.
+    all_down: bool,
+    health_interval: Option<Duration>,
+    /// The status page's listener.
+    stats: Option<evloop::ListenerId>,
 }
 
 impl Proxy {
@@ -158,6 +225,7 @@ impl Proxy {
         match &self.slot(id)?.role {
             Role::Client { backend, .. } => *backend,
             Role::Backend { client, .. } => Some(*client),
+            Role::Probe { .. } => None,
         }
     }
 
@@ -168,12 +236,17 @@ impl Proxy {
         self.rng
     }
 
-    /// The backend for the next pair.
-    fn choose(&mut self) -> usize {
+    /// The backend for the next pair, among those up; `None` if every one
+    /// is down.
+    fn choose(&mut self, now: Instant) -> Option<usize> {
         let n = self.backends.len();
-        match self.balance {
+        let up: Vec<usize> = (0..n).filter(|&i| self.backends[i].is_up(now)).collect();
+        if up.is_empty() {
+            return None;
+        }
+        let pick = match self.balance {
             Balance::RoundRobin => {
-                let i = self.next % n;
+                let i = up[self.next % up.len()];
                 self.next = self.next.wrapping_add(1);
                 i
             }
@@ -182,21 +255,22 @@ impl Proxy {
                 // share evenly.
                 let start = self.next;
                 self.next = self.next.wrapping_add(1);
-                (0..n)
-                    .map(|k| (start + k) % n)
+                (0..up.len())
+                    .map(|k| up[(start + k) % up.len()])
                     .min_by_key(|&i| self.backends[i].active)
-                    .unwrap_or(0)
+                    .unwrap_or(up[0])
             }
             Balance::P2c => {
-                let a = (self.random() % n as u64) as usize;
-                let b = (self.random() % n as u64) as usize;
+                let a = up[(self.random() % up.len() as u64) as usize];
+                let b = up[(self.random() % up.len() as u64) as usize];
                 if self.backends[b].active < self.backends[a].active {
                     b
                 } else {
                     a
                 }
             }
-        }
+        };
+        Some(pick)
     }
 
     /// Dials a backend for `client`, sending what it already sent. On a
@@ -218,7 +292,13 @@ impl Proxy {
             }
             *tries += 1;
             let early = std::mem::take(early);
-            let index = self.choose();
+            let Some(index) = self.choose(cx.now()) else {
+                if !std::mem::replace(&mut self.all_down, true) {
+                    log::warn!("every backend is down: clients are closed until one is back");
+                }
+                return cx.close(client);
+            };
+            self.all_down = false;
             let addr = self.backends[index].addr;
             match cx.connect_with(addr, self.connect) {
                 Ok(backend) => {
@@ -244,7 +324,8 @@ impl Proxy {
                 }
                 Err(e) => {
                     log::debug!("connect to {addr}: {e}");
-                    self.backends[index].failures += 1;
+                    self.backends[index].failed(cx.now());
+                    self.backends[index].retries += 1;
                     if let Some(Slot {
                         role: Role::Client { early: kept, .. },
                         ..
@@ -255,6 +336,40 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    /// The status page: every backend, and the reactor's pool counters.
+    fn page(&self, cx: &mut Context<'_>) -> String {
+        use std::fmt::Write as _;
+        let now = cx.now();
+        let mut body = String::new();
+        let _ = writeln!(
+            body,
+            "backend state active total failures retries bytes_up bytes_down"
+        );
+        for b in &self.backends {
+            let state = if b.is_up(now) { "up" } else { "down" };
+            let _ = writeln!(
+                body,
+                "{} {state} {} {} {} {} {} {}",
+                b.addr, b.active, b.total, b.failures, b.retries, b.bytes_up, b.bytes_down
+            );
+        }
+        let stats = cx.stats();
+        let _ = writeln!(
+            body,
+            "pool hits={} misses={} evicted={} found_dead={} idle={}",
+            stats.pool_hits,
+            stats.pool_misses,
+            stats.pool_evicted,
+            stats.pool_found_dead,
+            stats.pool_idle
+        );
+        let _ = writeln!(body, "reactor {stats}");
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
     }
 
     /// `from`'s partner has a lot waiting: stop reading `from` until it is
@@ -271,7 +386,43 @@ impl Proxy {
 impl Handler for Proxy {
     type Message = ();
 
+    fn on_start(&mut self, cx: &mut Context<'_>) {
+        if let Some(every) = self.health_interval {
+            cx.set_timer(every, HEALTH);
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
+        if token != HEALTH {
+            return;
+        }
+        // Active health: a connect to every backend; one that answers is
+        // up (`on_open`), one that fails stays down, for longer.
+        for index in 0..self.backends.len() {
+            if let Ok(probe) = cx.connect_with(self.backends[index].addr, self.connect) {
+                self.put(probe, Role::Probe { index });
+            }
+        }
+        if let Some(every) = self.health_interval {
+            cx.set_timer(every, HEALTH);
+        }
+    }
+
     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        if self.stats.is_some() && cx.listener(conn) == self.stats {
+            let page = self.page(cx);
+            let _ = cx.write(conn, page.as_bytes());
+            return cx.close(conn);
+        }
+        if let Some(Slot {
+            role: Role::Probe { index },
+            ..
+        }) = self.slot(conn)
+        {
+            let index = *index;
+            self.backends[index].answered();
+            return cx.close(conn);
+        }
         if cx.listener(conn).is_some() {
             // A client: pair it with a backend.
             self.put(
@@ -292,6 +443,14 @@ impl Handler for Proxy {
             return cx.close(conn);
         };
         if let Some(Slot {
+            role: Role::Backend { index, .. },
+            ..
+        }) = self.slot(conn)
+        {
+            let index = *index;
+            self.backends[index].answered();
+        }
+        if let Some(Slot {
             role: Role::Client { early, up, fin, .. },
             paused,
             ..
@@ -310,8 +469,29 @@ impl Handler for Proxy {
 
     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
         let Some(to) = self.partner(conn) else {
-            return 0; // no backend yet: the input waits, unread
+            return input.len(); // a probe or a status page: nothing to pass on
         };
+        let n = input.len() as u64;
+        match self.slot(conn).map(|s| &s.role) {
+            Some(Role::Backend { index, .. }) => {
+                let index = *index;
+                self.backends[index].bytes_down += n;
+            }
+            Some(Role::Client {
+                backend: Some(b), ..
+            }) => {
+                let b = *b;
+                if let Some(Slot {
+                    role: Role::Backend { index, .. },
+                    ..
+                }) = self.slot(b)
+                {
+                    let index = *index;
+                    self.backends[index].bytes_up += n;
+                }
+            }
+            _ => {}
+        }
         if let Some(Slot {
             role: Role::Client {
                 early, up: false, ..
@@ -382,17 +562,24 @@ impl Handler for Proxy {
             self.slots[conn.index()] = Some(slot); // a later tenant's
             return;
         }
+        let failed = matches!(
+            reason,
+            CloseReason::ConnectFailed(_) | CloseReason::ConnectTimeout
+        );
         match slot.role {
+            Role::Probe { index } => {
+                if failed {
+                    self.backends[index].failed(cx.now());
+                }
+            }
             Role::Backend { client, index } => {
+                let now = cx.now();
                 let b = &mut self.backends[index];
                 b.active = b.active.saturating_sub(1);
-                let failed = matches!(
-                    reason,
-                    CloseReason::ConnectFailed(_) | CloseReason::ConnectTimeout
-                );
                 if failed {
-                    b.failures += 1;
                     log::debug!("backend {}: {reason}", b.addr);
+                    b.failed(now);
+                    b.retries += 1;
                 }
                 let retry = failed
                     && matches!(
@@ -453,6 +640,11 @@ fn main() -> std::io::Result<std::process::ExitCode> {
                 active: 0,
                 total: 0,
                 failures: 0,
+                retries: 0,
+                bytes_up: 0,
+                bytes_down: 0,
+                down_until: None,
+                backoff: DOWN_MIN,
             })
             .collect(),
         balance: cli.balance,
@@ -464,9 +656,17 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         slots: Vec::new(),
         next: 0,
         rng: seed,
+        all_down: false,
+        health_interval: (cli.health_interval > 0)
+            .then(|| Duration::from_millis(cli.health_interval)),
+        stats: None,
     };
     let mut reactor = Reactor::new(proxy, config)?;
     cli.server.listen(&mut reactor, &[])?;
+    if let Some(addr) = cli.stats_addr {
+        let id = reactor.listen(addr)?;
+        reactor.handler_mut().stats = Some(id);
+    }
     reactor.handle_signals()?;
     reactor.run()?;
     for b in &reactor.handler().backends {

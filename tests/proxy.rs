@@ -38,7 +38,11 @@ fn echo_through(port: u16, msg: &[u8]) {
 fn bytes_pass_exact_and_round_robin_spreads_evenly() {
     let backends: Vec<Server> = (0..3).map(|_| Server::start(Config::default())).collect();
     let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
-    let p = proxy(&addrs, &["--balance", "round-robin"]);
+    // No health checks: their connects would count as clients here.
+    let p = proxy(
+        &addrs,
+        &["--balance", "round-robin", "--health-interval", "0"],
+    );
     for i in 0..9 {
         echo_through(p.port, &pattern(i, 100_000));
     }
@@ -54,7 +58,10 @@ fn least_conn_sends_a_new_client_to_the_idlest_backend() {
         Server::start(Config::default()),
     );
     let addrs = [a.addr.to_string(), b.addr.to_string()];
-    let p = proxy(&addrs, &["--balance", "least-conn"]);
+    let p = proxy(
+        &addrs,
+        &["--balance", "least-conn", "--health-interval", "0"],
+    );
     let opened = |s: &Server| s.record().opened.len();
     let up = |port| {
         let mut s = connect(port);
@@ -87,7 +94,14 @@ fn a_backend_that_refuses_is_retried_on_another() {
     drop(dead); // nothing listens there now
     let p = proxy(
         &[dead_addr, good.addr.to_string()],
-        &["--balance", "round-robin", "--retries", "2"],
+        &[
+            "--balance",
+            "round-robin",
+            "--retries",
+            "2",
+            "--health-interval",
+            "0",
+        ],
     );
     for i in 0..4 {
         echo_through(p.port, &pattern(i, 1000));
@@ -182,4 +196,85 @@ fn a_client_that_never_reads_holds_the_proxys_memory_bounded() {
         "the proxy grew by {grown} bytes for one pair"
     );
     drop(s);
+}
+
+/// The status page, fetched with a bare HTTP/1.0 request.
+fn status(port: u16) -> String {
+    let mut s = connect(port);
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    page
+}
+
+#[test]
+fn with_every_backend_down_clients_are_closed_and_a_health_check_finds_one_back() {
+    let spot = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = spot.local_addr().unwrap();
+    drop(spot); // down: nothing listens
+    let stats_port = process::free_port();
+    let stats_addr = format!("127.0.0.1:{stats_port}");
+    let p = proxy(
+        &[addr.to_string()],
+        &["--health-interval", "100", "--stats-addr", &stats_addr],
+    );
+    // The first client finds it down; the next is closed at once.
+    for _ in 0..2 {
+        let mut s = connect(p.port);
+        let _ = s.write_all(b"anyone?");
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        assert!(buf.is_empty());
+    }
+    assert!(status(stats_port).contains(&format!("{addr} down")));
+    // It comes back: a health check finds it, with no client needed.
+    let back = TcpListener::bind(addr).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while !status(stats_port).contains(&format!("{addr} up")) {
+        assert!(std::time::Instant::now() < until, "{}", status(stats_port));
+        thread::sleep(Duration::from_millis(50));
+    }
+    let server = thread::spawn(move || loop {
+        let (mut s, _) = back.accept().unwrap();
+        let mut buf = [0u8; 5];
+        if s.read_exact(&mut buf).is_ok() {
+            s.write_all(&buf).unwrap();
+            return;
+        }
+    });
+    echo_through(p.port, b"hello");
+    server.join().unwrap();
+    assert_eq!(
+        p.log().matches("every backend is down").count(),
+        1,
+        "one line per episode"
+    );
+}
+
+#[test]
+fn a_backend_that_stops_closes_its_clients_and_new_ones_go_to_the_others() {
+    let a = Server::start(Config::default());
+    let b = Server::start(Config::default());
+    let stats_port = process::free_port();
+    let stats_addr = format!("127.0.0.1:{stats_port}");
+    let p = proxy(
+        &[a.addr.to_string(), b.addr.to_string()],
+        &["--stats-addr", &stats_addr, "--health-interval", "0"],
+    );
+    let mut on_a = connect(p.port);
+    on_a.write_all(b"x").unwrap();
+    on_a.read_exact(&mut [0]).unwrap();
+    assert_eq!(a.record().opened.len(), 1);
+    let a_addr = a.addr;
+    a.stop(); // its connections closed, its port shut
+    let mut rest = Vec::new();
+    assert!(on_a.read_to_end(&mut rest).is_ok() && rest.is_empty());
+    for i in 0..4 {
+        echo_through(p.port, &pattern(i, 1000));
+    }
+    assert_eq!(b.record().opened.len(), 4);
+    let page = status(stats_port);
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("pool hits="), "{page}");
+    assert!(page.contains(&format!("{a_addr} down")), "{page}");
 }
