@@ -51,7 +51,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use evloop::{CloseReason, ConnId, Connect, Context, Handler, Reactor, State};
+use evloop::{Checkout, CloseReason, ConnId, Connect, Context, Handler, Reactor, State};
 
 #[derive(Parser, Debug)]
 #[command(about = "Layer-4 TCP proxy and load balancer on the evloop reactor")]
@@ -78,6 +78,10 @@ struct Cli {
     /// Serve a plain-text status page here (any HTTP client reads it).
     #[arg(long, value_name = "HOST:PORT")]
     stats_addr: Option<SocketAddr>,
+    /// Connections kept open to each backend ahead of demand (the
+    /// reactor's upstream pool), so a new client finds one ready.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    warm: usize,
 }
 
 /// How the backend for a new client is chosen.
@@ -197,6 +201,8 @@ struct Proxy {
     /// episode, not once per client.
     all_down: bool,
     health_interval: Option<Duration>,
+    /// Warm connections per backend.
+    warm: usize,
     /// The status page's listener.
     stats: Option<evloop::ListenerId>,
 }
@@ -300,8 +306,11 @@ impl Proxy {
             };
             self.all_down = false;
             let addr = self.backends[index].addr;
-            match cx.connect_with(addr, self.connect) {
-                Ok(backend) => {
+            // From the pool: a warm connection if one is ready (`--warm`),
+            // else a new connect.
+            match cx.checkout(addr) {
+                Ok(got) => {
+                    let backend = got.conn();
                     let _ = cx.write(backend, &early);
                     self.put(backend, Role::Backend { client, index });
                     let b = &mut self.backends[index];
@@ -319,6 +328,9 @@ impl Proxy {
                     {
                         *slot = Some(backend);
                         *kept = early;
+                    }
+                    if let Checkout::Reused(_) = got {
+                        self.backend_up(cx, backend); // open already
                     }
                     return;
                 }
@@ -390,6 +402,9 @@ impl Handler for Proxy {
         if let Some(every) = self.health_interval {
             cx.set_timer(every, HEALTH);
         }
+        for b in &self.backends {
+            cx.warm(b.addr, self.warm);
+        }
     }
 
     fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
@@ -437,8 +452,30 @@ impl Handler for Proxy {
             );
             return self.dial(cx, conn);
         }
-        // Our backend connection is up: what the client sent is on its
-        // way, and no retry will need it.
+        self.backend_up(cx, conn);
+    }
+
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        self.pass(cx, conn, input)
+    }
+
+    fn on_flushed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        self.flushed(cx, conn);
+    }
+
+    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, rest: &[u8]) {
+        self.read_closed(cx, conn, rest);
+    }
+
+    fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+        self.closed(cx, conn, reason);
+    }
+}
+
+impl Proxy {
+    /// Our backend connection is up: what the client sent is on its way,
+    /// and no retry will need it.
+    fn backend_up(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         let Some(client) = self.partner(conn) else {
             return cx.close(conn);
         };
@@ -467,7 +504,8 @@ impl Handler for Proxy {
         }
     }
 
-    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+    /// Input from one side of a pair, queued on the other.
+    fn pass(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
         let Some(to) = self.partner(conn) else {
             return input.len(); // a probe or a status page: nothing to pass on
         };
@@ -515,8 +553,8 @@ impl Handler for Proxy {
         input.len()
     }
 
-    fn on_flushed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
-        // `conn`'s output is all written: its partner may be read again.
+    /// `conn`'s output is all written: its partner may be read again.
+    fn flushed(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         let Some(from) = self.partner(conn) else {
             return;
         };
@@ -534,9 +572,9 @@ impl Handler for Proxy {
         }
     }
 
-    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, _rest: &[u8]) {
-        // Half-close crosses the pair: our FIN to the partner once what
-        // came before is written; the other direction goes on.
+    /// Half-close crosses the pair: our FIN to the partner once what
+    /// came before is written; the other direction goes on.
+    fn read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, _rest: &[u8]) {
         let Some(to) = self.partner(conn) else {
             return cx.close(conn);
         };
@@ -554,7 +592,9 @@ impl Handler for Proxy {
         cx.shutdown_write(to);
     }
 
-    fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
+    /// One side of a pair closed; the other follows (or, for a backend
+    /// that did not connect, the client is dialed elsewhere).
+    fn closed(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
         let Some(slot) = self.slots.get_mut(conn.index()).and_then(Option::take) else {
             return;
         };
@@ -627,6 +667,8 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     // The pair's own backpressure (see the module docs) replaces the
     // reactor's per-connection rule, which a proxy must not use.
     config.high_water = config.hard_limit;
+    // Every backend connect, warm or not, has this long.
+    config.connect_timeout = Duration::from_millis(cli.connect_timeout);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
@@ -657,6 +699,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         next: 0,
         rng: seed,
         all_down: false,
+        warm: cli.warm,
         health_interval: (cli.health_interval > 0)
             .then(|| Duration::from_millis(cli.health_interval)),
         stats: None,

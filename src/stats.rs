@@ -66,6 +66,8 @@ pub struct Stats {
     pub pool_found_dead: u64,
     /// Connections idle in the upstream pool now (a level).
     pub pool_idle: usize,
+    /// Connects the pool made to keep warm connections ready.
+    pub pool_warm: u64,
     /// TLS handshakes completed (feature `tls`).
     pub tls_handshakes: u64,
     /// Their time added up, in microseconds, from accept to the last

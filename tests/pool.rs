@@ -256,3 +256,52 @@ fn checkin_refuses_what_it_cannot_pool_and_changes_nothing() {
     let mut c = _client;
     round_trip(&mut c, b"still mine");
 }
+
+#[test]
+fn warm_connections_wait_ready_unheard_and_are_topped_up_after_each_checkout() {
+    let backend = backend();
+    let server = Server::start(Config::default());
+    let addr = backend.addr;
+    server.exec(move |cx, _| cx.warm(addr, 3));
+    wait_stats(&server, "three warm", |s| s.pool_idle == 3);
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 3);
+    assert!(
+        server.record().opened.is_empty(),
+        "the handler heard a warm connect"
+    );
+    // A checkout finds one ready; the pool connects another behind it.
+    let got = request(&server, addr, "a");
+    let Checkout::Reused(conn) = got else {
+        panic!("a warm pool connected: {got:?}");
+    };
+    answered(&server, conn, "ok:a\n");
+    wait_stats(&server, "topped up", |s| {
+        s.pool_idle == 3 && s.pool_warm == 4
+    });
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn warming_a_dead_address_waits_between_connects_instead_of_looping() {
+    let spot = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = spot.local_addr().unwrap();
+    drop(spot);
+    let server = Server::start(Config::default());
+    server.exec(move |cx, _| cx.warm(addr, 4));
+    thread::sleep(Duration::from_millis(300));
+    // The first round of connects failed; the next waits 0.5 s.
+    let stats = server.stats();
+    assert!(stats.pool_warm <= 4, "{stats}");
+    assert_eq!(stats.pool_idle, 0, "{stats}");
+    // Checkouts still work (and miss).
+    let got = server.exec(move |cx, rec| {
+        let got = cx.checkout(addr).unwrap();
+        rec.quiet.insert(got.conn());
+        got
+    });
+    assert!(matches!(got, Checkout::New(_)));
+    assert!(
+        server.stats().pool_warm <= 4,
+        "a checkout made the pool retry early"
+    );
+}

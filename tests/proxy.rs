@@ -278,3 +278,27 @@ fn a_backend_that_stops_closes_its_clients_and_new_ones_go_to_the_others() {
     assert!(page.contains("pool hits="), "{page}");
     assert!(page.contains(&format!("{a_addr} down")), "{page}");
 }
+
+#[test]
+fn with_warm_connections_a_client_is_paired_with_one_already_open() {
+    let backend = Server::start(Config::default());
+    let p = proxy(
+        &[backend.addr.to_string()],
+        &["--warm", "2", "--health-interval", "0"],
+    );
+    // Two connections open before any client comes.
+    backend.wait_for("two warm", |r| r.opened.len() == 2);
+    let warm: Vec<evloop::ConnId> = backend.record().opened.clone();
+    echo_through(p.port, b"over a warm one");
+    let record = backend.record();
+    let used = warm
+        .iter()
+        .filter(|c| {
+            record
+                .received
+                .get(c)
+                .is_some_and(|r| r == b"over a warm one")
+        })
+        .count();
+    assert_eq!(used, 1, "the client did not get a warm connection");
+}

@@ -558,8 +558,11 @@ impl<H: Handler> Reactor<H> {
         }
         conn.last_read = now;
         let tls = conn.tls;
+        let pooled = conn.pooled;
         self.core.connected(id);
         match self.core.apply(id, state::Event::Connected { tls }) {
+            // A warm-up connect: the pool's, not the handler's.
+            Some(Action::TellOpen) if pooled => self.core.warmed(id),
             Some(Action::TellOpen) => self.opened(id),
             // A TLS client: its ClientHello goes first (`tls.rs`).
             #[cfg(feature = "tls")]

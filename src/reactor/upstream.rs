@@ -33,6 +33,15 @@
 //! connections used least are the ones left to time out, so a pool
 //! shrinks to what the load needs.
 //!
+//! **Warm-up** ([`Context::warm`](crate::Context::warm)) keeps N idle
+//! connections to an address open ahead of demand: a checkout then finds
+//! one ready instead of paying a connect, and the pool connects another
+//! behind it. Warm connections are the pool's from the start (the handler
+//! hears no `on_open`). A warm connect that fails waits before the next
+//! (0.5 s, doubling to 30 s), and the pool tops up only when it is asked
+//! (a checkout) or loses one, so a backend that is down costs one connect
+//! per wait, never a loop of them.
+//!
 //! [`Config::pool_idle_per_addr`]: crate::Config::pool_idle_per_addr
 //! [`Config::pool_idle_max`]: crate::Config::pool_idle_max
 //! [`Config::pool_idle_timeout`]: crate::Config::pool_idle_timeout
@@ -42,8 +51,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use super::core::Core;
+use super::core::{Core, Lifecycle};
 use super::side_table::SideTable;
 use super::Connect;
 use crate::conn::{CloseReason, ConnId, NO_LISTENER};
@@ -114,6 +124,25 @@ pub(crate) struct Entry {
     addr: SocketAddr,
     /// Checkouts so far.
     uses: u32,
+    /// A warm-up connect not yet up.
+    warming: bool,
+}
+
+/// A warm connect that failed waits this long before the next, doubling
+/// after each failure up to [`WARM_BACKOFF_MAX`].
+const WARM_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const WARM_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// An address's warm-up.
+#[derive(Clone, Copy, Debug)]
+struct Warm {
+    /// Idle connections to keep ready.
+    target: usize,
+    /// Warm connects under way.
+    connecting: usize,
+    /// No warm connect before this tick (after a failure).
+    next_try: Tick,
+    backoff: Duration,
 }
 
 /// The pool's state.
@@ -125,6 +154,8 @@ pub(crate) struct Upstreams {
     count: usize,
     /// Every connection a checkout made or handed out, while it lives.
     entries: SideTable<Entry>,
+    /// Warm-up targets by address.
+    warm: HashMap<SocketAddr, Warm>,
 }
 
 impl Upstreams {
@@ -174,15 +205,127 @@ impl Core {
                 }
                 self.counters().pool_hits += 1;
                 self.arm(idle.id);
+                self.top_up(addr);
                 return Ok(Checkout::Reused(idle.id));
             }
         }
         self.counters().pool_misses += 1;
         let id = self.connect(addr, Connect::default())?;
-        self.upstreams
-            .entries
-            .insert(id.index, Entry { addr, uses: 1 });
+        self.upstreams.entries.insert(
+            id.index,
+            Entry {
+                addr,
+                uses: 1,
+                warming: false,
+            },
+        );
+        self.top_up(addr);
         Ok(Checkout::New(id))
+    }
+
+    /// Keeps `n` idle connections to `addr` ready (see the module docs);
+    /// 0 stops warming it (those idle stay until they time out).
+    pub(crate) fn warm(&mut self, addr: SocketAddr, n: usize) {
+        if n == 0 {
+            self.upstreams.warm.remove(&addr);
+            return;
+        }
+        // No more than the pool keeps for one address.
+        let n = n.min(self.config().pool_idle_per_addr);
+        let warm = self.upstreams.warm.entry(addr).or_insert(Warm {
+            target: n,
+            connecting: 0,
+            next_try: 0,
+            backoff: WARM_BACKOFF_MIN,
+        });
+        warm.target = n;
+        self.top_up(addr);
+    }
+
+    /// Connects as many as `addr`'s warm-up lacks, unless a failure's wait
+    /// is not over.
+    fn top_up(&mut self, addr: SocketAddr) {
+        let now = self.now();
+        if self.lifecycle() != Lifecycle::Running {
+            return;
+        }
+        let Some(&warm) = self.upstreams.warm.get(&addr) else {
+            return;
+        };
+        if now < warm.next_try {
+            return;
+        }
+        let idle = self.upstreams.idle.get(&addr).map_or(0, VecDeque::len);
+        for _ in (idle + warm.connecting)..warm.target {
+            match self.connect(addr, Connect::default()) {
+                Ok(id) => {
+                    if let Some(conn) = self.conn_mut(id) {
+                        conn.pooled = true; // the pool's from the start
+                    }
+                    self.upstreams.entries.insert(
+                        id.index,
+                        Entry {
+                            addr,
+                            uses: 0,
+                            warming: true,
+                        },
+                    );
+                    if let Some(w) = self.upstreams.warm.get_mut(&addr) {
+                        w.connecting += 1;
+                    }
+                    self.counters().pool_warm += 1;
+                }
+                Err(e) => {
+                    log::debug!("warming {addr}: {e}");
+                    self.warm_failed(addr);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A warm connect failed: the next waits.
+    fn warm_failed(&mut self, addr: SocketAddr) {
+        let now = self.now();
+        if let Some(w) = self.upstreams.warm.get_mut(&addr) {
+            let wait = u64::try_from(w.backoff.as_millis()).unwrap_or(u64::MAX);
+            w.next_try = now.saturating_add(wait);
+            w.backoff = (w.backoff * 2).min(WARM_BACKOFF_MAX);
+        }
+    }
+
+    /// A warm connect is up: into the pool, idle; the handler hears
+    /// nothing of it.
+    pub(crate) fn warmed(&mut self, id: ConnId) {
+        let now = self.now();
+        let Some(entry) = self.upstreams.entries.get_mut(id.index) else {
+            return;
+        };
+        entry.warming = false;
+        let addr = entry.addr;
+        if let Some(w) = self.upstreams.warm.get_mut(&addr) {
+            w.connecting = w.connecting.saturating_sub(1);
+            w.backoff = WARM_BACKOFF_MIN;
+        }
+        if self.lifecycle() != Lifecycle::Running {
+            return self.close(id, CloseReason::Shutdown);
+        }
+        if let Some(conn) = self.conn_mut(id) {
+            conn.last_read = now;
+        }
+        self.upstreams
+            .idle
+            .entry(addr)
+            .or_default()
+            .push_back(Idle { id, since: now });
+        self.upstreams.count += 1;
+        while self.upstreams.count > self.config().pool_idle_max {
+            match self.upstreams.oldest() {
+                Some(old) => self.evict(old, false),
+                None => break,
+            }
+        }
+        self.arm(id);
     }
 
     /// The newest idle connection to `addr`, off the list.
@@ -236,11 +379,11 @@ impl Core {
         if !clean {
             return Err(CheckinError::NotClean);
         }
-        let entry = *self
-            .upstreams
-            .entries
-            .get(id.index)
-            .unwrap_or(&Entry { addr, uses: 1 });
+        let entry = *self.upstreams.entries.get(id.index).unwrap_or(&Entry {
+            addr,
+            uses: 1,
+            warming: false,
+        });
         self.upstreams.entries.insert(id.index, entry);
         if entry.uses >= max_uses {
             // Used enough (nginx's `keepalive_requests`): closed, not kept.
@@ -319,10 +462,22 @@ impl Core {
         self.close(id, CloseReason::IdleTimeout);
     }
 
-    /// The pool forgets a connection that is going (step 8).
+    /// The pool forgets a connection that is going (step 8). A warm
+    /// connect that never came up is a failure to wait after; an idle one
+    /// lost is topped up.
     pub(crate) fn forget_upstream(&mut self, id: ConnId) {
-        self.upstreams.unlist(id);
-        self.upstreams.entries.remove(id.index);
+        let was_idle = self.upstreams.unlist(id);
+        let Some(entry) = self.upstreams.entries.remove(id.index) else {
+            return;
+        };
+        if entry.warming {
+            if let Some(w) = self.upstreams.warm.get_mut(&entry.addr) {
+                w.connecting = w.connecting.saturating_sub(1);
+            }
+            self.warm_failed(entry.addr);
+        } else if was_idle || entry.uses == 0 {
+            self.top_up(entry.addr);
+        }
     }
 
     /// Idle connections in the pool now.
