@@ -134,6 +134,7 @@
 //! | `stream.rs` | the sockets under connections and listeners: TCP or Unix domain |
 //! | `reactor/connect.rs` | outbound connections: to an address, a Unix path, a host name |
 //! | `reactor/resolve.rs` | connecting by host name: the resolver thread, and trying each address |
+//! | `reactor/upstream.rs` | the upstream pool: checkout, checkin, watching idle connections, bounds, warm-up |
 //! | `reactor/tail.rs` | output handed over whole (`write_owned`, `send_file`), queued behind the buffer |
 //! | `reactor/timeouts.rs` | the turn's clock reading; connection deadlines, lazily re-armed |
 //! | `reactor/shutdown.rs` | graceful shutdown, signals, recovery from a handler's panic |
