@@ -51,7 +51,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use evloop::{Checkout, CloseReason, ConnId, Connect, Context, Handler, Reactor, State};
+use evloop::{Checkout, CloseReason, ConnId, Connect, Context, Handler, Reactor};
 
 #[derive(Parser, Debug)]
 #[command(about = "Layer-4 TCP proxy and load balancer on the evloop reactor")]
@@ -470,6 +470,23 @@ impl Handler for Proxy {
     fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
         self.closed(cx, conn, reason);
     }
+
+    /// During shutdown, a side whose partner is still open may have an
+    /// answer on its way: it is not quiet (closing it would end the
+    /// client's stream with a FIN that looks complete).
+    fn is_busy(&self, conn: ConnId) -> bool {
+        let Some(slot) = self.slots.get(conn.index()).and_then(Option::as_ref) else {
+            return false;
+        };
+        slot.id == conn
+            && matches!(
+                slot.role,
+                Role::Client {
+                    backend: Some(_),
+                    ..
+                } | Role::Backend { .. }
+            )
+    }
 }
 
 impl Proxy {
@@ -578,15 +595,15 @@ impl Proxy {
         let Some(to) = self.partner(conn) else {
             return cx.close(conn);
         };
-        if cx.state(to) == Some(State::Connecting) {
-            // A FIN cannot go before the connect: it goes in `on_open`.
-            if let Some(Slot {
-                role: Role::Client { fin, .. },
-                ..
-            }) = self.slot(conn)
-            {
-                *fin = true;
-            }
+        if let Some(Slot {
+            role: Role::Client { fin, up: false, .. },
+            ..
+        }) = self.slot(conn)
+        {
+            // No backend is up yet (one may be connecting, or have just
+            // failed and be retried): the FIN goes once one is, in
+            // `backend_up`.
+            *fin = true;
             return;
         }
         cx.shutdown_write(to);

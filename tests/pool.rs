@@ -305,3 +305,68 @@ fn warming_a_dead_address_waits_between_connects_instead_of_looping() {
         "a checkout made the pool retry early"
     );
 }
+
+#[test]
+fn shutdown_closes_idle_and_warming_connections_without_waiting() {
+    let backend = backend();
+    let server = Server::start(Config::default());
+    let conn = request(&server, backend.addr, "a").conn();
+    answered(&server, conn, "ok:a\n");
+    checkin(&server, conn).unwrap();
+    // A warm connect to an address that never answers stays connecting.
+    let silent: SocketAddr = "10.255.255.1:9".parse().unwrap();
+    let addr = backend.addr;
+    server.exec(move |cx, _| {
+        cx.warm(addr, 2);
+        cx.warm(silent, 1);
+    });
+    wait_stats(&server, "warm", |s| s.pool_idle == 3);
+    let started = std::time::Instant::now();
+    let stats = server.stop().stats();
+    assert_eq!(stats.shutdown_cut, 0, "{stats}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "waited for the deadline"
+    );
+}
+
+#[test]
+fn a_backend_that_accepts_and_closes_is_not_warmed_in_a_loop() {
+    // Accepts, and closes each connection at once.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let server = Server::start(Config::default());
+    server.exec(move |cx, _| cx.warm(addr, 4));
+    thread::sleep(Duration::from_millis(1000));
+    let stats = server.stats();
+    // One round, then a wait that doubles: a handful, not thousands.
+    assert!(stats.pool_warm <= 12, "{stats}");
+    assert!(accepted.load(Ordering::SeqCst) <= 12);
+}
+
+#[test]
+fn warm_targets_past_the_pools_bound_do_not_evict_each_other() {
+    let (a, b) = (backend(), backend());
+    let config = Config {
+        pool_idle_max: 2,
+        ..Config::default()
+    };
+    let server = Server::start(config);
+    let (aa, ba) = (a.addr, b.addr);
+    server.exec(move |cx, _| {
+        cx.warm(aa, 2);
+        cx.warm(ba, 2); // no room left: nothing to warm
+    });
+    wait_stats(&server, "warm", |s| s.pool_idle == 2);
+    thread::sleep(Duration::from_millis(300));
+    let stats = server.stats();
+    assert_eq!((stats.pool_warm, stats.pool_evicted), (2, 0), "{stats}");
+}

@@ -80,6 +80,14 @@ impl<H: Handler> Reactor<H> {
             let Some(conn) = self.core.conn_mut(id) else {
                 return;
             };
+            if conn.pooled {
+                // Checked in by the handler during this read: the pool's
+                // now. Input left over, or the FIN read, makes it unfit.
+                if conn.input.is_some() || conn.eof {
+                    self.core.pooled_unfit(id);
+                }
+                return;
+            }
             if !conn.can_read() {
                 // Paused (before, or by the handler just now) while the
                 // peer's FIN or an error waits unread: no new edge will

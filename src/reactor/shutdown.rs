@@ -121,6 +121,9 @@ impl<H: Handler> Reactor<H> {
             self.queued.len()
         );
         self.dispatch(None, |h, cx| h.on_shutdown(cx));
+        // Idle pooled connections and warm connects wait for no request:
+        // closed now, not left to hold shutdown to its deadline.
+        self.core.close_pool();
         self.admit_backlog();
         // A request may sit in a socket whose edge this turn's poll did not
         // report (its event is still in the kernel's list): read every

@@ -201,6 +201,13 @@ impl Core {
                     conn.last_read = now; // its idle timeout counts from here
                 }
                 if let Some(entry) = self.upstreams.entries.get_mut(idle.id.index) {
+                    if entry.uses == 0 {
+                        // A warm connection served: warming this address
+                        // works, and its wait starts over.
+                        if let Some(w) = self.upstreams.warm.get_mut(&addr) {
+                            w.backoff = WARM_BACKOFF_MIN;
+                        }
+                    }
                     entry.uses = entry.uses.saturating_add(1);
                 }
                 self.counters().pool_hits += 1;
@@ -230,8 +237,22 @@ impl Core {
             self.upstreams.warm.remove(&addr);
             return;
         }
-        // No more than the pool keeps for one address.
-        let n = n.min(self.config().pool_idle_per_addr);
+        // No more than the pool keeps for one address, nor, with the other
+        // addresses' targets, in all: past those it would evict its own
+        // warm connections to make room for new ones, for ever.
+        let others: usize = self
+            .upstreams
+            .warm
+            .iter()
+            .filter(|(a, _)| **a != addr)
+            .map(|(_, w)| w.target)
+            .sum();
+        let n = n
+            .min(self.config().pool_idle_per_addr)
+            .min(self.config().pool_idle_max.saturating_sub(others));
+        if n == 0 {
+            return;
+        }
         let warm = self.upstreams.warm.entry(addr).or_insert(Warm {
             target: n,
             connecting: 0,
@@ -305,7 +326,6 @@ impl Core {
         let addr = entry.addr;
         if let Some(w) = self.upstreams.warm.get_mut(&addr) {
             w.connecting = w.connecting.saturating_sub(1);
-            w.backoff = WARM_BACKOFF_MIN;
         }
         if self.lifecycle() != Lifecycle::Running {
             return self.close(id, CloseReason::Shutdown);
@@ -390,6 +410,9 @@ impl Core {
             self.evict(id, true);
             return Ok(());
         }
+        // The handler's own settings for it end here: the next checkout
+        // gets it with the reactor's.
+        self.settings_table().remove(id.index);
         let Some(conn) = self.conn_mut(id) else {
             return Err(CheckinError::Gone);
         };
@@ -463,8 +486,11 @@ impl Core {
     }
 
     /// The pool forgets a connection that is going (step 8). A warm
-    /// connect that never came up is a failure to wait after; an idle one
-    /// lost is topped up.
+    /// connection that goes before any checkout used it (its connect
+    /// failed; the backend closed it at once, or spoke first; the pool
+    /// evicted it) is a failure to wait after, or a backend that accepts
+    /// and closes would be dialed in a loop; an idle one that served is
+    /// topped up.
     pub(crate) fn forget_upstream(&mut self, id: ConnId) {
         let was_idle = self.upstreams.unlist(id);
         let Some(entry) = self.upstreams.entries.remove(id.index) else {
@@ -474,10 +500,43 @@ impl Core {
             if let Some(w) = self.upstreams.warm.get_mut(&entry.addr) {
                 w.connecting = w.connecting.saturating_sub(1);
             }
+        }
+        if entry.uses == 0 {
             self.warm_failed(entry.addr);
-        } else if was_idle || entry.uses == 0 {
+        } else if was_idle {
             self.top_up(entry.addr);
         }
+    }
+
+    /// Shutdown: every idle connection and warm connect is closed, and
+    /// warming stops.
+    pub(crate) fn close_pool(&mut self) {
+        self.upstreams.warm.clear();
+        let idle: Vec<ConnId> = self
+            .upstreams
+            .idle
+            .drain()
+            .flat_map(|(_, list)| list.into_iter().map(|i| i.id))
+            .collect();
+        self.upstreams.count = 0;
+        let warming: Vec<ConnId> = self
+            .all_ids()
+            .into_iter()
+            .filter(|&id| {
+                self.conn(id)
+                    .is_some_and(|c| c.pooled && c.state() == State::Connecting)
+            })
+            .collect();
+        for id in idle.into_iter().chain(warming) {
+            self.close(id, CloseReason::Shutdown);
+        }
+    }
+
+    /// A pooled connection that its handler's read left unclean (checked
+    /// in from `on_data` with input left over, or its FIN read): not fit
+    /// to hand out.
+    pub(crate) fn pooled_unfit(&mut self, id: ConnId) {
+        self.found_dead(id);
     }
 
     /// Idle connections in the pool now.
