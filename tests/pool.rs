@@ -3,6 +3,8 @@
 //! checking connections out and in through `exec`.
 
 mod common;
+#[allow(dead_code)]
+mod harness;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -369,4 +371,61 @@ fn warm_targets_past_the_pools_bound_do_not_evict_each_other() {
     thread::sleep(Duration::from_millis(300));
     let stats = server.stats();
     assert_eq!((stats.pool_warm, stats.pool_evicted), (2, 0), "{stats}");
+}
+
+/// Checks its connection in from `on_data`, taking only the first line.
+struct CheckinFromData {
+    backend: SocketAddr,
+    calls: usize,
+    checkin: Option<Result<(), CheckinError>>,
+}
+
+impl evloop::Handler for CheckinFromData {
+    type Message = ();
+    fn on_start(&mut self, cx: &mut evloop::Context<'_>) {
+        let got = cx.checkout(self.backend).unwrap();
+        cx.write(got.conn(), b"a\n").unwrap();
+    }
+    fn on_data(&mut self, cx: &mut evloop::Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        self.calls += 1;
+        let line = input.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if line > 0 {
+            self.checkin = Some(cx.checkin(conn));
+        }
+        line
+    }
+}
+
+#[test]
+fn a_connection_checked_in_with_input_left_over_is_never_handed_out() {
+    // The answer and more bytes nobody asked for, in one write: the
+    // handler takes the answer and checks the connection in during that
+    // same read. The rest must not reach it, nor the next user.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        s.write_all(b"ok:a\nEXTRA").unwrap();
+        thread::sleep(Duration::from_secs(5));
+    });
+    let handler = CheckinFromData {
+        backend: addr,
+        calls: 0,
+        checkin: None,
+    };
+    let mut reactor = evloop::Reactor::new(handler, Config::default()).unwrap();
+    harness::turn_until(&mut reactor, "the unfit connection closed", |r| {
+        r.stats().pool_found_dead == 1
+    });
+    assert_eq!(reactor.handler().checkin, Some(Ok(())));
+    assert_eq!(
+        reactor.handler().calls,
+        1,
+        "stale bytes reached the handler"
+    );
+    assert_eq!(reactor.stats().pool_idle, 0);
 }

@@ -211,6 +211,11 @@ impl Core {
         let Some(session) = sessions.get_mut(id.index) else {
             return Err(());
         };
+        if conn.state().is_closed() {
+            // Closed: its buffers are returned and nothing more goes out;
+            // what the session still holds is dropped with it.
+            return Ok(());
+        }
         if !(conn.writable && conn.state().may_write()) {
             conn.sealed = !session.outgoing().is_empty();
             return Ok(());
