@@ -3,7 +3,6 @@
 //! checking connections out and in through `exec`.
 
 mod common;
-#[allow(dead_code)]
 mod harness;
 
 use std::io::{BufRead, BufReader, Write};
