@@ -139,6 +139,12 @@ impl Backend {
     /// A connect failed: down, for longer each time.
     fn failed(&mut self, now: Instant) {
         self.failures += 1;
+        if self.down_until.is_some_and(|t| now < t) {
+            // Down already, its wait not over: a connect begun before (a
+            // burst of clients at once) is the same failure, so the wait
+            // doubles once per episode, not once per connect.
+            return;
+        }
         if self.down_until.is_none() {
             log::warn!("backend {} is down", self.addr);
         }
@@ -370,12 +376,13 @@ impl Proxy {
         let stats = cx.stats();
         let _ = writeln!(
             body,
-            "pool hits={} misses={} evicted={} found_dead={} idle={}",
+            "pool hits={} misses={} evicted={} found_dead={} idle={} warm={}",
             stats.pool_hits,
             stats.pool_misses,
             stats.pool_evicted,
             stats.pool_found_dead,
-            stats.pool_idle
+            stats.pool_idle,
+            stats.pool_warm
         );
         let _ = writeln!(body, "reactor {stats}");
         format!(

@@ -189,6 +189,18 @@ impl Upstreams {
     }
 }
 
+/// Whether an idle connection has nothing to read, its FIN and errors
+/// included (a peek: one system call, retried if a signal cut it short).
+fn nothing_to_read(stream: &crate::stream::Stream) -> bool {
+    loop {
+        match stream.peek_one() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return e.kind() == io::ErrorKind::WouldBlock,
+            Ok(_) => return false,
+        }
+    }
+}
+
 impl Core {
     /// A connection to `addr` for the handler: an idle live one from the
     /// pool, or a new connect (see the module docs).
@@ -368,8 +380,7 @@ impl Core {
         let Some(conn) = self.conn(id) else {
             return false;
         };
-        let fit = conn.state() == State::Open
-            && matches!(conn.stream.peek_one(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
+        let fit = conn.state() == State::Open && nothing_to_read(&conn.stream);
         if !fit {
             self.found_dead(id);
         }
@@ -471,9 +482,7 @@ impl Core {
             return;
         };
         conn.writable = true; // written nothing since; the cache stays right
-        let quiet =
-            matches!(conn.stream.peek_one(), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
-        if !quiet {
+        if !nothing_to_read(&conn.stream) {
             self.found_dead(id);
         }
     }
