@@ -159,20 +159,10 @@ impl TlsConfig {
     ///
     /// [`TlsFailure::Certificate`]: crate::TlsFailure::Certificate
     pub fn client_ca(mut self, ca: impl AsRef<Path>) -> Result<Self, TlsError> {
-        let path = ca.as_ref();
-        let file_error = |e: String| TlsError::File(path.to_path_buf(), e);
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| file_error(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(file_error("no certificate in it".into()));
-        }
         let roots = self
             .client_roots
             .get_or_insert_with(rustls::RootCertStore::empty);
-        for cert in certs {
-            roots.add(cert).map_err(|e| file_error(e.to_string()))?;
-        }
+        add_roots(roots, ca.as_ref())?;
         Ok(self)
     }
 
@@ -223,17 +213,33 @@ impl fmt::Debug for TlsConfig {
     }
 }
 
-/// Reads a chain and its key, and checks they belong together.
-fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let chain = CertificateDer::pem_file_iter(cert)
+/// The certificates in a PEM file: at least one, or an error naming it.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::File(cert.to_path_buf(), e.to_string()))?;
-    if chain.is_empty() {
+        .map_err(|e| TlsError::File(path.to_path_buf(), e.to_string()))?;
+    if certs.is_empty() {
         return Err(TlsError::File(
-            cert.to_path_buf(),
+            path.to_path_buf(),
             "no certificate in it".into(),
         ));
     }
+    Ok(certs)
+}
+
+/// Adds the CA certificates in a PEM file to `roots`.
+fn add_roots(roots: &mut rustls::RootCertStore, path: &Path) -> Result<(), TlsError> {
+    for cert in certificates(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| TlsError::File(path.to_path_buf(), e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Reads a chain and its key, and checks they belong together.
+fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = certificates(cert)?;
     let der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| TlsError::File(key.to_path_buf(), e.to_string()))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&der)
@@ -316,18 +322,8 @@ impl std::error::Error for TlsError {}
 /// a program that needs more (the system's roots, a client certificate,
 /// ALPN) builds its own `rustls::ClientConfig`.
 pub fn client_config(ca: impl AsRef<Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let path = ca.as_ref();
-    let file_error = |e: String| TlsError::File(path.to_path_buf(), e);
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| file_error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(file_error("no certificate in it".into()));
-    }
     let mut roots = rustls::RootCertStore::empty();
-    for cert in certs {
-        roots.add(cert).map_err(|e| file_error(e.to_string()))?;
-    }
+    add_roots(&mut roots, ca.as_ref())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

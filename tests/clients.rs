@@ -13,35 +13,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use process::{connect, exchange, Proc};
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} not installed: .ci/run must install it"
-        );
-        eprintln!("skipped: {tool} not installed");
-    }
-    found
-}
-
-fn run(cmd: &str, args: &[&str]) -> (String, String, bool) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.success(),
-    )
-}
+use process::{connect, exchange, have, run, Proc};
 
 // ---- http -----------------------------------------------------------
 

@@ -12,35 +12,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use process::Proc;
-
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} not installed: .ci/run must install it"
-        );
-        eprintln!("skipped: {tool} not installed");
-    }
-    found
-}
-
-fn run(cmd: &str, args: &[&str]) -> (String, String, bool) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        out.status.success(),
-    )
-}
+use process::{have, run, Proc};
 
 /// A certificate for `localhost` and 127.0.0.1 (ECDSA P-256), in a
 /// directory of its own removed at the end.

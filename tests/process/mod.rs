@@ -156,3 +156,34 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// Whether `tool` is installed: a missing one fails under CI (`.ci/run`
+/// installs it) and skips with a message elsewhere.
+pub fn have(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} not installed: .ci/run must install it"
+        );
+        eprintln!("skipped: {tool} not installed");
+    }
+    found
+}
+
+/// Runs `cmd args...`: its stdout, its stderr, and whether it succeeded.
+pub fn run(cmd: &str, args: &[&str]) -> (String, String, bool) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
