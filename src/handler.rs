@@ -270,6 +270,9 @@ impl Context<'_> {
     /// other connection), in one system call with everything else queued
     /// for it.
     pub fn write(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
+        if !self.held(conn) {
+            return Err(SendError::Gone);
+        }
         self.core.write(conn, data)
     }
 
@@ -316,6 +319,9 @@ impl Context<'_> {
     where
         B: AsRef<[u8]> + Send + 'static,
     {
+        if !self.held(conn) {
+            return Err(SendError::Gone);
+        }
         self.core
             .queue(conn, Queued::Whole(Segment::owned(Box::new(data))))
     }
@@ -368,6 +374,9 @@ impl Context<'_> {
         offset: u64,
         len: u64,
     ) -> Result<(), SendError> {
+        if !self.held(conn) {
+            return Err(SendError::Gone);
+        }
         let file = file.into();
         let size = file.metadata().map_or(0, |m| m.len());
         if offset.checked_add(len).is_none_or(|end| end > size) {
@@ -383,20 +392,26 @@ impl Context<'_> {
 
     /// Closes `conn` once its output is flushed (FIN).
     pub fn close(&mut self, conn: ConnId) {
-        self.core.close(conn, CloseReason::Closed);
+        if self.held(conn) {
+            self.core.close(conn, CloseReason::Closed);
+        }
     }
 
     /// Closes `conn` now: waiting output is dropped, the peer gets RST (a
     /// TCP peer; a Unix domain socket has no reset, and its peer reads an
     /// ordinary end of stream).
     pub fn abort(&mut self, conn: ConnId) {
-        self.core.abort(conn, CloseReason::Aborted);
+        if self.held(conn) {
+            self.core.abort(conn, CloseReason::Aborted);
+        }
     }
 
     /// Sends FIN once `conn`'s output is flushed, and keeps reading until
     /// the peer's FIN.
     pub fn shutdown_write(&mut self, conn: ConnId) {
-        self.core.shutdown_write(conn);
+        if self.held(conn) {
+            self.core.shutdown_write(conn);
+        }
     }
 
     /// Stops reading `conn` (its input waits in the kernel, and TCP flow
@@ -406,7 +421,7 @@ impl Context<'_> {
     /// [`Handler::on_read_closed`], so a paused connection whose peer
     /// is gone does not live on.
     pub fn pause_read(&mut self, conn: ConnId) {
-        if let Some(c) = self.core.conn_mut(conn) {
+        if let Some(c) = self.core.conn_mut(conn).filter(|c| !c.pooled) {
             c.read_paused = true;
         }
     }
@@ -414,7 +429,7 @@ impl Context<'_> {
     /// Resumes reading `conn`. Input the handler left is offered again
     /// (in step 5 of this turn, or the next) without waiting for new bytes.
     pub fn resume_read(&mut self, conn: ConnId) {
-        if let Some(c) = self.core.conn_mut(conn) {
+        if let Some(c) = self.core.conn_mut(conn).filter(|c| !c.pooled) {
             c.read_paused = false;
             c.reoffer = c.input.is_some();
             self.core.push_ready(conn);
@@ -603,6 +618,9 @@ impl Context<'_> {
     /// Changes `conn`'s settings, and re-arms its timer in case a deadline
     /// moved earlier.
     fn set(&mut self, conn: ConnId, change: impl FnOnce(&mut crate::reactor::Settings)) -> bool {
+        if !self.held(conn) {
+            return false;
+        }
         let Some(settings) = self.core.settings_mut(conn) else {
             return false;
         };
@@ -892,7 +910,7 @@ impl Context<'_> {
     /// ([`write_owned`](Self::write_owned)), and in file ranges
     /// ([`send_file`](Self::send_file)) not yet sent.
     pub fn output_len(&self, conn: ConnId) -> Option<usize> {
-        self.core.conn(conn).map(|_| self.core.waiting(conn).bytes)
+        self.held(conn).then(|| self.core.waiting(conn).bytes)
     }
 
     /// A connection to `addr` from the upstream pool: an idle one, open
@@ -940,17 +958,33 @@ impl Context<'_> {
     /// Gives an outbound connection back to the upstream pool: from now
     /// on the pool owns it, and the handler hears nothing more of it (not
     /// its close) unless a [`checkout`](Self::checkout) hands it out
-    /// again. It must be open with nothing queued and no input left; a
-    /// connection used [`Config::pool_max_uses`](crate::Config::pool_max_uses)
-    /// times, or one there is no room for, is closed instead. On `Err`
-    /// nothing changed: it is still the handler's.
+    /// again, under a new id. From the checkin on, `conn` names a
+    /// connection that is gone: writes to it fail with [`SendError::Gone`]
+    /// and closes do nothing, so a handler that kept the id by mistake
+    /// can never reach the next user's exchange. It must be open with
+    /// nothing queued and no input left; a connection used
+    /// [`Config::pool_max_uses`](crate::Config::pool_max_uses) times, or
+    /// one there is no room for, is closed instead. On `Err` nothing
+    /// changed: it is still the handler's.
     pub fn checkin(&mut self, conn: ConnId) -> Result<(), crate::CheckinError> {
         self.core.checkin(conn)
     }
 
-    /// `conn`'s state, or `None` once it is gone.
+    /// Whether `conn` is the handler's to use: open or closing, and not
+    /// checked in to the upstream pool. A checked-in connection is the
+    /// pool's: calls on it are those on a connection that is gone, and a
+    /// checkout hands it out again under a new id.
+    fn held(&self, conn: ConnId) -> bool {
+        self.core.conn(conn).is_some_and(|c| !c.pooled)
+    }
+
+    /// `conn`'s state, or `None` once it is gone (closed, or checked in
+    /// to the upstream pool).
     pub fn state(&self, conn: ConnId) -> Option<State> {
-        self.core.conn(conn).map(|c| c.state())
+        self.core
+            .conn(conn)
+            .filter(|c| !c.pooled)
+            .map(|c| c.state())
     }
 
     /// What `conn`'s TLS handshake agreed (version, cipher suite, ALPN,

@@ -110,14 +110,18 @@ fn connections_checked_in_are_reused_and_the_backend_accepts_one() {
         panic!("an empty pool connected: {first:?}");
     };
     answered(&server, conn, "ok:a\n");
-    let mut expect = String::from("ok:a\n");
+    let mut conn = conn;
     for i in 0..10 {
         checkin(&server, conn).unwrap();
         assert_eq!(server.stats().pool_idle, 1);
         let got = request(&server, backend.addr, &format!("r{i}"));
-        assert_eq!(got, Checkout::Reused(conn));
-        expect += &format!("ok:r{i}\n");
-        answered(&server, conn, &expect);
+        // The same connection, under a new id.
+        assert!(
+            matches!(got, Checkout::Reused(id) if id.index() == conn.index() && id != conn),
+            "{got:?} after {conn}"
+        );
+        conn = got.conn();
+        answered(&server, conn, &format!("ok:r{i}\n"));
     }
     let stats = server.stats();
     assert_eq!((stats.pool_hits, stats.pool_misses), (10, 1), "{stats}");
@@ -211,7 +215,11 @@ fn the_pool_keeps_its_bounds_per_address_and_in_all_oldest_first() {
     assert_eq!((stats.pool_idle, stats.pool_evicted), (3, 2), "{stats}");
     // The survivors: the newest to A (the older ones went first), both
     // to B.
-    assert_eq!(request(&server, a.addr, "x"), Checkout::Reused(to_a[2]));
+    let got = request(&server, a.addr, "x");
+    assert!(
+        matches!(got, Checkout::Reused(id) if id.index() == to_a[2].index()),
+        "{got:?}"
+    );
     assert!(matches!(request(&server, a.addr, "y"), Checkout::New(_)));
 }
 
@@ -236,8 +244,10 @@ fn idle_too_long_or_used_enough_a_connection_is_closed() {
     let conn = request(&server, backend.addr, "b").conn(); // use 1
     answered(&server, conn, "ok:b\n");
     checkin(&server, conn).unwrap();
-    assert_eq!(request(&server, backend.addr, "c"), Checkout::Reused(conn)); // use 2
-    answered(&server, conn, "ok:b\nok:c\n");
+    let again = request(&server, backend.addr, "c"); // use 2
+    assert!(matches!(again, Checkout::Reused(id) if id.index() == conn.index()));
+    let conn = again.conn();
+    answered(&server, conn, "ok:c\n");
     checkin(&server, conn).unwrap(); // used up: closed, not kept
     let stats = server.stats();
     assert_eq!((stats.pool_idle, stats.pool_evicted), (0, 2), "{stats}");
@@ -392,6 +402,8 @@ struct CheckinFromData {
     backend: SocketAddr,
     calls: usize,
     checkin: Option<Result<(), CheckinError>>,
+    /// A checkout made right after the checkin, in the same call.
+    next: Option<Checkout>,
 }
 
 impl evloop::Handler for CheckinFromData {
@@ -405,6 +417,8 @@ impl evloop::Handler for CheckinFromData {
         let line = input.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
         if line > 0 {
             self.checkin = Some(cx.checkin(conn));
+            // Its input is not settled yet: it must not be handed out.
+            self.next = cx.checkout(self.backend).ok();
         }
         line
     }
@@ -430,16 +444,63 @@ fn a_connection_checked_in_with_input_left_over_is_never_handed_out() {
         backend: addr,
         calls: 0,
         checkin: None,
+        next: None,
     };
     let mut reactor = evloop::Reactor::new(handler, Config::default()).unwrap();
     harness::turn_until(&mut reactor, "the unfit connection closed", |r| {
         r.stats().pool_found_dead == 1
     });
     assert_eq!(reactor.handler().checkin, Some(Ok(())));
+    assert!(
+        matches!(reactor.handler().next, Some(Checkout::New(_))),
+        "{:?}",
+        reactor.handler().next
+    );
     assert_eq!(
         reactor.handler().calls,
         1,
         "stale bytes reached the handler"
     );
     assert_eq!(reactor.stats().pool_idle, 0);
+}
+
+#[test]
+fn an_id_kept_after_checkin_reaches_nothing_not_even_the_next_user() {
+    let backend = backend();
+    let server = Server::start(Config::default());
+    let old = request(&server, backend.addr, "a").conn();
+    answered(&server, old, "ok:a\n");
+    checkin(&server, old).unwrap();
+    // In the pool: the old id is a connection that is gone.
+    let refused = server.exec(move |cx, _| {
+        let write = cx.write(old, b"stale\n");
+        cx.close(old);
+        cx.abort(old);
+        (write, cx.state(old), cx.output_len(old))
+    });
+    assert_eq!(refused, (Err(evloop::SendError::Gone), None, None));
+    assert_eq!(server.stats().pool_idle, 1, "a close through the old id");
+    // Handed out again: a new id, and the old one still reaches nothing.
+    let new = request(&server, backend.addr, "b").conn();
+    assert!(
+        new.index() == old.index() && new != old,
+        "{new} after {old}"
+    );
+    let refused = server.exec(move |cx, _| {
+        let write = cx.write(old, b"stale\n");
+        cx.close(old);
+        (write, cx.state(new))
+    });
+    assert_eq!(
+        refused,
+        (Err(evloop::SendError::Gone), Some(evloop::State::Open))
+    );
+    answered(&server, new, "ok:b\n");
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        server.record().received.get(&new).map(Vec::as_slice),
+        Some(&b"ok:b\n"[..]),
+        "the backend was sent what the old id wrote"
+    );
+    assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
 }

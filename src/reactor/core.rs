@@ -25,7 +25,7 @@ use crate::admission::Admission;
 use crate::buffer::{Buffer, BufferPool};
 use crate::clock::Clock;
 use crate::config::{Config, DEFAULT_POOL_MAX_CAPACITY};
-use crate::conn::{CloseReason, Conn, ConnId, Held};
+use crate::conn::{CloseReason, Conn, ConnId, Held, NEVER};
 use crate::state::{Action, Event, State};
 use crate::stats::Stats;
 use crate::stream::Stream;
@@ -410,6 +410,30 @@ impl Core {
         let id = ConnId { index, generation };
         self.arm(id);
         Ok(id)
+    }
+
+    /// A new id for a connection that changes hands (the upstream pool
+    /// handing an idle one to its next user): the old id goes stale, as a
+    /// closed connection's does, so whoever held it before can never reach
+    /// the next user's exchange. Its timer was the old id's; the caller
+    /// arms the new one.
+    pub(crate) fn renew(&mut self, id: ConnId) -> Option<ConnId> {
+        let slot = id.index as usize;
+        let conn = self
+            .conns
+            .get_mut(slot)
+            .filter(|c| c.generation == id.generation)?;
+        let generation = self.generations[slot].wrapping_add(1);
+        self.generations[slot] = generation;
+        conn.generation = generation;
+        conn.timer_at = NEVER;
+        if let Some(timer) = conn.timer.take() {
+            self.wheel.cancel(timer);
+        }
+        Some(ConnId {
+            index: id.index,
+            generation,
+        })
     }
 
     /// TCP keepalive as the `Config` asks, if it does.

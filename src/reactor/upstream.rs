@@ -9,7 +9,11 @@
 //! nothing queued), it **checks it back in**
 //! ([`Context::checkin`](crate::Context::checkin)), and from then on the
 //! pool owns it: the handler hears nothing more of it until it is checked
-//! out again, not even its close.
+//! out again, not even its close. The id it checked in names a connection
+//! that is gone from then on, and a checkout hands the connection out
+//! under a new one (`Core::renew`): an id kept by mistake can never write
+//! into the next user's exchange, the mix-up generational ids exist to
+//! prevent.
 //!
 //! While a connection sits in the pool nobody reads it, so the pool
 //! watches it: its events are not the handler's. Any readable event on an
@@ -206,27 +210,27 @@ impl Core {
     /// pool, or a new connect (see the module docs).
     pub(crate) fn checkout(&mut self, addr: SocketAddr) -> io::Result<Checkout> {
         let now = self.now();
-        while let Some(idle) = self.take_newest(addr) {
-            if self.still_fit(idle.id) {
-                if let Some(conn) = self.conn_mut(idle.id) {
-                    conn.pooled = false;
-                    conn.last_read = now; // its idle timeout counts from here
-                }
-                if let Some(entry) = self.upstreams.entries.get_mut(idle.id.index) {
-                    if entry.uses == 0 {
-                        // A warm connection served: warming this address
-                        // works, and its wait starts over.
-                        if let Some(w) = self.upstreams.warm.get_mut(&addr) {
-                            w.backoff = WARM_BACKOFF_MIN;
-                        }
-                    }
-                    entry.uses = entry.uses.saturating_add(1);
-                }
-                self.counters().pool_hits += 1;
-                self.arm(idle.id);
-                self.top_up(addr);
-                return Ok(Checkout::Reused(idle.id));
+        // A new id for the new user: the one who checked it in may still
+        // hold the old one, which from now on names nothing.
+        if let Some(id) = self.take_fit(addr).and_then(|id| self.renew(id)) {
+            if let Some(conn) = self.conn_mut(id) {
+                conn.pooled = false;
+                conn.last_read = now; // its idle timeout counts from here
             }
+            if let Some(entry) = self.upstreams.entries.get_mut(id.index) {
+                if entry.uses == 0 {
+                    // A warm connection served: warming this address
+                    // works, and its wait starts over.
+                    if let Some(w) = self.upstreams.warm.get_mut(&addr) {
+                        w.backoff = WARM_BACKOFF_MIN;
+                    }
+                }
+                entry.uses = entry.uses.saturating_add(1);
+            }
+            self.counters().pool_hits += 1;
+            self.arm(id);
+            self.top_up(addr);
+            return Ok(Checkout::Reused(id));
         }
         self.counters().pool_misses += 1;
         let id = self.connect(addr, Connect::default())?;
@@ -371,6 +375,29 @@ impl Core {
             self.upstreams.count -= 1;
         }
         idle
+    }
+
+    /// The newest idle connection to `addr` that is still fit, off the
+    /// list; those found unfit on the way are closed. The connection whose
+    /// own callback runs now is passed over and stays: checked in from its
+    /// `on_data`, what the handler left of that input is not settled until
+    /// the call returns.
+    fn take_fit(&mut self, addr: SocketAddr) -> Option<ConnId> {
+        let mut own = None;
+        let mut fit = None;
+        while let Some(idle) = self.take_newest(addr) {
+            if self.dispatching() == Some(idle.id) {
+                own = Some(idle);
+            } else if self.still_fit(idle.id) {
+                fit = Some(idle.id);
+                break;
+            }
+        }
+        if let Some(idle) = own {
+            self.upstreams.idle.entry(addr).or_default().push_back(idle);
+            self.upstreams.count += 1;
+        }
+        fit
     }
 
     /// A last look before an idle connection is handed out: open, and
