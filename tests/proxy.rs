@@ -302,3 +302,78 @@ fn with_warm_connections_a_client_is_paired_with_one_already_open() {
         .count();
     assert_eq!(used, 1, "the client did not get a warm connection");
 }
+
+#[test]
+fn a_backend_whose_connect_times_out_is_retried_on_another() {
+    // A listener whose accept queue is full (backlog 0, one connection
+    // waiting in it, never accepted): the kernel drops further SYNs, so a
+    // connect to it never completes and only the timeout ends it.
+    let silent = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    silent
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    silent.listen(0).unwrap();
+    let silent_addr = silent.local_addr().unwrap().as_socket().unwrap();
+    let _queued = TcpStream::connect(silent_addr).unwrap();
+    let probe = TcpStream::connect_timeout(&silent_addr, Duration::from_millis(200));
+    assert!(probe.is_err(), "the full queue still took a connection");
+    let good = Server::start(Config::default());
+    let p = proxy(
+        &[silent_addr.to_string(), good.addr.to_string()],
+        &[
+            "--balance",
+            "round-robin",
+            "--connect-timeout",
+            "300",
+            "--retries",
+            "1",
+            "--health-interval",
+            "0",
+        ],
+    );
+    let started = std::time::Instant::now();
+    echo_through(p.port, &pattern(7, 10_000)); // the silent one first
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "the first client waited {waited:?}, not about the 300 ms timeout"
+    );
+    echo_through(p.port, &pattern(8, 10_000));
+    assert_eq!(good.record().opened.len(), 2);
+}
+
+#[test]
+fn an_answer_on_its_way_at_shutdown_still_reaches_the_client() {
+    // A backend that answers half a second after the request.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = [0; 4];
+        s.read_exact(&mut req).unwrap();
+        thread::sleep(Duration::from_millis(500));
+        s.write_all(b"pong").unwrap();
+        let _ = s.read(&mut req); // until the proxy passes the client's FIN
+    });
+    let mut p = proxy(&[addr], &["--health-interval", "0"]);
+    let mut client = connect(p.port);
+    client.write_all(b"ping").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    p.signal("TERM");
+    let mut answer = [0; 4];
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"pong", "the answer in flight was cut");
+    client.shutdown(Shutdown::Write).unwrap();
+    let started = std::time::Instant::now();
+    let status = p.wait(Duration::from_secs(10));
+    assert!(status.success(), "the proxy exited {status}: {}", p.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the proxy waited out its deadline after the pair closed"
+    );
+}
