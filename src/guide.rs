@@ -1,6 +1,6 @@
 //! # The guide: non-blocking I/O, from threads to a reactor
 //!
-//! Ten chapters, in a learner's order. Each starts from how the previous
+//! Eleven chapters, in a learner's order. Each starts from how the previous
 //! step fails, and each ends with a pointer to the next. The same text is
 //! in `docs/guide/*.md`, readable on GitHub; here it is rendered by
 //! rustdoc, and its Rust code blocks are compiled (and, where they do not
@@ -38,8 +38,14 @@
            rendered here in a build with the feature."
 )]
 //!
-//! The examples follow the same path, numbered 1 to 9, from
-//! `examples/raw_echo.rs` to `examples/c10k.rs` and `examples/embed.rs`;
+//! 11. [Pools and proxies](pools_and_proxies): checking connections out
+//!     and in, what the pool watches, whose id it is, bounds and warm-up;
+//!     a proxy's backpressure across a pair, half-close, balancing and
+//!     health.
+//!
+//! The examples follow the same path, numbered 1 to 10, from
+//! `examples/raw_echo.rs` to `examples/c10k.rs`, `examples/embed.rs` and
+//! `examples/proxy.rs`;
 //! each says what it teaches and what to read next.
 
 #[doc = include_str!("../docs/guide/01-threads.md")]
@@ -72,3 +78,6 @@ pub mod embedding {}
 #[cfg(feature = "tls")]
 #[doc = include_str!("../docs/guide/10-tls.md")]
 pub mod tls {}
+
+#[doc = include_str!("../docs/guide/11-pools-and-proxies.md")]
+pub mod pools_and_proxies {}
