@@ -73,7 +73,7 @@ use evloop::{CloseReason, ConnId, Connect, Context, Handler, ListenerId, Reactor
 
 use command::{Local, Route, Split};
 use resp::reply as write;
-use ring::{Distribution, Member, Ring};
+use ring::{Distribution, KeyHash, Member, Ring};
 
 /// Requests one client may have unanswered (pipelined) before it is not
 /// read until some are answered: bounds what one client holds in the
@@ -123,6 +123,12 @@ struct Cli {
     /// How keys are spread over the backends.
     #[arg(long, value_enum, default_value = "ketama")]
     hash: Distribution,
+    /// How a key is hashed: twemproxy's default `fnv1a_64` keeps a
+    /// twemproxy pool's keys where they are, but spreads keys that differ
+    /// only at their end badly; `fnv1a_32` and `md5` spread them evenly
+    /// (see ring.rs).
+    #[arg(long, value_enum, default_value = "fnv1a_64")]
+    hash_function: KeyHash,
     /// A request not answered in this many milliseconds fails, with every
     /// other request on its backend connection, which is closed (0: none).
     #[arg(long, value_name = "MS", default_value_t = 5000)]
@@ -247,6 +253,7 @@ struct Proxy {
     backends: Vec<Backend>,
     members: Vec<Member>,
     distribution: Distribution,
+    key_hash: KeyHash,
     ring: Ring,
     slots: Vec<Option<Slot>>,
     connect: Connect,
@@ -296,7 +303,7 @@ impl Proxy {
             .iter()
             .map(|b| b.ejected_until.is_some_and(|t| now < t))
             .collect();
-        self.ring = Ring::new(self.distribution, &self.members, &out);
+        self.ring = Ring::new(self.distribution, self.key_hash, &self.members, &out);
     }
 
     // ---- clients ------------------------------------------------------
@@ -1084,7 +1091,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         .iter()
         .map(|&(a, w)| Member::new(a, w))
         .collect();
-    let ring = Ring::new(cli.hash, &members, &[]);
+    let ring = Ring::new(cli.hash, cli.hash_function, &members, &[]);
     let proxy = Proxy {
         backends: cli
             .backends
@@ -1105,6 +1112,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
             .collect(),
         members,
         distribution: cli.hash,
+        key_hash: cli.hash_function,
         ring,
         slots: Vec::new(),
         connect: Connect::default(),

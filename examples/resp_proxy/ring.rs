@@ -13,9 +13,18 @@
 //! without a name (it leaves the port out when it is 11211, memcached's,
 //! for libmemcached's sake; so does this).
 //!
-//! The key hash is twemproxy's `fnv1a_64`, quirks and all: FNV-1a with the
-//! 64-bit constants cut to 32 bits, and each byte widened as a C `char`
-//! (signed), so a byte of 0x80 or more is sign-extended before the xor.
+//! The key hash is one of twemproxy's (`--hash-function`):
+//! - `fnv1a_64`, its default, quirks and all: FNV-1a with the 64-bit
+//!   constants cut to 32 bits, and each byte widened as a C `char`
+//!   (signed), so a byte of 0x80 or more is sign-extended before the xor.
+//!   Cut to 32 bits the prime is 435, so keys that differ only in their
+//!   last bytes (`user:1`, `user:2`, ...) hash close together and mostly
+//!   land on one backend: `tests/resp_proxy.rs` saw 300 such keys split
+//!   190, 110 and 0 over three backends. Kept as the default so a
+//!   twemproxy pool's keys stay where they are;
+//! - `fnv1a_32`, the real FNV-1a (its 32-bit prime, 16777619): as cheap,
+//!   and spreads such keys evenly;
+//! - `md5`, the first four bytes of the key's MD5: even, and dearer.
 //!
 //! **Hash tags**, as twemproxy's `hash_tag: "{}"` and Redis Cluster: when
 //! a key holds `{` and, after it, `}` with something between, only what is
@@ -40,6 +49,34 @@ pub enum Distribution {
     Ketama,
     /// The hash modulo the total weight.
     Modula,
+}
+
+/// How a key is hashed (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyHash {
+    /// twemproxy's default, with its 32-bit truncation.
+    #[value(name = "fnv1a_64")]
+    Fnv1a64,
+    /// FNV-1a with its own 32-bit constants.
+    #[value(name = "fnv1a_32")]
+    Fnv1a32,
+    /// The first four bytes of the MD5, little-endian.
+    Md5,
+}
+
+impl KeyHash {
+    /// The hash of `key` (its hash tag, if it has one, is the caller's
+    /// business).
+    pub fn of(self, key: &[u8]) -> u32 {
+        match self {
+            KeyHash::Fnv1a64 => fnv1a_64(key),
+            KeyHash::Fnv1a32 => fnv1a_32(key),
+            KeyHash::Md5 => {
+                let d = Md5::digest(key);
+                u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+            }
+        }
+    }
 }
 
 /// A backend as the ring sees it.
@@ -67,6 +104,7 @@ impl Member {
 #[derive(Debug)]
 pub struct Ring {
     distribution: Distribution,
+    hash: KeyHash,
     /// ketama: `(point, member)`, sorted by point. modula: one entry per
     /// unit of weight, in member order.
     points: Vec<(u32, usize)>,
@@ -75,7 +113,12 @@ pub struct Ring {
 impl Ring {
     /// The ring over `members`, leaving out those for which `out[i]` is
     /// true (ejected). Empty if none is in.
-    pub fn new(distribution: Distribution, members: &[Member], out: &[bool]) -> Ring {
+    pub fn new(
+        distribution: Distribution,
+        hash: KeyHash,
+        members: &[Member],
+        out: &[bool],
+    ) -> Ring {
         let live: Vec<usize> = (0..members.len())
             .filter(|&i| !out.get(i).copied().unwrap_or(false) && members[i].weight > 0)
             .collect();
@@ -88,6 +131,7 @@ impl Ring {
         };
         Ring {
             distribution,
+            hash,
             points,
         }
     }
@@ -97,7 +141,7 @@ impl Ring {
         if self.points.is_empty() {
             return None;
         }
-        let hash = fnv1a_64(hash_tag(key));
+        let hash = self.hash.of(hash_tag(key));
         Some(match self.distribution {
             Distribution::Ketama => {
                 let at = self.points.partition_point(|&(point, _)| point < hash);
@@ -154,6 +198,13 @@ pub fn fnv1a_64(key: &[u8]) -> u32 {
     hash
 }
 
+/// FNV-1a over 32 bits, with its own constants.
+pub fn fnv1a_32(key: &[u8]) -> u32 {
+    key.iter().fold(0x811c_9dc5u32, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +243,7 @@ mod tests {
         );
         assert_eq!(hash_tag(b"foo{bar"), b"foo{bar");
         assert_eq!(hash_tag(b"}{x}"), b"x");
-        let ring = Ring::new(Distribution::Ketama, &members(3), &[]);
+        let ring = Ring::new(Distribution::Ketama, KeyHash::Fnv1a64, &members(3), &[]);
         assert_eq!(
             ring.owner(b"{user1000}.following"),
             ring.owner(b"{user1000}.followers")
@@ -201,22 +252,37 @@ mod tests {
 
     #[test]
     fn ketama_puts_160_points_per_member_and_spreads_keys_evenly() {
-        let ring = Ring::new(Distribution::Ketama, &members(4), &[]);
-        assert_eq!(ring.points.len(), 4 * 160);
-        let mut counts = [0usize; 4];
-        for k in 0..40_000 {
-            counts[ring.owner(format!("key:{k}").as_bytes()).unwrap()] += 1;
+        for hash in [KeyHash::Fnv1a32, KeyHash::Md5] {
+            let ring = Ring::new(Distribution::Ketama, hash, &members(4), &[]);
+            assert_eq!(ring.points.len(), 4 * 160);
+            let mut counts = [0usize; 4];
+            for k in 0..40_000 {
+                counts[ring.owner(format!("key:{k}").as_bytes()).unwrap()] += 1;
+            }
+            for c in counts {
+                assert!((7_000..13_000).contains(&c), "{hash:?}: {counts:?}");
+            }
         }
-        for c in counts {
-            assert!((7_000..13_000).contains(&c), "{counts:?}");
-        }
+    }
+
+    #[test]
+    fn fnv1a_32_is_the_real_fnv1a() {
+        // The published test vectors of FNV-1a, 32 bits.
+        assert_eq!(fnv1a_32(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a_32(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a_32(b"foobar"), 0xbf9c_f968);
     }
 
     #[test]
     fn ejecting_a_member_moves_only_its_own_keys() {
         let all = members(4);
-        let before = Ring::new(Distribution::Ketama, &all, &[]);
-        let after = Ring::new(Distribution::Ketama, &all, &[false, true, false, false]);
+        let before = Ring::new(Distribution::Ketama, KeyHash::Fnv1a64, &all, &[]);
+        let after = Ring::new(
+            Distribution::Ketama,
+            KeyHash::Fnv1a64,
+            &all,
+            &[false, true, false, false],
+        );
         for k in 0..10_000 {
             let key = format!("key:{k}");
             let (b, a) = (before.owner(key.as_bytes()), after.owner(key.as_bytes()));
@@ -232,12 +298,12 @@ mod tests {
     fn weights_share_points_and_modula_wraps() {
         let mut m = members(2);
         m[0].weight = 3;
-        let ring = Ring::new(Distribution::Ketama, &m, &[]);
+        let ring = Ring::new(Distribution::Ketama, KeyHash::Fnv1a64, &m, &[]);
         let first = ring.points.iter().filter(|p| p.1 == 0).count();
         assert_eq!((first, ring.points.len() - first), (240, 80));
-        let modula = Ring::new(Distribution::Modula, &m, &[]);
+        let modula = Ring::new(Distribution::Modula, KeyHash::Fnv1a64, &m, &[]);
         assert_eq!(modula.points.len(), 4);
-        let none = Ring::new(Distribution::Modula, &m, &[true, true]);
+        let none = Ring::new(Distribution::Modula, KeyHash::Fnv1a64, &m, &[true, true]);
         assert_eq!(none.owner(b"k"), None);
     }
 }
