@@ -772,3 +772,78 @@ fn a_backend_that_does_not_read_holds_the_proxys_memory_bounded() {
     let mut c = Client::connect(p.port);
     assert_eq!(c.cmd(&["PING"]), Value::Simple("PONG".into()));
 }
+
+#[test]
+fn a_backend_killed_under_load_fails_only_its_own_keys_and_recovers() {
+    if !redis_installed() {
+        return;
+    }
+    let (mut backends, p) = setup(2, &["--failure-limit", "0"]);
+    let ring = ring_of(&[backends[0].addr(), backends[1].addr()]);
+    let port = p.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Workers pipeline SET and GET on keys of both backends, and check
+    // every reply: right value, or (for the dead backend's keys only) an
+    // error naming the backend.
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (a, b) = (
+                keys_on(&ring, 0, &format!("ka{w}"), 4),
+                keys_on(&ring, 1, &format!("kb{w}"), 4),
+            );
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut c = Client::connect(port);
+                let (mut b_errors, mut b_ok_after) = (0u64, 0u64);
+                let mut round = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    round += 1;
+                    let v = round.to_string();
+                    let mut cmds: Vec<Vec<&[u8]>> = Vec::new();
+                    for k in a.iter().chain(&b) {
+                        cmds.push(vec![b"SET", k.as_bytes(), v.as_bytes()]);
+                        cmds.push(vec![b"GET", k.as_bytes()]);
+                    }
+                    let replies = c.pipeline(&cmds);
+                    for (i, k) in a.iter().chain(&b).enumerate() {
+                        let (set, get) = (&replies[2 * i], &replies[2 * i + 1]);
+                        if i < a.len() {
+                            assert_eq!(set, &Value::Simple("OK".into()), "{k} on the live backend");
+                            assert_eq!(get, &Value::bulk(&v), "{k} on the live backend");
+                        } else if let Value::Error(e) = get {
+                            assert!(e.starts_with("ERR backend"), "{k}: {e}");
+                            b_errors += 1;
+                        } else if set == &Value::Simple("OK".into()) {
+                            // A GET after a SET that landed: its own value
+                            // (or nil, if the backend died between them
+                            // and came back empty).
+                            assert!(
+                                get == &Value::bulk(&v) || get == &Value::Bulk(None),
+                                "{k}: {get:?}"
+                            );
+                            b_ok_after += 1;
+                        }
+                    }
+                }
+                (b_errors, b_ok_after)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let b_port = backends[1].port;
+    drop(backends.pop()); // killed under load
+    thread::sleep(Duration::from_millis(500));
+    let _back = Redis::on(b_port);
+    thread::sleep(Duration::from_millis(700));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut errors = 0;
+    for w in workers {
+        errors += w.join().unwrap().0;
+    }
+    assert!(errors > 0, "no request to the dead backend failed");
+    // After the restart its keys are served again.
+    let mut c = Client::connect(port);
+    let key = &keys_on(&ring, 1, "after", 1)[0];
+    assert_eq!(c.cmd(&["SET", key, "x"]), Value::Simple("OK".into()));
+    assert_eq!(_back.get(key), Value::bulk("x"));
+}

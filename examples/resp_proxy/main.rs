@@ -851,17 +851,26 @@ impl Proxy {
     fn tick(&mut self, cx: &mut Context<'_>) {
         let now = cx.now();
         if let Some(timeout) = self.timeout {
-            for slot in self.slots.iter_mut().flatten() {
-                if let Slot::Upstream(u) = slot {
-                    let late = u
-                        .in_flight
-                        .front()
-                        .is_some_and(|r| now.duration_since(r.sent) >= timeout);
-                    if late && !u.timed_out {
-                        u.timed_out = true;
-                        self.backends[u.backend].timeouts += 1;
-                        cx.abort(u.id);
-                    }
+            // The backends' connections, not every slot: a few, however
+            // many clients there are.
+            let ups: Vec<ConnId> = self
+                .backends
+                .iter()
+                .flat_map(|b| b.conns.iter().flatten().copied())
+                .collect();
+            for id in ups {
+                let Some(u) = self.upstream(id) else {
+                    continue;
+                };
+                let late = u
+                    .in_flight
+                    .front()
+                    .is_some_and(|r| now.duration_since(r.sent) >= timeout);
+                if late && !u.timed_out {
+                    u.timed_out = true;
+                    let b = u.backend;
+                    self.backends[b].timeouts += 1;
+                    cx.abort(id);
                 }
             }
         }
@@ -888,7 +897,7 @@ impl Proxy {
             body,
             "backend state connections requests errors timeouts in_flight ejections"
         );
-        for (i, b) in self.backends.iter().enumerate() {
+        for b in &self.backends {
             let state = if b.ejected_until.is_some_and(|t| now < t) {
                 "ejected"
             } else if b.down_until.is_some_and(|t| now < t) {
@@ -898,9 +907,9 @@ impl Proxy {
             };
             let mut conns = 0;
             let mut in_flight = 0;
-            for slot in self.slots.iter().flatten() {
-                if let Slot::Upstream(u) = slot {
-                    if u.backend == i {
+            for id in b.conns.iter().flatten() {
+                if let Some(Some(Slot::Upstream(u))) = self.slots.get(id.index()) {
+                    if u.id == *id {
                         conns += 1;
                         in_flight += u.in_flight.len();
                     }
