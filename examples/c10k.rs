@@ -1,4 +1,4 @@
-//! Example 8 of 9: the C10K demo, 10,000 connections on one reactor
+//! Example 8 of 11: the C10K demo, 10,000 connections on one reactor
 //! thread, measured.
 //!
 //! ```sh

@@ -1,4 +1,4 @@
-//! Example 3 of 9: the TCP guide's echo client, on the reactor.
+//! Example 3 of 11: the TCP guide's echo client, on the reactor.
 //!
 //! ```sh
 //! cargo run --example client -- hello world       # two messages

@@ -1,4 +1,4 @@
-//! Example 2 of 9: an echo server on the reactor.
+//! Example 2 of 11: an echo server on the reactor.
 //!
 //! ```sh
 //! cargo run --release --example echo -- --addr 127.0.0.1:7000

@@ -1,4 +1,4 @@
-//! Example 9 of 9: evloop as the networking core of a host program.
+//! Example 9 of 11: evloop as the networking core of a host program.
 //!
 //! ```sh
 //! cargo run --release --example embed -- --web 127.0.0.1:7000 --admin 127.0.0.1:7001 --udp 127.0.0.1:7002
@@ -18,7 +18,8 @@
 //! [`evloop::Handle`] while it runs. The guide's chapter "Embedding
 //! evloop" walks through it.
 //!
-//! Read next: the guide's chapter 9, and `src/reactor/sources.rs`.
+//! Read next: the guide's chapter 9, and `src/reactor/sources.rs`; then
+//! `examples/proxy.rs` (example 10), a client and a server on one reactor.
 
 mod common;
 

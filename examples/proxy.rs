@@ -1,4 +1,4 @@
-//! Example 10: a layer-4 TCP proxy and load balancer on one reactor.
+//! Example 10 of 11: a layer-4 TCP proxy and load balancer on one reactor.
 //!
 //! ```sh
 //! cargo run --release --example echo -- --addr 127.0.0.1:7001 &
@@ -43,7 +43,8 @@
 //!   retries and bytes each way, and the upstream pool's counters.
 //!
 //! Read next: `src/reactor/upstream.rs`, the pool a protocol-aware proxy
-//! uses to reuse backend connections.
+//! uses to reuse backend connections; then `examples/resp_proxy`
+//! (example 11), a proxy that shares its backend connections instead.
 
 mod common;
 

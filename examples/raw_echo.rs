@@ -1,4 +1,4 @@
-//! Example 1 of 9: an echo server on bare mio, with no reactor.
+//! Example 1 of 11: an echo server on bare mio, with no reactor.
 //!
 //! ```sh
 //! cargo run --example raw_echo                  # listens on 127.0.0.1:7000

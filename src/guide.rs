@@ -41,11 +41,11 @@
 //! 11. [Pools and proxies](pools_and_proxies): checking connections out
 //!     and in, what the pool watches, whose id it is, bounds and warm-up;
 //!     a proxy's backpressure across a pair, half-close, balancing and
-//!     health.
+//!     health; sharing a connection among many clients (multiplexing).
 //!
-//! The examples follow the same path, numbered 1 to 10, from
-//! `examples/raw_echo.rs` to `examples/c10k.rs`, `examples/embed.rs` and
-//! `examples/proxy.rs`;
+//! The examples follow the same path, numbered 1 to 11, from
+//! `examples/raw_echo.rs` to `examples/c10k.rs`, `examples/embed.rs`,
+//! `examples/proxy.rs` and `examples/resp_proxy/`;
 //! each says what it teaches and what to read next.
 
 #[doc = include_str!("../docs/guide/01-threads.md")]

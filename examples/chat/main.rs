@@ -1,4 +1,4 @@
-//! Example 4 of 9: a chat server, where every line goes to everyone else.
+//! Example 4 of 11: a chat server, where every line goes to everyone else.
 //!
 //! ```sh
 //! cargo run --release --example chat -- --addr 127.0.0.1:7070

@@ -1,4 +1,4 @@
-//! Example 5 of 9: an HTTP/1.1 server on the reactor, parsing with httparse.
+//! Example 5 of 11: an HTTP/1.1 server on the reactor, parsing with httparse.
 //!
 //! ```sh
 //! cargo run --release --example http -- --addr 127.0.0.1:8080

@@ -1,4 +1,4 @@
-//! Example 6 of 9: a Redis-compatible key-value server.
+//! Example 6 of 11: a Redis-compatible key-value server.
 //!
 //! redis-cli and redis-benchmark work against it, and so does Redis
 //! 7.0.15's own test suite for strings, counters and expiry

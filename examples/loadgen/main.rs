@@ -1,4 +1,4 @@
-//! Example 7 of 9: a load generator on the reactor's own outbound
+//! Example 7 of 11: a load generator on the reactor's own outbound
 //! connections: one thread holding thousands of connections, each checked
 //! byte for byte.
 //!
