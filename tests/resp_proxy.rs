@@ -123,6 +123,7 @@ impl Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--enable-debug-command", "yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -258,36 +259,51 @@ fn keys_land_on_the_backend_the_ring_names_and_hash_tags_keep_them_together() {
     }
 }
 
+/// One twemproxy configuration and the proxy flags that should place
+/// keys the same way.
+struct Twin {
+    /// Extra lines for nutcracker's pool.
+    pool: &'static str,
+    /// Server names (twemproxy's `servers:` lines take one), if any.
+    names: [&'static str; 2],
+    hash: &'static str,
+    flags: &'static [&'static str],
+}
+
 #[test]
 fn keys_land_where_twemproxy_puts_them() {
     if !redis_installed() || !have("nutcracker") {
         return;
     }
+    let twins = [
+        Twin {
+            pool: "  hash_tag: \"{}\"\n",
+            names: ["", ""],
+            hash: "fnv1a_64",
+            flags: &[],
+        },
+        Twin {
+            pool: "",
+            names: ["", ""],
+            hash: "fnv1a_64",
+            flags: &["--hash-tag", ""],
+        },
+        Twin {
+            pool: "  hash_tag: \"{}\"\n",
+            names: [" alpha", " beta"],
+            hash: "fnv1a_32",
+            flags: &["--hash-function", "fnv1a_32"],
+        },
+        Twin {
+            pool: "  hash_tag: \"{}\"\n",
+            names: ["", ""],
+            hash: "md5",
+            flags: &["--hash-function", "md5"],
+        },
+    ];
     let backends: Vec<Redis> = (0..2).map(|_| Redis::start()).collect();
-    let port = free_port();
-    let conf = std::env::temp_dir().join(format!("evloop-nutcracker-{port}.yml"));
-    std::fs::write(
-        &conf,
-        format!(
-            "pool:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  hash_tag: \"{{}}\"\n  servers:\n   - 127.0.0.1:{}:1\n   - 127.0.0.1:{}:1\n",
-            backends[0].port, backends[1].port
-        ),
-    )
-    .unwrap();
-    let stats_port = free_port().to_string();
-    let mut nutcracker = Command::new("nutcracker")
-        .args(["-c", conf.to_str().unwrap(), "-s", &stats_port])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nutcracker");
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "nutcracker never listened");
-        thread::sleep(Duration::from_millis(10));
-    }
-    // Keys of every shape, high bytes included (twemproxy's hash widens
-    // a byte as a signed char).
+    // Keys of every shape, high bytes included (twemproxy's hashes widen
+    // a byte as a signed char), some tagged.
     let keys: Vec<String> = (0..200)
         .map(|i| match i % 4 {
             0 => format!("key:{:012}", i * 7919),
@@ -296,30 +312,65 @@ fn keys_land_where_twemproxy_puts_them() {
             _ => format!("{{tag{}}}:{i}", i % 7),
         })
         .collect();
-    let mut twem = Client::connect(port);
-    for k in &keys {
-        assert_eq!(twem.cmd(&["SET", k, "t"]), Value::Simple("OK".into()));
+    for twin in &twins {
+        for b in &backends {
+            b.client().cmd(&["FLUSHALL"]);
+        }
+        let port = free_port();
+        let conf = std::env::temp_dir().join(format!("evloop-nutcracker-{port}.yml"));
+        std::fs::write(
+            &conf,
+            format!(
+                "pool:\n  listen: 127.0.0.1:{port}\n  hash: {}\n  distribution: ketama\n  redis: true\n{}  servers:\n   - 127.0.0.1:{}:1{}\n   - 127.0.0.1:{}:1{}\n",
+                twin.hash, twin.pool, backends[0].port, twin.names[0], backends[1].port, twin.names[1]
+            ),
+        )
+        .unwrap();
+        let stats_port = free_port().to_string();
+        let mut nutcracker = Command::new("nutcracker")
+            .args(["-c", conf.to_str().unwrap(), "-s", &stats_port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nutcracker");
+        let until = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "nutcracker never listened");
+            thread::sleep(Duration::from_millis(10));
+        }
+        let mut twem = Client::connect(port);
+        for k in &keys {
+            assert_eq!(twem.cmd(&["SET", k, "t"]), Value::Simple("OK".into()));
+        }
+        let by_twemproxy: Vec<bool> = keys
+            .iter()
+            .map(|k| backends[0].get(k) == Value::bulk("t"))
+            .collect();
+        let _ = nutcracker.kill();
+        let _ = nutcracker.wait();
+        let _ = std::fs::remove_file(conf);
+        let mut args: Vec<String> = Vec::new();
+        for (b, name) in backends.iter().zip(twin.names) {
+            args.push("--backend".into());
+            args.push(format!("{}:1{name}", b.addr()));
+        }
+        args.extend(twin.flags.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let p = Proc::start(&[], "resp_proxy", &args);
+        let mut ours = Client::connect(p.port);
+        for k in &keys {
+            assert_eq!(ours.cmd(&["SET", k, "o"]), Value::Simple("OK".into()));
+        }
+        for (k, &first) in keys.iter().zip(&by_twemproxy) {
+            let on_first = backends[0].get(k) == Value::bulk("o");
+            assert_eq!(
+                on_first, first,
+                "{k} ({}): twemproxy put it elsewhere",
+                twin.hash
+            );
+        }
+        assert!(by_twemproxy.iter().any(|&b| b) && by_twemproxy.iter().any(|&b| !b));
     }
-    let placed_by_twemproxy: Vec<bool> = keys
-        .iter()
-        .map(|k| backends[0].get(k) == Value::bulk("t"))
-        .collect();
-    let _ = nutcracker.kill();
-    let _ = nutcracker.wait();
-    let _ = std::fs::remove_file(conf);
-    for b in &backends {
-        b.client().cmd(&["FLUSHALL"]);
-    }
-    let p = proxy_for(&backends.iter().map(Redis::addr).collect::<Vec<_>>(), &[]);
-    let mut ours = Client::connect(p.port);
-    for k in &keys {
-        assert_eq!(ours.cmd(&["SET", k, "o"]), Value::Simple("OK".into()));
-    }
-    for (k, &first) in keys.iter().zip(&placed_by_twemproxy) {
-        let on_first = backends[0].get(k) == Value::bulk("o");
-        assert_eq!(on_first, first, "{k}: twemproxy put it elsewhere");
-    }
-    assert!(placed_by_twemproxy.iter().any(|&b| b) && placed_by_twemproxy.iter().any(|&b| !b));
 }
 
 #[test]
@@ -846,4 +897,140 @@ fn a_backend_killed_under_load_fails_only_its_own_keys_and_recovers() {
     let key = &keys_on(&ring, 1, "after", 1)[0];
     assert_eq!(c.cmd(&["SET", key, "x"]), Value::Simple("OK".into()));
     assert_eq!(_back.get(key), Value::bulk("x"));
+}
+
+#[test]
+fn a_client_waiting_for_a_full_backend_is_answered_once_it_catches_up() {
+    if !redis_installed() {
+        return;
+    }
+    let (backends, p) = setup(2, &[]);
+    let ring = ring_of(&[backends[0].addr(), backends[1].addr()]);
+    let keys = keys_on(&ring, 1, "w", 16);
+    // The backend stops reading for a while: more than the proxy queues
+    // for one connection (1 MiB) piles up behind it.
+    let mut sleeper = backends[1].client();
+    sleeper
+        .out
+        .write_all(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$3\r\n1.5\r\n")
+        .unwrap();
+    thread::sleep(Duration::from_millis(100));
+    let value = "v".repeat(64 * 1024);
+    let port = p.port;
+    let (k2, v2) = (keys.clone(), value.clone());
+    let writer = thread::spawn(move || {
+        let mut c = Client::connect(port);
+        let mut cmds: Vec<Vec<&[u8]>> = Vec::new();
+        for i in 0..96 {
+            cmds.push(vec![b"SET", k2[i % k2.len()].as_bytes(), v2.as_bytes()]);
+        }
+        cmds.push(vec![b"GET", k2[0].as_bytes()]);
+        c.pipeline(&cmds)
+    });
+    let replies = writer.join().unwrap();
+    assert_eq!(replies.len(), 97);
+    assert!(
+        replies[..96]
+            .iter()
+            .all(|r| *r == Value::Simple("OK".into())),
+        "a SET failed"
+    );
+    assert_eq!(replies[96], Value::bulk(&value));
+    assert_eq!(sleeper.read(), Value::Simple("OK".into()));
+}
+
+#[test]
+fn more_than_a_thousand_pipelined_requests_with_large_replies_are_all_answered() {
+    if !redis_installed() {
+        return;
+    }
+    let (_backends, p) = setup(2, &[]);
+    let mut c = Client::connect(p.port);
+    let value = "x".repeat(100_000);
+    assert_eq!(c.cmd(&["SET", "big", &value]), Value::Simple("OK".into()));
+    // Written from a thread while this one reads: 1100 GETs of 100 KB
+    // pass both the pending bound (1024) and the output pause (64 KiB).
+    let mut out = c.out.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let get = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(1100);
+        out.write_all(&get).unwrap();
+    });
+    for i in 0..1100 {
+        assert_eq!(c.read(), Value::bulk(&value), "reply {i}");
+    }
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_reply_too_large_fails_its_request_alone() {
+    if !redis_installed() {
+        return;
+    }
+    let (backends, p) = setup(2, &["--stats-addr", "127.0.0.1:0"]);
+    let ring = ring_of(&[backends[0].addr(), backends[1].addr()]);
+    let keys = keys_on(&ring, 1, "huge", 2);
+    // 17 MB, stored on the backend directly (a request that large is
+    // refused by the proxy itself).
+    backends[1]
+        .client()
+        .cmd(&["SETRANGE", &keys[0], "17000000", "x"]);
+    backends[1].client().cmd(&["SET", &keys[1], "small"]);
+    let mut c = Client::connect(p.port);
+    for _ in 0..4 {
+        let replies = c.pipeline(&[
+            vec![b"GET", keys[0].as_bytes()],
+            vec![b"GET", keys[1].as_bytes()],
+        ]);
+        let Value::Error(e) = &replies[0] else {
+            panic!("a 17 MB reply came through")
+        };
+        assert!(e.contains("larger than the proxy holds"), "{e}");
+        assert_eq!(replies[1], Value::bulk("small"));
+    }
+    // Not a failure of the backend: never ejected, its keys still its own.
+    assert!(!p.log().contains("ejected"), "{}", p.log());
+    assert_eq!(
+        c.cmd(&["SET", &keys[1], "again"]),
+        Value::Simple("OK".into())
+    );
+    assert_eq!(backends[1].get(&keys[1]), Value::bulk("again"));
+}
+
+#[test]
+fn an_inline_command_is_sent_on_as_parsed_and_cannot_break_the_shared_connection() {
+    if !redis_installed() {
+        return;
+    }
+    let (_backends, p) = setup(2, &["--pool-size", "1"]);
+    let mut other = Client::connect(p.port);
+    assert_eq!(other.cmd(&["SET", "ok", "1"]), Value::Simple("OK".into()));
+    let mut c = Client::connect(p.port);
+    // Unbalanced quotes: Redis would refuse the line and close the
+    // connection it came on; the proxy sends the arguments it routed by.
+    // Split on spaces, `SET "a b" 1` is four words (a syntax error), and
+    // `SET "x 1` sets the key `"x`.
+    c.out
+        .write_all(b"SET \"a b\" 1\r\nSET \"x 1\r\nGET \"x\r\n")
+        .unwrap();
+    assert!(c.read().is_error());
+    assert_eq!(c.read(), Value::Simple("OK".into()));
+    assert_eq!(c.read(), Value::bulk("1"));
+    assert_eq!(other.cmd(&["GET", "ok"]), Value::bulk("1"));
+}
+
+#[test]
+fn a_client_that_sends_a_long_pipeline_and_hangs_up_is_answered_in_full() {
+    if !redis_installed() {
+        return;
+    }
+    let (_backends, p) = setup(2, &[]);
+    let mut c = Client::connect(p.port);
+    let incr = b"*2\r\n$4\r\nINCR\r\n$7\r\ncounter\r\n".repeat(1500);
+    c.out.write_all(&incr).unwrap();
+    c.out.shutdown(std::net::Shutdown::Write).unwrap();
+    for i in 1..=1500 {
+        assert_eq!(c.read(), Value::Int(i));
+    }
+    let mut rest = Vec::new();
+    assert_eq!(c.input.read_to_end(&mut rest).unwrap(), 0, "then closed");
 }

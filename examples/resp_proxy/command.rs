@@ -142,27 +142,59 @@ pub fn route(name: &[u8]) -> Option<Route> {
     })
 }
 
-/// The keys of a `Keys` route in `args` (the command name first), or
-/// `None` if the arguments are too few for it.
-pub fn keys<'a>(route: Route, args: &[&'a [u8]]) -> Option<Vec<&'a [u8]>> {
+/// Why a command's keys could not be found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoKeys {
+    /// Too few arguments: Redis's arity error.
+    Arity,
+    /// Anything else, answered as this `-ERR` text.
+    Error(&'static str),
+}
+
+/// The keys of a `Keys` or `Script` route in `args` (the command name
+/// first).
+pub fn keys<'a>(route: Route, args: &[&'a [u8]]) -> Result<Vec<&'a [u8]>, NoKeys> {
     let (first, last, step) = match route {
         Route::Keys { first, last, step } => (first, last, step),
-        Route::Script => {
-            let numkeys: usize = std::str::from_utf8(args.get(2)?).ok()?.parse().ok()?;
-            let end = 3usize.checked_add(numkeys)?;
-            return (numkeys > 0 && end <= args.len()).then(|| args[3..end].to_vec());
-        }
-        _ => return None,
+        Route::Script => return script_keys(args),
+        _ => return Err(NoKeys::Arity),
     };
     let last = if last < 0 {
-        args.len().checked_sub(last.unsigned_abs())?
+        args.len()
+            .checked_sub(last.unsigned_abs())
+            .ok_or(NoKeys::Arity)?
     } else {
         last as usize
     };
     if first > last || last >= args.len() {
-        return None;
+        return Err(NoKeys::Arity);
     }
-    Some(args[first..=last].iter().step_by(step).copied().collect())
+    Ok(args[first..=last].iter().step_by(step).copied().collect())
+}
+
+/// EVAL's keys: `numkeys` at index 2, the keys after it, with Redis's
+/// own errors, and one of ours for a script with none (it has no
+/// backend to go to).
+fn script_keys<'a>(args: &[&'a [u8]]) -> Result<Vec<&'a [u8]>, NoKeys> {
+    let numkeys = args.get(2).ok_or(NoKeys::Arity)?;
+    let numkeys: i64 = std::str::from_utf8(numkeys)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .ok_or(NoKeys::Error("ERR value is not an integer or out of range"))?;
+    if numkeys < 0 {
+        return Err(NoKeys::Error("ERR Number of keys can't be negative"));
+    }
+    if numkeys as u64 > (args.len() - 3) as u64 {
+        return Err(NoKeys::Error(
+            "ERR Number of keys can't be greater than number of args",
+        ));
+    }
+    if numkeys == 0 {
+        return Err(NoKeys::Error(
+            "ERR a script with no keys cannot be routed through the proxy: pass the keys it uses",
+        ));
+    }
+    Ok(args[3..3 + numkeys as usize].to_vec())
 }
 
 /// Appends the request `args` to `out` as a RESP array of bulk strings.
@@ -209,11 +241,16 @@ mod tests {
         let args: Vec<&[u8]> = vec![b"eval", b"return 1", b"2", b"k1", b"k2", b"arg"];
         assert_eq!(keys(Route::Script, &args).unwrap(), vec![&b"k1"[..], b"k2"]);
         let none: Vec<&[u8]> = vec![b"eval", b"return 1", b"0"];
-        assert_eq!(keys(Route::Script, &none), None);
+        assert!(matches!(keys(Route::Script, &none), Err(NoKeys::Error(_))));
         let short: Vec<&[u8]> = vec![b"get"];
-        assert_eq!(keys(route(b"get").unwrap(), &short), None);
-        let huge: Vec<&[u8]> = vec![b"eval", b"s", b"99999999999999999999"];
-        assert_eq!(keys(Route::Script, &huge), None);
+        assert_eq!(keys(route(b"get").unwrap(), &short), Err(NoKeys::Arity));
+        for bad in [&b"99999999999999999999"[..], b"-1", b"3", b"x"] {
+            let args: Vec<&[u8]> = vec![b"eval", b"s", bad, b"k"];
+            assert!(
+                matches!(keys(Route::Script, &args), Err(NoKeys::Error(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -93,6 +93,21 @@ const UPSTREAM_QUEUED_MAX: usize = 1024 * 1024;
 /// Replies waiting for a client that does not read them: past this, its
 /// requests are not read until they are written.
 const CLIENT_OUTPUT_PAUSE: usize = 64 * 1024;
+/// Replies that came early, held until the client's earlier requests
+/// are answered (its order): past this, its requests are not read.
+const CLIENT_HELD_PAUSE: usize = 1024 * 1024;
+/// ... and past this the client is closed: a slow first request with
+/// many large answers queued behind it would otherwise hold up to
+/// MAX_PENDING replies of reply::MAX_REPLY each.
+const CLIENT_HELD_MAX: usize = 64 * 1024 * 1024;
+/// A backend connection's output limits, soft and hard alike: what
+/// [`UPSTREAM_QUEUED_MAX`] lets queue, and one request of the largest
+/// size on top, so a large request is never what makes the reactor close
+/// a connection every client shares as a slow consumer.
+const UPSTREAM_OUTPUT_LIMIT: usize = UPSTREAM_QUEUED_MAX + resp::MAX_COMMAND + 64 * 1024;
+/// The longest `--timeout` and `--retry-timeout` (an hour), so a huge
+/// value cannot overflow the clock.
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
 /// After a connect to a backend fails, requests for it fail at once for
 /// this long instead of each trying a connect of its own.
 const RECONNECT_WAIT: Duration = Duration::from_millis(100);
@@ -109,9 +124,9 @@ struct Cli {
     server: common::ServerArgs,
     /// A backend, HOST:PORT or HOST:PORT:WEIGHT (repeatable; the weight,
     /// 1 by default, is its share of the keys).
-    #[arg(long = "backend", value_name = "HOST:PORT[:WEIGHT]", required = true,
+    #[arg(long = "backend", value_name = "HOST:PORT[:WEIGHT] [NAME]", required = true,
           value_parser = parse_backend)]
-    backends: Vec<(SocketAddr, u32)>,
+    backends: Vec<BackendArg>,
     /// Connections to each backend, shared by every client. One gets the
     /// most from pipelining (all that a turn sends to a backend leaves in
     /// one write, and a single-threaded Redis answers it in one read and
@@ -131,7 +146,8 @@ struct Cli {
     hash_function: KeyHash,
     /// A request not answered in this many milliseconds fails, with every
     /// other request on its backend connection, which is closed (0: none).
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    #[arg(long, value_name = "MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_MS))]
     timeout: u64,
     /// Failures in a row (a connection closed, refused or timed out)
     /// after which a backend leaves the ring for --retry-timeout (0:
@@ -139,8 +155,14 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     failure_limit: u32,
     /// How long an ejected backend stays out of the ring, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    #[arg(long, value_name = "MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS))]
     retry_timeout: u64,
+    /// The hash tag's two characters: only what is between them in a key
+    /// is hashed (`{}`: `{user1}.a` and `{user1}.b` on one backend); ""
+    /// turns tags off, as twemproxy has them unless configured.
+    #[arg(long, value_name = "TWO_CHARS", default_value = "{}", value_parser = parse_tag)]
+    hash_tag: Tag,
     /// Clients must AUTH with this password first (to the proxy itself).
     #[arg(long, value_name = "PASSWORD")]
     requirepass: Option<String>,
@@ -149,19 +171,51 @@ struct Cli {
     stats_addr: Option<SocketAddr>,
 }
 
-fn parse_backend(s: &str) -> Result<(SocketAddr, u32), String> {
-    if let Ok(addr) = s.parse() {
-        return Ok((addr, 1));
+/// A `--backend`: where, its share, and the name the ring knows it by.
+#[derive(Clone, Debug)]
+struct BackendArg {
+    addr: SocketAddr,
+    weight: u32,
+    name: Option<String>,
+}
+
+/// `HOST:PORT[:WEIGHT] [NAME]`, as a twemproxy `servers:` line.
+fn parse_backend(s: &str) -> Result<BackendArg, String> {
+    let mut words = s.split_whitespace();
+    let spec = words.next().ok_or("an empty --backend")?;
+    let name = words.next().map(str::to_string);
+    if words.next().is_some() {
+        return Err(format!("{s}: not HOST:PORT[:WEIGHT] [NAME]"));
     }
-    let (addr, weight) = s
+    if let Ok(addr) = spec.parse() {
+        return Ok(BackendArg {
+            addr,
+            weight: 1,
+            name,
+        });
+    }
+    let (addr, weight) = spec
         .rsplit_once(':')
-        .ok_or_else(|| format!("{s}: not HOST:PORT[:WEIGHT]"))?;
+        .ok_or_else(|| format!("{s}: not HOST:PORT[:WEIGHT] [NAME]"))?;
     let addr = addr
         .parse()
-        .map_err(|e| format!("{s}: {e} (HOST:PORT[:WEIGHT])"))?;
+        .map_err(|e| format!("{s}: {e} (HOST:PORT[:WEIGHT] [NAME])"))?;
     match weight.parse() {
-        Ok(w) if (1..=1000).contains(&w) => Ok((addr, w)),
+        Ok(weight) if (1..=1000).contains(&weight) => Ok(BackendArg { addr, weight, name }),
         _ => Err(format!("{s}: the weight must be 1 to 1000")),
+    }
+}
+
+/// `--hash-tag`: two characters, or none.
+type Tag = Option<(u8, u8)>;
+
+fn parse_tag(s: &str) -> Result<Tag, String> {
+    match s.as_bytes() {
+        [] => Ok(None),
+        &[open, close] => Ok(Some((open, close))),
+        _ => Err(format!(
+            "{s}: a hash tag is two characters, or \"\" for none"
+        )),
     }
 }
 
@@ -208,6 +262,8 @@ struct Upstream {
     opened: bool,
     /// Closed by the timeout check: its requests fail as timed out.
     timed_out: bool,
+    /// Walking past a reply too large to hold (see reply.rs).
+    skip: Option<reply::Skip>,
 }
 
 /// A request of a client's, waiting for its turn to be answered.
@@ -225,6 +281,8 @@ struct Gather {
     how: Split,
     parts: Vec<Option<Vec<u8>>>,
     left: usize,
+    /// Bytes of the parts' replies held so far.
+    stored: usize,
     /// `Values`: for each key in the client's order, its part and place.
     order: Vec<(u16, u32)>,
 }
@@ -236,11 +294,20 @@ struct Client {
     /// The sequence number of `pending[0]`.
     base: u64,
     pending: VecDeque<Pending>,
-    /// QUIT, or the client's FIN: close once everything is answered.
+    /// QUIT, a protocol error, or the client's FIN with nothing left to
+    /// run: close once everything is answered.
     quit: bool,
-    /// Not read (see the module docs); why does not matter, resuming
-    /// rechecks every reason.
+    /// Not read (see the module docs); resuming rechecks every reason.
     paused: bool,
+    /// Waiting for a backend connection with room (on that backend's
+    /// `waiting` list); only its `wake` resumes it.
+    blocked: bool,
+    /// Bytes of replies held in `pending`, waiting for their turn.
+    held: usize,
+    /// The client sent FIN: what it sent before that and we had not taken
+    /// yet (it was paused) is run from here as room allows, then it closes.
+    eof: bool,
+    leftover: Vec<u8>,
 }
 
 /// One connection's role, by slot index.
@@ -254,6 +321,7 @@ struct Proxy {
     members: Vec<Member>,
     distribution: Distribution,
     key_hash: KeyHash,
+    tag: Tag,
     ring: Ring,
     slots: Vec<Option<Slot>>,
     connect: Connect,
@@ -303,7 +371,8 @@ impl Proxy {
             .iter()
             .map(|b| b.ejected_until.is_some_and(|t| now < t))
             .collect();
-        self.ring = Ring::new(self.distribution, self.key_hash, &self.members, &out);
+        self.ring =
+            Ring::new(self.distribution, self.key_hash, &self.members, &out).with_tag(self.tag);
     }
 
     // ---- clients ------------------------------------------------------
@@ -322,6 +391,7 @@ impl Proxy {
                 break;
             }
             if client.pending.len() >= MAX_PENDING
+                || client.held > CLIENT_HELD_PAUSE
                 || cx.output_len(conn).unwrap_or(0) > CLIENT_OUTPUT_PAUSE
             {
                 self.pause(cx, conn);
@@ -363,6 +433,9 @@ impl Proxy {
                 }
             }
         }
+        // No resume from here: this is the client's own read, and what it
+        // left is the reactor's to offer again only once it is resumed
+        // from outside (a reply, a drained output, a woken backend).
         self.flush(cx, conn);
         used
     }
@@ -377,6 +450,18 @@ impl Proxy {
     ) -> Next {
         let Some(name) = args.first() else {
             return Next::Go; // an empty inline line, as Redis ignores it
+        };
+        // An inline command goes on as the arguments we routed it by: the
+        // backend would split the line by its own rules (quotes), and a
+        // line it refuses would close the connection every client shares.
+        let encoded;
+        let frame = if frame.first() == Some(&b'*') {
+            frame
+        } else {
+            let mut out = Vec::with_capacity(frame.len() + 16 * args.len());
+            command::encode(&mut out, args);
+            encoded = out;
+            &encoded[..]
         };
         let route = command::route(name);
         let authenticated = self.client(conn).is_some_and(|c| c.authenticated);
@@ -400,8 +485,10 @@ impl Proxy {
             Route::Local(local) => self.local(conn, local, args),
             Route::Refused(why) => self.error(conn, &format!("ERR {why}")),
             Route::Keys { .. } | Route::Script => {
-                let Some(keys) = command::keys(route, args) else {
-                    return self.arity(conn, name);
+                let keys = match command::keys(route, args) {
+                    Ok(keys) => keys,
+                    Err(command::NoKeys::Arity) => return self.arity(conn, name),
+                    Err(command::NoKeys::Error(text)) => return self.error(conn, text),
                 };
                 let mut owners = keys.iter().map(|k| self.ring.owner(k));
                 let owner = owners.next().flatten();
@@ -453,7 +540,9 @@ impl Proxy {
                     }
                 }
             },
-            (Local::Select, 2) if args[1] == b"0" => write::simple(&mut out, "OK"),
+            (Local::Select, 2) if resp::redis_int(args[1]) == Some(0) => {
+                write::simple(&mut out, "OK")
+            }
             (Local::Select, 2) => error_line(
                 &mut out,
                 "ERR SELECT is not allowed through the proxy: every backend serves database 0",
@@ -482,6 +571,7 @@ impl Proxy {
     /// Queues an answer made here, in the client's order.
     fn answer(&mut self, conn: ConnId, reply: Vec<u8>) {
         if let Some(c) = self.client(conn) {
+            c.held += reply.len();
             c.pending.push_back(Pending::Ready(reply));
         }
     }
@@ -569,6 +659,7 @@ impl Proxy {
             how,
             parts: vec![None; groups.len()],
             left: groups.len(),
+            stored: 0,
             order,
         };
         if let Some(c) = self.client(conn) {
@@ -579,8 +670,10 @@ impl Proxy {
 
     /// Backend `b`'s connections are full: the client waits for them.
     fn wait_for(&mut self, conn: ConnId, b: usize) -> Next {
-        if !self.backends[b].waiting.contains(&conn) {
-            self.backends[b].waiting.push(conn);
+        if let Some(c) = self.client(conn) {
+            if !std::mem::replace(&mut c.blocked, true) {
+                self.backends[b].waiting.push(conn);
+            }
         }
         Next::Wait
     }
@@ -601,34 +694,71 @@ impl Proxy {
         cx.notify_flushed(conn);
     }
 
-    /// Reads a paused client again, if nothing holds it back now; what
-    /// it left is offered again by the reactor.
+    /// Reads a paused client again if nothing holds it back now: what it
+    /// left is offered again (by the reactor, or from `leftover` after its
+    /// FIN). Never from the client's own `on_data` (see `requests`).
     fn resume(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         let output = cx.output_len(conn).unwrap_or(0);
         let Some(c) = self.client(conn) else {
             return;
         };
-        if c.paused && c.pending.len() < MAX_PENDING / 2 && output <= CLIENT_OUTPUT_PAUSE {
-            c.paused = false;
+        if !c.paused
+            || c.blocked
+            || c.pending.len() >= MAX_PENDING / 2
+            || c.held > CLIENT_HELD_PAUSE
+        {
+            return; // a reply or a backend's wake calls again
+        }
+        if output > CLIENT_OUTPUT_PAUSE {
+            cx.notify_flushed(conn); // once it is written
+            return;
+        }
+        c.paused = false;
+        if c.eof {
+            self.run_leftover(cx, conn);
+            self.flush(cx, conn);
+        } else {
             cx.resume_read(conn);
         }
     }
 
-    /// Writes the client's answers that are next in its order.
+    /// Runs what a client sent before its FIN, as far as room allows;
+    /// once all is taken (or only a request the FIN cut short is left),
+    /// the client closes when answered.
+    fn run_leftover(&mut self, cx: &mut Context<'_>, conn: ConnId) {
+        let Some(c) = self.client(conn) else {
+            return;
+        };
+        let rest = std::mem::take(&mut c.leftover);
+        let used = if rest.is_empty() {
+            0
+        } else {
+            self.requests(cx, conn, &rest)
+        };
+        if let Some(c) = self.client(conn) {
+            if c.paused {
+                c.leftover = rest[used..].to_vec();
+            } else {
+                c.quit = true;
+            }
+        }
+    }
+
+    /// Writes the client's answers that are next in its order; closes it
+    /// if it is done. The caller resumes it if it may be.
     fn flush(&mut self, cx: &mut Context<'_>, conn: ConnId) {
         let Some(c) = self.client(conn) else {
             return;
         };
         while let Some(Pending::Ready(_)) = c.pending.front() {
             if let Some(Pending::Ready(reply)) = c.pending.pop_front() {
+                c.held = c.held.saturating_sub(reply.len());
                 let _ = cx.write(conn, &reply);
             }
             c.base += 1;
         }
         if c.quit && c.pending.is_empty() {
             cx.close(conn);
-        } else if c.paused {
-            self.resume(cx, conn);
         }
     }
 
@@ -643,30 +773,49 @@ impl Proxy {
         let Some(pending) = c.pending.get_mut(at) else {
             return;
         };
+        let mut ready = false;
         match pending {
             Pending::Waiting if at == 0 => {
                 // Its turn: straight from the backend's input to the client.
                 let _ = cx.write(client, reply);
                 c.pending.pop_front();
                 c.base += 1;
-                self.flush(cx, client);
+                ready = true;
             }
-            Pending::Waiting => *pending = Pending::Ready(reply.to_vec()),
+            Pending::Waiting => {
+                c.held += reply.len();
+                *pending = Pending::Ready(reply.to_vec());
+            }
             Pending::Gather(g) => {
                 if let Some(slot) = g.parts.get_mut(part as usize) {
                     if slot.is_none() {
                         *slot = Some(reply.to_vec());
                         g.left -= 1;
+                        g.stored += reply.len();
+                        c.held += reply.len();
                     }
                 }
                 if g.left == 0 {
-                    *pending = Pending::Ready(g.assemble());
-                    if at == 0 {
-                        self.flush(cx, client);
-                    }
+                    let stored = g.stored;
+                    let answer = g.assemble();
+                    c.held = c.held.saturating_sub(stored) + answer.len();
+                    *pending = Pending::Ready(answer);
+                    ready = at == 0;
                 }
             }
             Pending::Ready(_) => {}
+        }
+        if c.held > CLIENT_HELD_MAX {
+            log::warn!(
+                "client {client}: {} bytes of replies held for its order, past {CLIENT_HELD_MAX}: closed",
+                c.held
+            );
+            cx.abort(client);
+            return;
+        }
+        if ready {
+            self.flush(cx, client);
+            self.resume(cx, client);
         }
     }
 
@@ -677,6 +826,7 @@ impl Proxy {
     fn connection(&mut self, cx: &mut Context<'_>, b: usize) -> Result<ConnId, Unavailable> {
         let now = cx.now();
         let places = self.backends[b].conns.len();
+        let mut down = false;
         for _ in 0..places {
             let backend = &mut self.backends[b];
             let place = backend.next % places;
@@ -685,14 +835,18 @@ impl Proxy {
                 Some(id) => id,
                 None => {
                     if backend.down_until.is_some_and(|t| now < t) {
-                        return Err(Unavailable::Down);
+                        down = true; // another place may still be up
+                        continue;
                     }
                     let Ok(id) = cx.connect_with(backend.addr, self.connect) else {
                         backend.down_until = Some(now + RECONNECT_WAIT);
-                        return Err(Unavailable::Down);
+                        down = true;
+                        continue;
                     };
-                    // Shared for as long as it lives: never idle-closed.
+                    // Shared for as long as it lives: never idle-closed,
+                    // and never a slow consumer for what clients queued.
                     cx.set_idle_timeout(id, None);
+                    cx.set_output_limits(id, UPSTREAM_OUTPUT_LIMIT, UPSTREAM_OUTPUT_LIMIT);
                     backend.conns[place] = Some(id);
                     self.put(
                         id.index(),
@@ -703,6 +857,7 @@ impl Proxy {
                             progress: reply::Progress::default(),
                             opened: false,
                             timed_out: false,
+                            skip: None,
                         })),
                     );
                     id
@@ -717,7 +872,11 @@ impl Proxy {
                 return Ok(id);
             }
         }
-        Err(Unavailable::Full)
+        Err(if down {
+            Unavailable::Down
+        } else {
+            Unavailable::Full
+        })
     }
 
     fn send(
@@ -755,27 +914,50 @@ impl Proxy {
         };
         let b = u.backend;
         let mut progress = std::mem::take(&mut u.progress);
+        let mut skip = u.skip.take();
         let mut used = 0;
         loop {
+            if let Some(walk) = skip.as_mut() {
+                match walk.feed(&input[used..]) {
+                    Ok((n, ended)) => {
+                        used += n;
+                        if !ended {
+                            break;
+                        }
+                        skip = None;
+                    }
+                    Err(why) => return self.broken(cx, up, why, input.len()),
+                }
+            }
             match reply::check(&input[used..], &mut progress) {
                 reply::Check::Frame(n) => {
                     let Some(req) = self.upstream(up).and_then(|u| u.in_flight.pop_front()) else {
-                        log::warn!(
-                            "backend {}: a reply nobody asked for",
-                            self.backends[b].addr
-                        );
-                        cx.abort(up);
-                        return input.len();
+                        return self.broken(cx, up, "a reply nobody asked for", input.len());
                     };
                     self.deliver(cx, req.client, req.seq, req.part, &input[used..used + n]);
                     used += n;
                 }
-                reply::Check::Incomplete => break,
-                reply::Check::Invalid(why) => {
-                    log::warn!("backend {}: {why}", self.backends[b].addr);
-                    cx.abort(up);
-                    return input.len();
+                reply::Check::TooLarge => {
+                    // Its request fails alone; the reply is walked past
+                    // as it streams in, and the connection goes on.
+                    let Some(req) = self.upstream(up).and_then(|u| u.in_flight.pop_front()) else {
+                        return self.broken(cx, up, "a reply nobody asked for", input.len());
+                    };
+                    let mut text = Vec::new();
+                    error_line(
+                        &mut text,
+                        &format!(
+                            "ERR the reply is larger than the proxy holds ({} bytes)",
+                            reply::MAX_REPLY
+                        ),
+                    );
+                    self.backends[b].errors += 1;
+                    self.deliver(cx, req.client, req.seq, req.part, &text);
+                    progress = reply::Progress::default();
+                    skip = Some(reply::Skip::default());
                 }
+                reply::Check::Incomplete => break,
+                reply::Check::Invalid(why) => return self.broken(cx, up, why, input.len()),
             }
         }
         if used > 0 {
@@ -785,15 +967,30 @@ impl Proxy {
             return used;
         };
         u.progress = progress;
+        u.skip = skip;
         if u.in_flight.len() < MAX_IN_FLIGHT / 2 {
             self.wake(cx, b);
         }
         used
     }
 
+    /// A backend broke the protocol: its stream can no longer be cut into
+    /// replies, so the connection closes and its requests fail.
+    fn broken(&mut self, cx: &mut Context<'_>, up: ConnId, why: &str, all: usize) -> usize {
+        if let Some(u) = self.upstream(up) {
+            let b = u.backend;
+            log::warn!("backend {}: {why}", self.backends[b].addr);
+        }
+        cx.abort(up);
+        all
+    }
+
     /// Clients that waited for backend `b` try again.
     fn wake(&mut self, cx: &mut Context<'_>, b: usize) {
         for conn in std::mem::take(&mut self.backends[b].waiting) {
+            if let Some(c) = self.client(conn) {
+                c.blocked = false;
+            }
             self.resume(cx, conn);
         }
     }
@@ -1022,6 +1219,10 @@ impl Handler for Proxy {
                 pending: VecDeque::new(),
                 quit: false,
                 paused: false,
+                blocked: false,
+                held: 0,
+                eof: false,
+                leftover: Vec::new(),
             })),
         );
     }
@@ -1043,16 +1244,19 @@ impl Handler for Proxy {
         }
     }
 
-    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, _rest: &[u8]) {
-        // A client that hung up its side is answered what it asked, then
-        // closed, as Redis does; a backend's FIN is its close.
-        match self.client(conn) {
-            Some(c) => {
-                c.quit = true;
-                self.flush(cx, conn);
-            }
-            None => cx.close(conn),
+    fn on_read_closed(&mut self, cx: &mut Context<'_>, conn: ConnId, rest: &[u8]) {
+        // A client that hung up its side is answered all it asked, then
+        // closed, as Redis does: what it sent while paused is run as room
+        // allows. A backend's FIN is its close.
+        let Some(c) = self.client(conn) else {
+            return cx.close(conn);
+        };
+        c.eof = true;
+        c.leftover = rest.to_vec();
+        if !c.paused {
+            self.run_leftover(cx, conn);
         }
+        self.flush(cx, conn);
     }
 
     fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
@@ -1068,7 +1272,14 @@ impl Handler for Proxy {
             return;
         }
         match slot.take() {
-            Some(Slot::Client(_)) => self.clients -= 1,
+            Some(Slot::Client(c)) => {
+                self.clients -= 1;
+                if c.blocked {
+                    for b in &mut self.backends {
+                        b.waiting.retain(|&w| w != conn);
+                    }
+                }
+            }
             Some(Slot::Upstream(up)) => self.upstream_closed(cx, *up, reason),
             None => {}
         }
@@ -1098,15 +1309,18 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let members: Vec<Member> = cli
         .backends
         .iter()
-        .map(|&(a, w)| Member::new(a, w))
+        .map(|b| match &b.name {
+            Some(name) => Member::named(name, b.weight),
+            None => Member::new(b.addr, b.weight),
+        })
         .collect();
-    let ring = Ring::new(cli.hash, cli.hash_function, &members, &[]);
+    let ring = Ring::new(cli.hash, cli.hash_function, &members, &[]).with_tag(cli.hash_tag);
     let proxy = Proxy {
         backends: cli
             .backends
             .iter()
-            .map(|&(addr, _)| Backend {
-                addr,
+            .map(|b| Backend {
+                addr: b.addr,
                 conns: vec![None; cli.pool_size as usize],
                 next: 0,
                 failures: 0,
@@ -1122,6 +1336,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         members,
         distribution: cli.hash,
         key_hash: cli.hash_function,
+        tag: cli.hash_tag,
         ring,
         slots: Vec::new(),
         connect: Connect::default(),

@@ -7,19 +7,22 @@
 //! integer `:42\r\n`, bulk string `$3\r\nabc\r\n`, null `$-1\r\n` and
 //! `*-1\r\n`, and arrays `*2\r\n...` of any of them, nested.
 //!
-//! A backend is trusted more than a client, but not blindly: a reply that
-//! breaks the protocol or a limit means the connection's stream can no
-//! longer be cut into replies, so the connection is closed and what was in
-//! flight on it fails (`main.rs`).
+//! A backend is trusted more than a client, but not blindly. A reply that
+//! breaks the protocol means the connection's stream can no longer be cut
+//! into replies: the connection is closed and what was in flight on it
+//! fails (`main.rs`). A reply that is valid but larger than the proxy
+//! holds ([`Check::TooLarge`]) fails only its own request: [`Skip`] walks
+//! it as it streams past, dropping its bytes, and the connection goes on.
 
-/// Largest bulk string in a reply: the requests' own bound
-/// (`resp::MAX_BULK`), so whatever a client could store comes back.
-pub const MAX_BULK: usize = 8 * 1024 * 1024;
 /// Largest whole reply. A reply is routed whole (its end must be found
 /// before it is passed on), so it is held in the backend connection's
-/// input until it has all arrived; this bounds that. Twice the largest
-/// bulk, as the requests' bound is: an MGET of two of the largest values.
-pub const MAX_REPLY: usize = 2 * MAX_BULK;
+/// input until it has all arrived; this bounds that, at the requests'
+/// own bound (`resp::MAX_COMMAND`).
+pub const MAX_REPLY: usize = 16 * 1024 * 1024;
+/// Largest bulk string in a reply: what fits in [`MAX_REPLY`] with its
+/// header. Redis allows 512 MB; a larger value fails its request with
+/// `-ERR` (see the module docs), as one over 16 MiB does.
+pub const MAX_BULK: usize = MAX_REPLY - 64;
 /// Deepest nesting of arrays. Redis's deepest replies (XREAD, COMMAND
 /// INFO, CLUSTER SLOTS) nest four or five deep.
 pub const MAX_DEPTH: usize = 32;
@@ -34,7 +37,9 @@ pub enum Check {
     Frame(usize),
     /// Not all of it has arrived.
     Incomplete,
-    /// Not RESP, or over a limit.
+    /// Valid so far, but larger than [`MAX_REPLY`]: skip it ([`Skip`]).
+    TooLarge,
+    /// Not RESP, or nested past [`MAX_DEPTH`].
     Invalid(&'static str),
 }
 
@@ -62,7 +67,7 @@ fn walk(buf: &[u8], progress: &mut Progress) -> Check {
     loop {
         let at = progress.at;
         if at > MAX_REPLY {
-            return Check::Invalid("reply too large");
+            return Check::TooLarge;
         }
         let Some(&kind) = buf.get(at) else {
             return Check::Incomplete;
@@ -83,10 +88,11 @@ fn walk(buf: &[u8], progress: &mut Progress) -> Check {
             },
             b'$' => match number(&buf[at + 1..eol]) {
                 Some(-1) => after,
-                Some(len) if (0..=MAX_BULK as i64).contains(&len) => {
+                Some(len) if len > MAX_BULK as i64 => return Check::TooLarge,
+                Some(len) if len >= 0 => {
                     let end = after + len as usize;
                     if end + 2 > MAX_REPLY {
-                        return Check::Invalid("reply too large");
+                        return Check::TooLarge;
                     }
                     if buf.len() < end + 2 {
                         return Check::Incomplete;
@@ -123,6 +129,85 @@ fn walk(buf: &[u8], progress: &mut Progress) -> Check {
                 }
                 Some(_) => {
                     progress.open.pop();
+                }
+            }
+        }
+    }
+}
+
+/// Walks a reply too large to hold as it streams past, dropping its
+/// bytes, to find where it ends (see the module docs). Bulk bodies are
+/// skipped by count, so a 500 MB value costs its bytes and no more.
+#[derive(Debug, Default)]
+pub struct Skip {
+    /// Elements still owed at each open array.
+    open: Vec<u64>,
+    /// Bytes of a bulk body (and its CRLF) still to drop.
+    bulk_left: u64,
+}
+
+impl Skip {
+    /// Drops what it can of the reply from the front of `buf`: the bytes
+    /// taken, and whether the reply ended there. `Err` if it is not RESP.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<(usize, bool), &'static str> {
+        let mut at = 0;
+        loop {
+            if self.bulk_left > 0 {
+                let n = self.bulk_left.min((buf.len() - at) as u64);
+                self.bulk_left -= n;
+                at += n as usize;
+                if self.bulk_left > 0 {
+                    return Ok((at, false));
+                }
+                if self.element_done() {
+                    return Ok((at, true));
+                }
+                continue;
+            }
+            let Some(&kind) = buf.get(at) else {
+                return Ok((at, false));
+            };
+            let Some(eol) = find_crlf(buf, at + 1) else {
+                return if buf.len() - at > MAX_LINE {
+                    Err("reply line too long")
+                } else {
+                    Ok((at, false))
+                };
+            };
+            let value = number(&buf[at + 1..eol]);
+            at = eol + 2;
+            match (kind, value) {
+                (b'+' | b'-', _) | (b':', Some(_)) | (b'$' | b'*', Some(-1)) | (b'*', Some(0)) => {}
+                (b'$', Some(len)) if len >= 0 => {
+                    self.bulk_left = len as u64 + 2;
+                    continue;
+                }
+                (b'*', Some(count)) if count > 0 => {
+                    if self.open.len() == MAX_DEPTH {
+                        return Err("reply nested too deep");
+                    }
+                    self.open.push(count as u64);
+                    continue;
+                }
+                _ => return Err("not a RESP reply"),
+            }
+            if self.element_done() {
+                return Ok((at, true));
+            }
+        }
+    }
+
+    /// One element is over: true if that ended the reply.
+    fn element_done(&mut self) -> bool {
+        loop {
+            match self.open.last_mut() {
+                None => return true,
+                Some(left) if *left > 1 => {
+                    *left -= 1;
+                    return false;
+                }
+                Some(_) => {
+                    self.open.pop();
                 }
             }
         }
@@ -234,7 +319,7 @@ mod tests {
         assert!(matches!(whole(b":12a\r\n"), Check::Invalid(_)));
         assert!(matches!(whole(b"$-2\r\n"), Check::Invalid(_)));
         assert!(matches!(whole(b"$3\r\nabcde"), Check::Invalid(_)));
-        assert!(matches!(whole(b"$99999999999\r\n"), Check::Invalid(_)));
+        assert_eq!(whole(b"$99999999999\r\n"), Check::TooLarge);
         assert!(matches!(whole(b"*-5\r\n"), Check::Invalid(_)));
         let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(matches!(whole(&deep), Check::Invalid(_)));
@@ -244,6 +329,46 @@ mod tests {
         assert!(matches!(whole(&long), Check::Invalid(_)));
         // A billion elements declared: nothing allocated, just waiting.
         assert_eq!(whole(b"*1000000000\r\n:1\r\n"), Check::Incomplete);
+    }
+
+    /// Feeds `stream` to a `Skip` `chunk` bytes at a time, as a backend
+    /// connection's input would offer it (what it did not take is offered
+    /// again with more): where the reply ended.
+    fn skipped(stream: &[u8], chunk: usize) -> usize {
+        let mut skip = Skip::default();
+        let (mut pending, mut fed, mut taken) = (Vec::new(), 0, 0);
+        loop {
+            let end = (fed + chunk).min(stream.len());
+            pending.extend_from_slice(&stream[fed..end]);
+            fed = end;
+            let (n, done) = skip.feed(&pending).unwrap();
+            pending.drain(..n);
+            taken += n;
+            if done {
+                return taken;
+            }
+            assert!(fed < stream.len(), "chunk {chunk}: the reply never ended");
+        }
+    }
+
+    #[test]
+    fn a_reply_too_large_is_skipped_to_its_end_however_it_arrives() {
+        let next = b"+NEXT\r\n";
+        let small = b"*3\r\n$5\r\nhello\r\n*2\r\n:1\r\n-ERR x\r\n$-1\r\n";
+        let stream = [&small[..], next].concat();
+        for chunk in 1..=stream.len() {
+            assert_eq!(skipped(&stream, chunk), small.len(), "chunk {chunk}");
+        }
+        let big = MAX_BULK + 10;
+        let mut reply = format!("*3\r\n:1\r\n${big}\r\n").into_bytes();
+        reply.extend(std::iter::repeat_n(b'v', big));
+        reply.extend_from_slice(b"\r\n*1\r\n$-1\r\n");
+        assert_eq!(whole(&reply), Check::TooLarge);
+        let stream = [&reply[..], next].concat();
+        for chunk in [4093, 65536, stream.len()] {
+            assert_eq!(skipped(&stream, chunk), reply.len(), "chunk {chunk}");
+        }
+        assert!(Skip::default().feed(b"?x\r\n").is_err());
     }
 
     #[test]

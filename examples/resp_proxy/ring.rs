@@ -9,9 +9,10 @@
 //!   move nearly all.
 //! - **modula**: the key's hash modulo the sum of the weights.
 //!
-//! A backend's NAME is `HOST:PORT`, as twemproxy names a server given
-//! without a name (it leaves the port out when it is 11211, memcached's,
-//! for libmemcached's sake; so does this).
+//! A backend's NAME is the one given to it (`--backend "HOST:PORT:1 NAME"`,
+//! as twemproxy's `servers:` lines take one), else `HOST:PORT`, as
+//! twemproxy names a server given without a name (it leaves the port out
+//! when it is 11211, memcached's, for libmemcached's sake; so does this).
 //!
 //! The key hash is one of twemproxy's (`--hash-function`):
 //! - `fnv1a_64`, its default, quirks and all: FNV-1a with the 64-bit
@@ -22,15 +23,17 @@
 //!   land on one backend: `tests/resp_proxy.rs` saw 300 such keys split
 //!   190, 110 and 0 over three backends. Kept as the default so a
 //!   twemproxy pool's keys stay where they are;
-//! - `fnv1a_32`, the real FNV-1a (its 32-bit prime, 16777619): as cheap,
-//!   and spreads such keys evenly;
+//! - `fnv1a_32`, FNV-1a with its own 32-bit prime (16777619): as cheap,
+//!   and spreads such keys evenly (bytes widened as a signed `char` here
+//!   too, as twemproxy does);
 //! - `md5`, the first four bytes of the key's MD5: even, and dearer.
 //!
-//! **Hash tags**, as twemproxy's `hash_tag: "{}"` and Redis Cluster: when
-//! a key holds `{` and, after it, `}` with something between, only what is
-//! between is hashed, so `{user1000}.following` and
+//! **Hash tags** (`--hash-tag`, `{}` by default; twemproxy's `hash_tag`,
+//! which it leaves off unless configured): when a key holds the opening
+//! character and, after it, the closing one with something between, only
+//! what is between is hashed, so `{user1000}.following` and
 //! `{user1000}.followers` land on the same backend (and a command on both
-//! can go to it whole).
+//! can go to it whole). As Redis Cluster does with `{}`.
 
 use md5::{Digest, Md5};
 
@@ -88,7 +91,7 @@ pub struct Member {
 }
 
 impl Member {
-    /// The member for a backend address.
+    /// The member for a backend address, named by it.
     pub fn new(addr: std::net::SocketAddr, weight: u32) -> Member {
         let name = if addr.port() == MEMCACHED_PORT {
             addr.ip().to_string()
@@ -96,6 +99,14 @@ impl Member {
             addr.to_string()
         };
         Member { name, weight }
+    }
+
+    /// The same, with a name of its own.
+    pub fn named(name: &str, weight: u32) -> Member {
+        Member {
+            name: name.to_string(),
+            weight,
+        }
     }
 }
 
@@ -105,6 +116,8 @@ impl Member {
 pub struct Ring {
     distribution: Distribution,
     hash: KeyHash,
+    /// The hash tag's opening and closing characters, if tags are on.
+    tag: Option<(u8, u8)>,
     /// ketama: `(point, member)`, sorted by point. modula: one entry per
     /// unit of weight, in member order.
     points: Vec<(u32, usize)>,
@@ -132,8 +145,15 @@ impl Ring {
         Ring {
             distribution,
             hash,
+            tag: Some((b'{', b'}')),
             points,
         }
+    }
+
+    /// The same ring with hash tags between `open` and `close`, or none.
+    pub fn with_tag(mut self, tag: Option<(u8, u8)>) -> Ring {
+        self.tag = tag;
+        self
     }
 
     /// The member that owns `key`, or `None` if no member is in.
@@ -141,7 +161,10 @@ impl Ring {
         if self.points.is_empty() {
             return None;
         }
-        let hash = self.hash.of(hash_tag(key));
+        let hash = self.hash.of(match self.tag {
+            Some((open, close)) => hash_tag(key, open, close),
+            None => key,
+        });
         Some(match self.distribution {
             Distribution::Ketama => {
                 let at = self.points.partition_point(|&(point, _)| point < hash);
@@ -174,13 +197,13 @@ fn ketama(members: &[Member], live: &[usize]) -> Vec<(u32, usize)> {
     points
 }
 
-/// The part of `key` that is hashed: what is between the first `{` and
-/// the first `}` after it, if that is not empty; else all of it.
-pub fn hash_tag(key: &[u8]) -> &[u8] {
-    let Some(open) = key.iter().position(|&b| b == b'{') else {
+/// The part of `key` that is hashed: what is between the first `open`
+/// and the first `close` after it, if that is not empty; else all of it.
+pub fn hash_tag(key: &[u8], open: u8, close: u8) -> &[u8] {
+    let Some(open) = key.iter().position(|&b| b == open) else {
         return key;
     };
-    match key[open + 1..].iter().position(|&b| b == b'}') {
+    match key[open + 1..].iter().position(|&b| b == close) {
         Some(len) if len > 0 => &key[open + 1..open + 1 + len],
         _ => key,
     }
@@ -198,10 +221,11 @@ pub fn fnv1a_64(key: &[u8]) -> u32 {
     hash
 }
 
-/// FNV-1a over 32 bits, with its own constants.
+/// twemproxy's `fnv1a_32`: FNV-1a over 32 bits with its own constants,
+/// each byte widened as a C `char`, as in `fnv1a_64`.
 pub fn fnv1a_32(key: &[u8]) -> u32 {
     key.iter().fold(0x811c_9dc5u32, |hash, &byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+        (hash ^ byte as i8 as i32 as u32).wrapping_mul(0x0100_0193)
     })
 }
 
@@ -234,15 +258,15 @@ mod tests {
 
     #[test]
     fn hash_tags_take_the_part_between_the_first_braces() {
-        assert_eq!(hash_tag(b"{user1000}.following"), b"user1000");
-        assert_eq!(hash_tag(b"foo{bar}{zap}"), b"bar");
+        assert_eq!(hash_tag(b"{user1000}.following", b'{', b'}'), b"user1000");
+        assert_eq!(hash_tag(b"foo{bar}{zap}", b'{', b'}'), b"bar");
         assert_eq!(
-            hash_tag(b"foo{}{bar}"),
+            hash_tag(b"foo{}{bar}", b'{', b'}'),
             b"foo{}{bar}",
             "empty: the whole key"
         );
-        assert_eq!(hash_tag(b"foo{bar"), b"foo{bar");
-        assert_eq!(hash_tag(b"}{x}"), b"x");
+        assert_eq!(hash_tag(b"foo{bar", b'{', b'}'), b"foo{bar");
+        assert_eq!(hash_tag(b"}{x}", b'{', b'}'), b"x");
         let ring = Ring::new(Distribution::Ketama, KeyHash::Fnv1a64, &members(3), &[]);
         assert_eq!(
             ring.owner(b"{user1000}.following"),
@@ -271,6 +295,11 @@ mod tests {
         assert_eq!(fnv1a_32(b""), 0x811c_9dc5);
         assert_eq!(fnv1a_32(b"a"), 0xe40c_292c);
         assert_eq!(fnv1a_32(b"foobar"), 0xbf9c_f968);
+        // twemproxy's char: a high byte sign-extended.
+        assert_eq!(
+            fnv1a_32(&[0xe9]),
+            (0x811c_9dc5u32 ^ 0xffff_ffe9).wrapping_mul(0x0100_0193)
+        );
     }
 
     #[test]
