@@ -37,10 +37,19 @@
 //!   ring for `--retry-timeout` (twemproxy's `auto_eject_hosts`): its
 //!   keys go to the others meanwhile.
 //! - **Backpressure, every way.** A client with [`MAX_PENDING`] requests
-//!   unanswered, or whose answers it does not read, is not read; a backend
+//!   unanswered, more than [`CLIENT_HELD_PAUSE`] of early replies held
+//!   for its order, or answers it does not read, is not read; a backend
 //!   connection with [`MAX_IN_FLIGHT`] requests, or [`UPSTREAM_QUEUED_MAX`]
 //!   bytes not yet written, takes no more until it catches up, and the
 //!   clients that wait for it are not read meanwhile.
+//! - **A reply too large fails alone.** A reply past `reply::MAX_REPLY`
+//!   (16 MiB) cannot be held to be routed whole: its request gets `-ERR`,
+//!   and the reply is walked past as it streams in (`reply::Skip`), so
+//!   the connection every client shares goes on.
+//!
+//! A client that sends a pipeline and hangs up (`nc -N`) is answered all
+//! of it, then closed, as Redis does. Clients idle for `--idle-timeout`
+//! (60 s by default) are closed; Redis's own default is never (`0`).
 //!
 //! The proxy answers `PING`, `ECHO`, `QUIT`, `SELECT 0` and `AUTH` (with
 //! `--requirepass`) itself, and refuses with a clear `-ERR` what cannot
