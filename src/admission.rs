@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 /// A network in CIDR notation: `10.0.0.0/8`, `::1/128`, or a bare address
 /// (all bits significant).
@@ -126,14 +127,50 @@ impl RejectReason {
 }
 
 /// The access lists and the per-address counts.
+/// Connections open per address: this reactor's own count, or one a
+/// `Server`'s shards share (behind a lock, taken only at accept and
+/// close: admission is not the hot path), so the cap holds for the whole
+/// server.
+#[derive(Debug)]
+pub(crate) enum PerIp {
+    Local(HashMap<IpAddr, usize>),
+    Shared(Arc<Mutex<HashMap<IpAddr, usize>>>),
+}
+
+impl Default for PerIp {
+    fn default() -> Self {
+        PerIp::Local(HashMap::new())
+    }
+}
+
+impl PerIp {
+    fn with<R>(&mut self, f: impl FnOnce(&mut HashMap<IpAddr, usize>) -> R) -> R {
+        match self {
+            PerIp::Local(map) => f(map),
+            // A shard that panicked while holding it left a valid map.
+            PerIp::Shared(map) => f(&mut map.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
+
+    /// One connection from `ip` is gone.
+    fn release(&mut self, ip: IpAddr) {
+        self.with(|map| {
+            if let Some(n) = map.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&ip);
+                }
+            }
+        });
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
     allow: Vec<Cidr>,
     deny: Vec<Cidr>,
     max_per_ip: Option<usize>,
-    /// Open connections per address; kept only with a cap set.
-    per_ip: HashMap<IpAddr, usize>,
-    /// Each counted connection's address, by slab index.
+    per_ip: PerIp,
     conn_ip: HashMap<usize, IpAddr>,
 }
 
@@ -147,28 +184,37 @@ impl Admission {
         }
     }
 
-    /// New allow list (empty: everyone not denied).
+    /// Counts per address with the other shards of a server.
+    pub(crate) fn share_per_ip(&mut self, shared: Arc<Mutex<HashMap<IpAddr, usize>>>) {
+        self.per_ip = PerIp::Shared(shared);
+    }
+
     pub(crate) fn set_allow(&mut self, allow: Vec<Cidr>) {
         self.allow = allow;
     }
 
-    /// New deny list.
     pub(crate) fn set_deny(&mut self, deny: Vec<Cidr>) {
         self.deny = deny;
     }
 
-    /// New per-address cap. Turning it off forgets the counts (they cost
-    /// memory per connection); turning it on counts from then on.
+    /// A new cap applies to connections accepted from now on; turning it
+    /// off forgets this reactor's counts (each connection it counted takes
+    /// its own out when it closes, so a shared count stays right).
     pub(crate) fn set_max_per_ip(&mut self, cap: Option<usize>) {
         if cap.is_none() {
-            self.per_ip = HashMap::new();
-            self.conn_ip = HashMap::new();
+            for (_, ip) in std::mem::take(&mut self.conn_ip) {
+                self.per_ip.release(ip);
+            }
         }
         self.max_per_ip = cap;
     }
 
-    /// `Err` with the reason if `ip` may not connect now.
-    pub(crate) fn check(&self, ip: IpAddr) -> Result<(), RejectReason> {
+    /// Whether `ip` may connect; under a per-address cap, a yes counts
+    /// the connection at once (check and count are one step, so shards
+    /// accepting from one address together cannot pass the cap). Follow
+    /// a yes with [`opened`](Self::opened), or [`release`](Self::release)
+    /// if the connection is not kept after all.
+    pub(crate) fn check(&mut self, ip: IpAddr) -> Result<(), RejectReason> {
         if self.deny.iter().any(|c| c.contains(ip)) {
             return Err(RejectReason::Denied);
         }
@@ -176,31 +222,39 @@ impl Admission {
             return Err(RejectReason::NotAllowed);
         }
         if let Some(cap) = self.max_per_ip {
-            if self.per_ip.get(&ip).copied().unwrap_or(0) >= cap {
-                return Err(RejectReason::PerIpLimit);
-            }
+            return self.per_ip.with(|map| {
+                let n = map.entry(ip).or_default();
+                if *n >= cap {
+                    if *n == 0 {
+                        map.remove(&ip);
+                    }
+                    return Err(RejectReason::PerIpLimit);
+                }
+                *n += 1;
+                Ok(())
+            });
         }
         Ok(())
     }
 
-    /// A connection from `ip` took slab slot `index`.
+    /// The connection `check` let in has slot `index`.
     pub(crate) fn opened(&mut self, index: usize, ip: IpAddr) {
         if self.max_per_ip.is_some() {
-            *self.per_ip.entry(ip).or_default() += 1;
             self.conn_ip.insert(index, ip);
+        }
+    }
+
+    /// A connection `check` let in was not kept.
+    pub(crate) fn release(&mut self, ip: IpAddr) {
+        if self.max_per_ip.is_some() {
+            self.per_ip.release(ip);
         }
     }
 
     /// The connection in slot `index` closed.
     pub(crate) fn closed(&mut self, index: usize) {
-        let Some(ip) = self.conn_ip.remove(&index) else {
-            return;
-        };
-        if let Some(n) = self.per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_ip.remove(&ip);
-            }
+        if let Some(ip) = self.conn_ip.remove(&index) {
+            self.per_ip.release(ip);
         }
     }
 }
@@ -257,13 +311,45 @@ mod tests {
         );
         assert_eq!(a.check(ip("127.0.0.9")), Err(RejectReason::Denied));
         assert_eq!(a.check(ip("10.0.0.1")), Err(RejectReason::NotAllowed));
-        a.opened(0, ip("127.0.0.1"));
-        a.opened(1, ip("127.0.0.1"));
+        for slot in 0..2 {
+            assert_eq!(a.check(ip("127.0.0.1")), Ok(()));
+            a.opened(slot, ip("127.0.0.1"));
+        }
         assert_eq!(a.check(ip("127.0.0.1")), Err(RejectReason::PerIpLimit));
         assert_eq!(a.check(ip("127.0.0.2")), Ok(()));
+        a.release(ip("127.0.0.2")); // let in, then not kept
         a.closed(0);
         assert_eq!(a.check(ip("127.0.0.1")), Ok(()));
+        a.opened(0, ip("127.0.0.1"));
+        a.closed(0);
         a.closed(1);
-        assert!(a.per_ip.is_empty() && a.conn_ip.is_empty());
+        assert!(a.per_ip.with(|m| m.is_empty()) && a.conn_ip.is_empty());
+    }
+
+    #[test]
+    fn shards_sharing_counts_hold_one_cap_between_them() {
+        let shared = Arc::new(Mutex::new(HashMap::new()));
+        let mut shards: Vec<Admission> = (0..2)
+            .map(|_| {
+                let mut a = Admission::new(Vec::new(), Vec::new(), Some(3));
+                a.share_per_ip(Arc::clone(&shared));
+                a
+            })
+            .collect();
+        let from = ip("10.1.1.1");
+        let mut let_in = 0;
+        for i in 0..6 {
+            let shard = &mut shards[i % 2];
+            if shard.check(from).is_ok() {
+                shard.opened(i, from);
+                let_in += 1;
+            }
+        }
+        assert_eq!(let_in, 3, "the cap is the server's, not each shard's");
+        shards[0].closed(0);
+        assert_eq!(shards[1].check(from), Ok(()));
+        // Turning the cap off gives back what a shard counted.
+        shards[1].set_max_per_ip(None);
+        assert_eq!(shared.lock().unwrap().get(&from), Some(&2));
     }
 }

@@ -22,6 +22,8 @@ use crate::reactor::Found;
 pub(crate) enum Command<M> {
     /// Begin graceful shutdown.
     Shutdown,
+    /// Stop at once: cut every connection (what a second signal does).
+    Stop,
     /// Deliver a message to the handler's `on_message`.
     Post(M),
     /// Change who may connect, and how many.
@@ -175,6 +177,16 @@ impl<M> Handle<M> {
     /// [`Reactor::run`]: crate::Reactor::run
     pub fn shutdown(&self) -> bool {
         self.shared.push(Command::Shutdown, false).is_ok()
+    }
+
+    /// Asks the reactor to stop at once, as a second signal does: every
+    /// connection is cut at the end of its next turn (see
+    /// [`Reactor::stop`]). Returns `false` if the reactor has already
+    /// stopped.
+    ///
+    /// [`Reactor::stop`]: crate::Reactor::stop
+    pub fn stop(&self) -> bool {
+        self.shared.push(Command::Stop, false).is_ok()
     }
 
     /// Delivers `message` to the handler's `on_message` on the reactor's

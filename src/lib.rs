@@ -161,6 +161,7 @@ pub mod guide;
 mod handle;
 mod handler;
 mod reactor;
+pub mod server;
 mod state;
 mod stats;
 mod stream;
@@ -186,6 +187,7 @@ pub use handler::{Context, Handler, SendError};
 pub use reactor::{
     CheckinError, Checkout, Connect, ListenerId, Reactor, Readiness, SourceId, Status,
 };
+pub use server::{Server, ServerBuilder, ServerHandle, ServerStats};
 pub use state::State;
 pub use stats::Stats;
 pub use stream::PeerCred;

@@ -83,6 +83,77 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds `other`'s counters and levels to these (a server's shards
+    /// summed; see `ServerStats`).
+    pub fn add(&mut self, other: &Stats) {
+        let Stats {
+            accepted,
+            connects,
+            accept_errors,
+            active,
+            peak,
+            closed,
+            rejected,
+            accept_pauses,
+            shutdown_closed,
+            shutdown_cut,
+            bytes_in,
+            bytes_out,
+            turns,
+            events,
+            timers_fired,
+            buffers_pooled,
+            buffers_in_use,
+            buffered_bytes,
+            pooled_bytes,
+            pool_hits,
+            pool_misses,
+            pool_evicted,
+            pool_found_dead,
+            pool_idle,
+            pool_warm,
+            tls_handshakes,
+            tls_handshake_us,
+            tls_failed,
+            tls_truncated,
+        } = other;
+        self.accepted += accepted;
+        self.connects += connects;
+        self.accept_errors += accept_errors;
+        self.active += active;
+        self.peak += peak;
+        for (a, b) in self.closed.iter_mut().zip(closed) {
+            *a += b;
+        }
+        for (a, b) in self.rejected.iter_mut().zip(rejected) {
+            *a += b;
+        }
+        self.accept_pauses += accept_pauses;
+        self.shutdown_closed += shutdown_closed;
+        self.shutdown_cut += shutdown_cut;
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.turns += turns;
+        self.events += events;
+        self.timers_fired += timers_fired;
+        self.buffers_pooled += buffers_pooled;
+        self.buffers_in_use += buffers_in_use;
+        self.buffered_bytes += buffered_bytes;
+        self.pooled_bytes += pooled_bytes;
+        self.pool_hits += pool_hits;
+        self.pool_misses += pool_misses;
+        self.pool_evicted += pool_evicted;
+        self.pool_found_dead += pool_found_dead;
+        self.pool_idle += pool_idle;
+        self.pool_warm += pool_warm;
+        self.tls_handshakes += tls_handshakes;
+        self.tls_handshake_us += tls_handshake_us;
+        for (a, b) in self.tls_failed.iter_mut().zip(tls_failed) {
+            *a += b;
+        }
+        self.tls_truncated += tls_truncated;
+    }
+
     /// Connections closed for `reason`'s kind.
     pub fn closed_for(&self, reason: CloseReason) -> u64 {
         self.closed[reason.index()]

@@ -167,3 +167,87 @@ pub(crate) fn peer_cred(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<(u32,
     }
     Ok((cred.pid as u32, cred.uid, cred.gid))
 }
+
+/// Pins the calling thread to CPU `cpu` (`sched_setaffinity`): a shard
+/// stays on its core, with its caches (`ServerBuilder::pin_cpus`); a load
+/// generator's thread stays off the server's.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "CPU index past CPU_SETSIZE",
+        ));
+    }
+    // SAFETY: cpu_set_t is plain old data, valid all zeroes; CPU_SET
+    // writes one bit inside it (the index was checked against
+    // CPU_SETSIZE above); sched_setaffinity reads size_of::<cpu_set_t>()
+    // bytes through a valid pointer to a local, for the calling thread (0).
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Steers each new connection of a `SO_REUSEPORT` group to the socket
+/// whose index is the number of the CPU that received its first packet,
+/// modulo `n` (`SO_ATTACH_REUSEPORT_CBPF`, with the kernel selftest's
+/// program: `ld #cpu; mod #n; ret a`). Attached to one socket, it serves
+/// the whole group; socket `i` is the `i`th bound. Linux 4.5 and later;
+/// `Err` elsewhere, and the kernel's hash goes on choosing.
+pub(crate) fn steer_by_cpu(socket: std::os::fd::BorrowedFd<'_>, n: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if n == 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sockets"));
+    }
+    // BPF_LD|BPF_W|BPF_ABS at SKF_AD_OFF + SKF_AD_CPU loads the CPU
+    // number; BPF_ALU|BPF_MOD|BPF_K takes it modulo n; BPF_RET|BPF_A
+    // returns it as the socket's index.
+    const SKF_AD_OFF: u32 = 0xffff_f000; // -0x1000
+    const SKF_AD_CPU: u32 = 36;
+    let code = [
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: SKF_AD_OFF.wrapping_add(SKF_AD_CPU),
+        },
+        libc::sock_filter {
+            code: (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: n,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_A) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+    ];
+    let program = libc::sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: the descriptor is open (borrowed); setsockopt reads one
+    // sock_fprog through a valid pointer to a local, whose `filter`
+    // points at `code`, alive until the call returns (the kernel copies
+    // the program).
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&program as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -270,6 +270,49 @@ struct Twin {
     flags: &'static [&'static str],
 }
 
+/// nutcracker for `twin` over `backends`: its port, process and config
+/// file. A port taken between `free_port` and nutcracker's bind (tests
+/// run in parallel) makes it exit: it is tried again on another.
+fn start_nutcracker(twin: &Twin, backends: &[Redis]) -> (u16, Child, std::path::PathBuf) {
+    for _ in 0..5 {
+        let port = free_port();
+        let conf = std::env::temp_dir().join(format!("evloop-nutcracker-{port}.yml"));
+        std::fs::write(
+            &conf,
+            format!(
+                "pool:\n  listen: 127.0.0.1:{port}\n  hash: {}\n  distribution: ketama\n  redis: true\n{}  servers:\n   - 127.0.0.1:{}:1{}\n   - 127.0.0.1:{}:1{}\n",
+                twin.hash, twin.pool, backends[0].port, twin.names[0], backends[1].port, twin.names[1]
+            ),
+        )
+        .unwrap();
+        let stats_port = free_port().to_string();
+        let log = conf.with_extension("log");
+        let mut child = Command::new("nutcracker")
+            .args(["-c", conf.to_str().unwrap(), "-s", &stats_port])
+            .args(["-o", log.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nutcracker");
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (port, child, conf);
+            }
+            if child.try_wait().unwrap().is_some() || Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                eprintln!("nutcracker on {port} ({}) exited: {said}", twin.hash);
+                break; // its port was taken, most likely: another
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&conf);
+    }
+    panic!("nutcracker never listened, on five ports");
+}
+
 #[test]
 fn keys_land_where_twemproxy_puts_them() {
     if !redis_installed() || !have("nutcracker") {
@@ -316,28 +359,7 @@ fn keys_land_where_twemproxy_puts_them() {
         for b in &backends {
             b.client().cmd(&["FLUSHALL"]);
         }
-        let port = free_port();
-        let conf = std::env::temp_dir().join(format!("evloop-nutcracker-{port}.yml"));
-        std::fs::write(
-            &conf,
-            format!(
-                "pool:\n  listen: 127.0.0.1:{port}\n  hash: {}\n  distribution: ketama\n  redis: true\n{}  servers:\n   - 127.0.0.1:{}:1{}\n   - 127.0.0.1:{}:1{}\n",
-                twin.hash, twin.pool, backends[0].port, twin.names[0], backends[1].port, twin.names[1]
-            ),
-        )
-        .unwrap();
-        let stats_port = free_port().to_string();
-        let mut nutcracker = Command::new("nutcracker")
-            .args(["-c", conf.to_str().unwrap(), "-s", &stats_port])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nutcracker");
-        let until = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "nutcracker never listened");
-            thread::sleep(Duration::from_millis(10));
-        }
+        let (port, mut nutcracker, conf) = start_nutcracker(twin, &backends);
         let mut twem = Client::connect(port);
         for k in &keys {
             assert_eq!(twem.cmd(&["SET", k, "t"]), Value::Simple("OK".into()));
@@ -348,6 +370,7 @@ fn keys_land_where_twemproxy_puts_them() {
             .collect();
         let _ = nutcracker.kill();
         let _ = nutcracker.wait();
+        let _ = std::fs::remove_file(conf.with_extension("log"));
         let _ = std::fs::remove_file(conf);
         let mut args: Vec<String> = Vec::new();
         for (b, name) in backends.iter().zip(twin.names) {

@@ -58,6 +58,12 @@ pub struct ServerArgs {
     /// this PEM file.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Reactors to run, one per thread, each with its own SO_REUSEPORT
+    /// listener on --addr (`evloop::Server`); --max-conns and
+    /// --max-per-ip hold for all of them together.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=evloop::server::MAX_THREADS as i64))]
+    pub threads: u16,
 }
 
 /// A size such as `65536`, `64K`, `512M` or `1G` (powers of 1024).
@@ -122,16 +128,74 @@ impl ServerArgs {
             _ => reactor.listen(self.addr),
         }
     }
+
+    /// Runs the server until it has shut down: one reactor on this
+    /// thread, or `--threads N` shards, each making its handler with
+    /// `make(shard)`. SIGINT/SIGTERM shut it down. The exit code says
+    /// whether shutdown had to cut connections; with shards, each logs its
+    /// own stats line (`shard 0: accepted=...`) beside the sum.
+    pub fn serve<H, F>(
+        &self,
+        config: Config,
+        alpn: &[&str],
+        make: F,
+    ) -> io::Result<std::process::ExitCode>
+    where
+        H: Handler + 'static,
+        H::Message: Send + 'static,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+    {
+        if self.threads <= 1 {
+            let mut reactor = Reactor::new(make(0), config)?;
+            self.listen(&mut reactor, alpn)?;
+            reactor.handle_signals()?;
+            reactor.run()?;
+            return Ok(exit_code(&reactor.stats()));
+        }
+        let builder = evloop::Server::builder(config)
+            .threads(usize::from(self.threads))
+            .handle_signals();
+        let builder = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => shard_tls(builder, self, cert, key, alpn)?,
+            _ => builder.listen(self.addr),
+        };
+        let stats = builder.start(make)?.run()?;
+        for (i, shard) in stats.shards.iter().enumerate() {
+            log::info!("shard {i}: {shard}");
+        }
+        Ok(exit_code(&stats.total))
+    }
 }
 
 #[cfg(feature = "tls")]
-fn listen_tls<H: Handler>(
-    reactor: &mut Reactor<H>,
+fn shard_tls(
+    builder: evloop::ServerBuilder,
     args: &ServerArgs,
     cert: &std::path::Path,
     key: &std::path::Path,
     alpn: &[&str],
-) -> io::Result<ListenerId> {
+) -> io::Result<evloop::ServerBuilder> {
+    Ok(builder.listen_tls(args.addr, tls_config(args, cert, key, alpn)?))
+}
+
+#[cfg(not(feature = "tls"))]
+fn shard_tls(
+    _: evloop::ServerBuilder,
+    _: &ServerArgs,
+    _: &std::path::Path,
+    _: &std::path::Path,
+    _: &[&str],
+) -> io::Result<evloop::ServerBuilder> {
+    Err(no_tls())
+}
+
+#[cfg(feature = "tls")]
+fn tls_config(
+    args: &ServerArgs,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[&str],
+) -> io::Result<std::sync::Arc<rustls::ServerConfig>> {
     // The error's text, not its structure: `main` prints it as it is.
     let invalid =
         |e: evloop::tls::TlsError| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
@@ -146,9 +210,19 @@ fn listen_tls<H: Handler>(
             ca.display()
         );
     }
-    let id = reactor.listen_tls(args.addr, tls.build().map_err(invalid)?)?;
     log::info!("TLS on {}: {}", args.addr, cert.display());
-    Ok(id)
+    tls.build().map_err(invalid)
+}
+
+#[cfg(feature = "tls")]
+fn listen_tls<H: Handler>(
+    reactor: &mut Reactor<H>,
+    args: &ServerArgs,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[&str],
+) -> io::Result<ListenerId> {
+    reactor.listen_tls(args.addr, tls_config(args, cert, key, alpn)?)
 }
 
 #[cfg(not(feature = "tls"))]
@@ -159,10 +233,15 @@ fn listen_tls<H: Handler>(
     _: &std::path::Path,
     _: &[&str],
 ) -> io::Result<ListenerId> {
-    Err(io::Error::new(
+    Err(no_tls())
+}
+
+#[cfg(not(feature = "tls"))]
+fn no_tls() -> io::Error {
+    io::Error::new(
         io::ErrorKind::Unsupported,
         "--tls-cert needs TLS: build with `cargo build --release --examples --features tls`",
-    ))
+    )
 }
 
 /// Flags of the examples that connect out: TLS to the server.

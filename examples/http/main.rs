@@ -42,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use evloop::timer::TimerId;
-use evloop::{ConnId, Context, Handler, Reactor};
+use evloop::{ConnId, Context, Handler};
 use request::{After, Progress, Requests, Stream, Waiting, STREAM_END};
 
 #[derive(Parser, Debug)]
@@ -343,22 +343,21 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     common::init();
     let mut config = cli.server.config();
-    let requests = Requests::new(cli.max_body, &httpdate::fmt_http_date(SystemTime::now()));
+    let max_body = cli.max_body;
+    let requests = move || Requests::new(max_body, &httpdate::fmt_http_date(SystemTime::now()));
     // A partial request is at most a head, a body with its framing, and
     // trailers.
-    config.max_input = requests.max_request().saturating_add(1);
-    let http = Http {
+    config.max_input = requests().max_request().saturating_add(1);
+    let high_water = config.high_water;
+    let server = cli.server.clone();
+    // One handler per shard (`--threads`): each has its own slots.
+    server.serve(config, &["http/1.1"], move |_shard| Http {
         header_timeout: Duration::from_secs(cli.header_timeout),
         body_timeout: Duration::from_secs(cli.body_timeout),
         body_min_rate: cli.body_min_rate,
-        requests,
-        high_water: config.high_water,
+        requests: requests(),
+        high_water,
         chunks: Vec::new(),
         slots: Vec::new(),
-    };
-    let mut reactor = Reactor::new(http, config)?;
-    cli.server.listen(&mut reactor, &["http/1.1"])?;
-    reactor.handle_signals()?;
-    reactor.run()?;
-    Ok(common::exit_code(&reactor.stats()))
+    })
 }

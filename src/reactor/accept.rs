@@ -35,6 +35,10 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Accepting resumes once connections fall below this share of
 /// `max_conns`: hysteresis, so a server at its limit does not flap.
 const RESUME_BELOW_PERCENT: usize = 90;
+/// In a `Server`, a shard full at the server's `max_conns` looks again
+/// this often: the room may come from another shard's closes, which it
+/// does not see. Short against a human's wait, long against a turn.
+const SERVER_FULL_RECHECK: Duration = Duration::from_millis(20);
 
 /// Whether a listener accepts now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,7 +110,7 @@ impl<H: Handler> Reactor<H> {
 
     fn accept(&mut self, i: usize) {
         for _ in 0..self.core.config().accept_batch {
-            let full = self.core.len() >= self.core.config().max_conns;
+            let full = self.core.headcount() >= self.core.config().max_conns;
             if full && self.core.config().reject_line.is_none() {
                 log::warn!(
                     "max_conns ({}) reached: not accepting until below {}%",
@@ -115,6 +119,12 @@ impl<H: Handler> Reactor<H> {
                 );
                 if let Some(l) = self.listener(i) {
                     l.gate = Gate::Full;
+                }
+                if self.core.in_census() {
+                    // Other shards' connections free room too, and this
+                    // reactor hears nothing of it: look again soon.
+                    let at = self.core.time().after(SERVER_FULL_RECHECK);
+                    self.core.wheel().insert(at, TimerEvent::AcceptResume(i));
                 }
                 return;
             }
@@ -126,8 +136,13 @@ impl<H: Handler> Reactor<H> {
                     l.backoff = ACCEPT_BACKOFF_MIN;
                     if full {
                         self.reject_with_line(stream);
+                    } else if !self.core.reserve_place() {
+                        // Another shard took the server's last place in
+                        // the same moment.
+                        self.reject(stream, RejectReason::MaxConns);
                     } else if let Err(reason) = self.check(peer) {
                         log::debug!("rejected {peer:?}: {}", RejectReason::NAMES[reason.index()]);
+                        self.core.release_place();
                         self.reject(stream, reason);
                     } else {
                         self.admit(stream, peer, i as u32);
@@ -186,6 +201,10 @@ impl<H: Handler> Reactor<H> {
             }
             Err(e) => {
                 log::warn!("registering a connection from {peer:?}: {e}");
+                if let Some(peer) = peer {
+                    self.core.admission().release(peer.ip());
+                }
+                self.core.release_place();
                 None
             }
         }
@@ -229,9 +248,10 @@ impl<H: Handler> Reactor<H> {
     /// in `on_open` leaves the rest for the next turn.
     pub(super) fn admit_backlog(&mut self) {
         while let Some((stream, peer, listener)) = self.queued.pop() {
-            if self.core.len() >= self.core.config().max_conns {
+            if self.core.headcount() >= self.core.config().max_conns || !self.core.reserve_place() {
                 self.reject_with_line(stream);
             } else if let Err(reason) = self.check(peer) {
+                self.core.release_place();
                 self.reject(stream, reason);
             } else if let Some(id) = self.admit(stream, peer, listener) {
                 if let Some(conn) = self.core.conn_mut(id) {
@@ -303,13 +323,25 @@ impl<H: Handler> Reactor<H> {
         self.reserve = File::open("/dev/null").ok();
     }
 
-    /// The back-off timer fired.
+    /// The back-off timer fired, or (in a server) the look again at a
+    /// full one.
     pub(super) fn resume_accepting(&mut self, i: usize) {
-        if let Some(l) = self.listener(i) {
-            if l.gate == Gate::BackingOff {
+        let Some(l) = self.listener(i) else {
+            return;
+        };
+        match l.gate {
+            Gate::BackingOff => {
                 l.gate = Gate::Open;
                 l.pending = true;
             }
+            Gate::Full => {
+                self.reopen_when_below_limit();
+                if self.listener(i).is_some_and(|l| l.gate == Gate::Full) {
+                    let at = self.core.time().after(SERVER_FULL_RECHECK);
+                    self.core.wheel().insert(at, TimerEvent::AcceptResume(i));
+                }
+            }
+            Gate::Open => {}
         }
     }
 
@@ -319,7 +351,7 @@ impl<H: Handler> Reactor<H> {
         // In u128: `max_conns` may be `usize::MAX` ("no limit").
         let below =
             (self.core.config().max_conns as u128 * RESUME_BELOW_PERCENT as u128 / 100) as usize;
-        if self.core.len() < below.max(1) {
+        if self.core.headcount() < below.max(1) {
             self.open_full_gates();
         }
     }
@@ -327,7 +359,7 @@ impl<H: Handler> Reactor<H> {
     /// `max_conns` was raised: reopen listeners held at the old limit if
     /// the new one leaves room (no hysteresis: the program asked).
     pub(super) fn reopen_when_raised(&mut self) {
-        if self.core.len() < self.core.config().max_conns {
+        if self.core.headcount() < self.core.config().max_conns {
             self.open_full_gates();
         }
     }

@@ -46,6 +46,13 @@ pub(crate) enum Lifecycle {
 pub(crate) struct Core {
     poll: Poll,
     conns: Slab<Conn>,
+    /// The connections of every shard of a `Server`, counted together, so
+    /// `max_conns` holds for the whole server (`None` for a lone reactor:
+    /// its slab is the count).
+    census: Option<std::sync::Arc<crate::server::Census>>,
+    /// A place in the census taken for the connection being accepted,
+    /// which `add_conn` then uses instead of counting it again.
+    place_reserved: bool,
     /// Each slab slot's last generation. Kept per slot, so an id is not
     /// reused until its own slot has been reused 2^32 times.
     generations: Vec<u32>,
@@ -103,6 +110,8 @@ impl Core {
         Ok(Core {
             poll: Poll::new()?,
             conns: Slab::new(),
+            census: None,
+            place_reserved: false,
             generations: Vec::new(),
             wheel: TimerWheel::new(),
             pool: BufferPool::new(
@@ -378,6 +387,48 @@ impl Core {
         self.conns.len()
     }
 
+    /// Connections counted against `max_conns`: this slab's, or every
+    /// shard's for a reactor in a `Server`.
+    pub(crate) fn headcount(&self) -> usize {
+        match &self.census {
+            Some(census) => census.open(),
+            None => self.conns.len(),
+        }
+    }
+
+    /// Joins this reactor to a server's count (before it opens anything).
+    pub(crate) fn join_census(&mut self, census: std::sync::Arc<crate::server::Census>) {
+        self.census = Some(census);
+    }
+
+    /// In a server, takes one of its `max_conns` places for a connection
+    /// just accepted (atomically, against every shard); always `true` for
+    /// a lone reactor, whose slab is its count. Give it back with
+    /// [`release_place`](Self::release_place) if the connection is not
+    /// kept; `add_conn` uses it otherwise.
+    pub(crate) fn reserve_place(&mut self) -> bool {
+        let Some(census) = &self.census else {
+            return true;
+        };
+        let taken = census.reserve(self.config.max_conns);
+        self.place_reserved = taken;
+        taken
+    }
+
+    /// The connection a place was reserved for was not kept.
+    pub(crate) fn release_place(&mut self) {
+        if std::mem::take(&mut self.place_reserved) {
+            if let Some(census) = &self.census {
+                census.closed();
+            }
+        }
+    }
+
+    /// Whether this reactor's limits are a server's (see `join_census`).
+    pub(crate) fn in_census(&self) -> bool {
+        self.census.is_some()
+    }
+
     /// Registers a socket and gives it a slot. Each socket is registered
     /// once, for both directions, edge-triggered: from here on no message
     /// costs an `epoll_ctl`.
@@ -406,6 +457,11 @@ impl Core {
         let generation = self.generations[slot].wrapping_add(1);
         self.generations[slot] = generation;
         entry.insert(Conn::new(stream, peer, generation, listener, state, now));
+        if let Some(census) = &self.census {
+            if !std::mem::take(&mut self.place_reserved) {
+                census.opened(); // an outbound or adopted connection
+            }
+        }
         self.stats.peak = self.stats.peak.max(self.conns.len());
         let id = ConnId { index, generation };
         self.arm(id);
@@ -558,6 +614,9 @@ impl Core {
             return None;
         };
         let conn = self.conns.remove(id.index as usize);
+        if let Some(census) = &self.census {
+            census.closed();
+        }
         self.admission.closed(id.index as usize);
         self.settings.remove(id.index);
         self.resolver.forget(id.index);

@@ -417,6 +417,7 @@ impl<H: Handler> Reactor<H> {
         while let Some(command) = self.inbox.pop_front() {
             match command {
                 Command::Shutdown => self.core.request_shutdown(),
+                Command::Stop => self.stop(),
                 Command::Post(message) => self.dispatch(None, |h, cx| h.on_message(cx, message)),
                 Command::Admit(change) => self.change_admission(change),
                 Command::Resolved(id, found) => self.core.resolved(id, found),

@@ -56,6 +56,19 @@ impl<H: Handler> Reactor<H> {
         self.stop_now = true;
     }
 
+    /// Joins a `Server`: `max_conns` and the per-address cap count every
+    /// shard's connections (see `src/server.rs`).
+    pub(crate) fn join_server(
+        &mut self,
+        census: std::sync::Arc<crate::server::Census>,
+        per_ip: std::sync::Arc<
+            std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+        >,
+    ) {
+        self.core.join_census(census);
+        self.core.admission().share_per_ip(per_ip);
+    }
+
     /// The signal pipe became readable.
     pub(super) fn on_signals(&mut self) {
         let Some(signals) = self.signals.as_mut() else {

@@ -1,0 +1,346 @@
+//! A server of N shards (`src/server.rs`) over real loopback sockets: how
+//! the kernel spreads connections, one shutdown for all, limits that hold
+//! for the whole server, posting to one shard or to all, a shard that
+//! fails, and steering by CPU.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use evloop::{Config, ConnId, Context, Handler, Server};
+
+/// Echoes; counts connections open across shards (and the most at once);
+/// records messages as (shard, message); answers "later" a second late.
+struct Shard {
+    index: usize,
+    open: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    messages: Arc<Mutex<Vec<(usize, u32)>>>,
+    later: Vec<ConnId>,
+}
+
+impl Handler for Shard {
+    type Message = u32;
+    fn on_open(&mut self, _: &mut Context<'_>, _: ConnId) {
+        let now = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+    }
+    fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
+        if input == b"later" {
+            // Answered from a timer: the connection is busy until then.
+            self.later.push(conn);
+            cx.set_timer(Duration::from_millis(300), 0);
+        } else {
+            let _ = cx.write(conn, input);
+        }
+        input.len()
+    }
+    fn on_timer(&mut self, cx: &mut Context<'_>, _: u64) {
+        for conn in self.later.drain(..) {
+            let _ = cx.write(conn, b"done");
+        }
+    }
+    fn is_busy(&self, conn: ConnId) -> bool {
+        self.later.contains(&conn)
+    }
+    fn on_message(&mut self, _: &mut Context<'_>, message: u32) {
+        assert_ne!(message, 666, "shard {} told to fail", self.index);
+        self.messages.lock().unwrap().push((self.index, message));
+    }
+    fn on_close(&mut self, _: &mut Context<'_>, _: ConnId, _: evloop::CloseReason) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Counters {
+    open: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    messages: Arc<Mutex<Vec<(usize, u32)>>>,
+}
+
+fn start(threads: usize, config: Config, addr: &str) -> (Server<u32>, Counters) {
+    let counters = Counters {
+        open: Arc::new(AtomicUsize::new(0)),
+        most: Arc::new(AtomicUsize::new(0)),
+        messages: Arc::new(Mutex::new(Vec::new())),
+    };
+    let (open, most, messages) = (
+        Arc::clone(&counters.open),
+        Arc::clone(&counters.most),
+        Arc::clone(&counters.messages),
+    );
+    let server = Server::builder(config)
+        .threads(threads)
+        .listen(addr.parse().unwrap())
+        .start(move |index| Shard {
+            index,
+            open: Arc::clone(&open),
+            most: Arc::clone(&most),
+            messages: Arc::clone(&messages),
+            later: Vec::new(),
+        })
+        .unwrap();
+    (server, counters)
+}
+
+fn echo(addr: SocketAddr) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"x").unwrap();
+    let mut b = [0];
+    s.read_exact(&mut b).unwrap();
+}
+
+/// `total` connect-echo-close rounds, spread over 127.0.0.1 to 127.0.0.4
+/// (each closed connection holds a client port in TIME_WAIT for 60 s).
+fn churn(port: u16, total: usize) {
+    let workers: Vec<_> = (0..4u8)
+        .map(|w| {
+            thread::spawn(move || {
+                let addr = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 1 + w), port));
+                for _ in 0..total / 4 {
+                    echo(addr);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
+#[test]
+fn ten_thousand_connects_spread_over_two_and_four_shards() {
+    for (threads, low, high) in [(2, 0.40, 0.60), (4, 0.15, 0.35)] {
+        let (server, _) = start(threads, Config::default(), "0.0.0.0:0");
+        let port = server.local_addrs()[0].port();
+        let handle = server.handle();
+        churn(port, 10_000);
+        handle.shutdown();
+        let stats = server.run().unwrap();
+        assert_eq!(stats.total.accepted, 10_000, "{stats}");
+        for (i, s) in stats.shards.iter().enumerate() {
+            let share = s.accepted as f64 / 10_000.0;
+            assert!(
+                (low..=high).contains(&share),
+                "{threads} shards: shard {i} took {:.1}%\n{stats}",
+                share * 100.0
+            );
+        }
+        eprintln!(
+            "{threads} shards: {:?}",
+            stats.shards.iter().map(|s| s.accepted).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn one_shutdown_drains_every_shard_with_every_answer_delivered() {
+    let (server, counters) = start(4, Config::default(), "127.0.0.1:0");
+    let addr = server.local_addrs()[0];
+    let clients: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"later").unwrap();
+            s
+        })
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    while counters.open.load(Ordering::SeqCst) < 40 {
+        assert!(Instant::now() < until, "not all connected");
+        thread::sleep(Duration::from_millis(5));
+    }
+    thread::sleep(Duration::from_millis(50)); // the requests are read
+    assert!(server.handle().shutdown());
+    let stats = server.run().unwrap();
+    for mut c in clients {
+        let mut answer = Vec::new();
+        c.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer, b"done", "an answer was cut by the shutdown");
+    }
+    assert_eq!(stats.total.shutdown_cut, 0, "{stats}");
+    assert_eq!(stats.total.accepted, 40);
+    let shards_used = stats.shards.iter().filter(|s| s.accepted > 0).count();
+    assert!(shards_used >= 2, "one shard took all 40: {stats}");
+}
+
+#[test]
+fn max_conns_holds_for_the_whole_server_not_each_shard() {
+    let config = Config {
+        max_conns: 10,
+        reject_line: Some(b"full\r\n".to_vec()),
+        ..Config::default()
+    };
+    let (server, counters) = start(4, config, "127.0.0.1:0");
+    let addr = server.local_addrs()[0];
+    let held: Vec<TcpStream> = (0..40)
+        .map(|_| {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        })
+        .collect();
+    // Each is echoed (let in) or told "full" and closed.
+    let mut let_in = 0;
+    for mut s in held.iter() {
+        s.write_all(b"x").unwrap();
+        let mut got = [0; 6];
+        let n = s.read(&mut got).unwrap();
+        if &got[..n] == b"x" {
+            let_in += 1;
+        } else {
+            assert!(got[..n].starts_with(b"f") || n == 0, "{:?}", &got[..n]);
+        }
+    }
+    assert_eq!(
+        let_in, 10,
+        "the server let in {let_in}, its max_conns is 10"
+    );
+    assert!(counters.most.load(Ordering::SeqCst) <= 10);
+    // Room made on any shard is room for all.
+    drop(held);
+    let until = Instant::now() + Duration::from_secs(10);
+    while counters.open.load(Ordering::SeqCst) > 0 {
+        assert!(Instant::now() < until, "the closes were not seen");
+        thread::sleep(Duration::from_millis(5));
+    }
+    for _ in 0..10 {
+        echo(addr);
+    }
+    server.handle().shutdown();
+    let stats = server.run().unwrap();
+    assert_eq!(
+        stats.total.rejected_for(evloop::RejectReason::MaxConns),
+        30,
+        "{stats}"
+    );
+}
+
+#[test]
+fn the_per_address_cap_holds_for_the_whole_server() {
+    let config = Config {
+        max_per_ip: Some(5),
+        ..Config::default()
+    };
+    let (server, counters) = start(4, config, "127.0.0.1:0");
+    let addr = server.local_addrs()[0];
+    let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        counters.open.load(Ordering::SeqCst),
+        5,
+        "the cap is per server"
+    );
+    drop(held);
+    server.handle().shutdown();
+    let stats = server.run().unwrap();
+    assert_eq!(
+        stats.total.rejected_for(evloop::RejectReason::PerIpLimit),
+        15,
+        "{stats}"
+    );
+}
+
+#[test]
+fn posting_reaches_one_shard_or_all() {
+    let (server, counters) = start(3, Config::default(), "127.0.0.1:0");
+    let handle = server.handle();
+    assert_eq!(handle.len(), 3);
+    handle.post(1, 7).unwrap();
+    assert_eq!(handle.post(3, 8), Err(8), "there is no shard 3");
+    assert_eq!(handle.post_all(9), 3);
+    let until = Instant::now() + Duration::from_secs(10);
+    while counters.messages.lock().unwrap().len() < 4 {
+        assert!(Instant::now() < until, "messages lost");
+        thread::sleep(Duration::from_millis(5));
+    }
+    handle.shutdown();
+    server.run().unwrap();
+    let mut got = counters.messages.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, vec![(0, 9), (1, 7), (1, 9), (2, 9)]);
+}
+
+#[test]
+fn a_shard_that_fails_stops_the_server_and_run_says_which() {
+    let (server, _) = start(3, Config::default(), "127.0.0.1:0");
+    let addr = server.local_addrs()[0];
+    echo(addr);
+    server.handle().post(2, 666).unwrap();
+    let err = server.run().expect_err("a shard panicked");
+    assert!(err.to_string().contains("shard 2"), "{err}");
+    assert!(err.to_string().contains("told to fail"), "{err}");
+    // Every shard is gone: nothing listens any more.
+    thread::sleep(Duration::from_millis(100));
+    assert!(TcpStream::connect(addr).is_err(), "a shard still listens");
+}
+
+#[test]
+fn threads_out_of_range_and_no_address_are_refused() {
+    let make = |_| Shard {
+        index: 0,
+        open: Arc::default(),
+        most: Arc::default(),
+        messages: Arc::default(),
+        later: Vec::new(),
+    };
+    let zero = Server::builder(Config::default())
+        .threads(0)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .start(make);
+    assert!(zero.is_err());
+    let nowhere = Server::builder(Config::default()).threads(2).start(make);
+    assert!(nowhere.is_err());
+}
+
+#[test]
+fn steering_sends_a_connection_to_the_shard_of_the_cpu_it_arrived_on() {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("skipped: one CPU, nothing to steer between");
+        return;
+    }
+    let counters = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&counters);
+    let server = Server::builder(Config::default())
+        .threads(2)
+        .pin_cpus(true)
+        .steer_by_cpu(true)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .start(move |index| Shard {
+            index,
+            open: Arc::clone(&c),
+            most: Arc::default(),
+            messages: Arc::default(),
+            later: Vec::new(),
+        })
+        .unwrap();
+    if !server.steering() {
+        eprintln!("skipped: this kernel refused SO_ATTACH_REUSEPORT_CBPF");
+        server.handle().shutdown();
+        server.run().unwrap();
+        return;
+    }
+    let addr = server.local_addrs()[0];
+    // On loopback a packet arrives on the sender's CPU: a client pinned
+    // to CPU 1 is steered to shard 1, every time.
+    thread::spawn(move || {
+        evloop::sys::pin_to_cpu(1).unwrap();
+        for _ in 0..200 {
+            echo(addr);
+        }
+    })
+    .join()
+    .unwrap();
+    server.handle().shutdown();
+    let stats = server.run().unwrap();
+    assert_eq!(
+        (stats.shards[0].accepted, stats.shards[1].accepted),
+        (0, 200),
+        "{stats}"
+    );
+}
