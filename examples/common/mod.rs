@@ -64,6 +64,15 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=evloop::server::MAX_THREADS as i64))]
     pub threads: u16,
+    /// With --threads: pin shard i to CPU i (modulo the CPUs there are).
+    #[arg(long, requires = "threads")]
+    pub pin_cpus: bool,
+    /// With --threads: send each new connection to the shard numbered as
+    /// the CPU its first packet arrived on (SO_ATTACH_REUSEPORT_CBPF),
+    /// where the kernel allows it; for real NICs (on loopback a packet
+    /// arrives on its sender's CPU).
+    #[arg(long, requires = "threads")]
+    pub steer_by_cpu: bool,
 }
 
 /// A size such as `65536`, `64K`, `512M` or `1G` (powers of 1024).
@@ -154,6 +163,8 @@ impl ServerArgs {
         }
         let builder = evloop::Server::builder(config)
             .threads(usize::from(self.threads))
+            .pin_cpus(self.pin_cpus)
+            .steer_by_cpu(self.steer_by_cpu)
             .handle_signals();
         let builder = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => shard_tls(builder, self, cert, key, alpn)?,
