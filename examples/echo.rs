@@ -20,7 +20,7 @@
 mod common;
 
 use clap::Parser;
-use evloop::{ConnId, Context, Handler, Reactor};
+use evloop::{ConnId, Context, Handler};
 
 /// The echo protocol, whole: every byte that arrives is queued back to the
 /// sender and reported consumed. The reactor does the rest: it writes the
@@ -49,11 +49,8 @@ struct Cli {
 fn main() -> std::io::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     common::init();
-    let mut reactor = Reactor::new(Echo, cli.server.config())?;
-    cli.server.listen(&mut reactor, &[])?;
-    // SIGINT/SIGTERM: close connections as they go quiet and exit 0; a
-    // second signal stops at once.
-    reactor.handle_signals()?;
-    reactor.run()?;
-    Ok(common::exit_code(&reactor.stats()))
+    // One reactor, or --threads N shards each with its own Echo (it has
+    // no state to share). SIGINT/SIGTERM: close connections as they go
+    // quiet and exit 0; a second signal stops at once.
+    cli.server.serve(cli.server.config(), &[], |_shard| Echo)
 }

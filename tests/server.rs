@@ -3,6 +3,8 @@
 //! for the whole server, posting to one shard or to all, a shard that
 //! fails, and steering by CPU.
 
+mod process;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -343,4 +345,29 @@ fn steering_sends_a_connection_to_the_shard_of_the_cpu_it_arrived_on() {
         (0, 200),
         "{stats}"
     );
+}
+
+#[test]
+fn echo_runs_shards_with_threads_and_the_examples_with_shared_state_refuse_them() {
+    let mut server = process::Proc::start(&[], "echo", &["--threads", "2"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    for _ in 0..50 {
+        echo(addr);
+    }
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(10));
+    let log = server.log();
+    assert!(status.success(), "exit {status}: {log}");
+    assert!(
+        log.contains("shard 0: accepted=") && log.contains("shard 1: accepted="),
+        "{log}"
+    );
+    assert!(log.contains("accepted=50 "), "the sum: {log}");
+    // kv's keyspace is one reactor's: refused, not ignored.
+    let kv = process::example("kv");
+    let (_, err, ok) = process::run(
+        kv.to_str().unwrap(),
+        &["--addr", "127.0.0.1:0", "--threads", "2"],
+    );
+    assert!(!ok && err.contains("--threads"), "{err}");
 }
