@@ -17,7 +17,8 @@
 //! connection (busy and idle), errors, and the reactor's own counters.
 //!
 //! Exits non-zero, saying why, if any connection failed or any byte
-//! differed.
+//! differed. `--threads N` serves them with N reactors (`evloop::Server`)
+//! instead of one, and adds each one's counters to the report.
 //!
 //! Read next: examples/embed.rs (example 9), the reactor as one part of
 //! a larger program; docs/BENCHMARKS.md, this demo's figures and every other
@@ -37,7 +38,7 @@ use std::thread;
 use std::time::Duration;
 
 use clap::Parser;
-use evloop::{Config, ConnId, Context, Handle, Handler, Reactor, Stats};
+use evloop::{Config, ConnId, Context, Handler, Server, ServerHandle, ServerStats};
 use serde_json::Value;
 
 /// The echo server under test: `examples/echo.rs`'s protocol.
@@ -80,6 +81,12 @@ struct Cli {
     /// Where --sweep writes its chart.
     #[arg(long, default_value = "c10k-sweep.svg")]
     svg: PathBuf,
+    /// Reactors serving the connections, one per thread (`evloop::Server`;
+    /// 1, the demo's point, by default). On this 2-core machine the load
+    /// generator needs a core too.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=evloop::server::MAX_THREADS as i64))]
+    threads: u16,
 }
 
 /// Descriptors each side keeps for itself besides connections.
@@ -189,7 +196,7 @@ fn per_conn(rss: usize, base: usize, conns: usize) -> f64 {
     rss.saturating_sub(base) as f64 / conns as f64
 }
 
-fn print_point(p: &Point, base: usize, stats: &Stats) {
+fn print_point(p: &Point, base: usize, stats: &ServerStats) {
     let r = &p.report;
     let f = |path: &[&str]| -> f64 {
         path.iter()
@@ -207,7 +214,10 @@ fn print_point(p: &Point, base: usize, stats: &Stats) {
                 .join(" ")
         }
     });
-    println!("C10K: {} connections on one reactor thread", p.conns);
+    match stats.shards.len() {
+        0 | 1 => println!("C10K: {} connections on one reactor thread", p.conns),
+        n => println!("C10K: {} connections on {n} reactor threads", p.conns),
+    }
     println!("  connections held   {} / {}", f(&["held"]), p.conns);
     println!(
         "  throughput         {:.0} echoes/s, {:.2} MB/s over {:.1} s",
@@ -231,7 +241,12 @@ fn print_point(p: &Point, base: usize, stats: &Stats) {
     );
     println!("  timeouts & errors  {errors}");
     println!("  bytes verified     {}", f(&["bytes_verified"]));
-    println!("  server loop        {stats}");
+    println!("  server loop        {}", stats.total);
+    if stats.shards.len() > 1 {
+        for (i, shard) in stats.shards.iter().enumerate() {
+            println!("    shard {i}          {shard}");
+        }
+    }
 }
 
 /// Whether the run was whole: every connection held, no error, the
@@ -266,7 +281,7 @@ fn main() -> ExitCode {
         max_conns: most,
         ..Config::default()
     };
-    let (target, handle, server) = match start_server(config) {
+    let (target, handle, server) = match start_server(config, usize::from(cli.threads)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("c10k: starting the server: {e}");
@@ -282,7 +297,7 @@ fn main() -> ExitCode {
         run_point(&cli, &target, cli.conns, cli.duration).map(|p| vec![p])
     };
     handle.shutdown();
-    let stats = server.join().map(|r| r.stats()).unwrap_or_default();
+    let stats = server.join().unwrap_or_default();
     match result {
         Ok(points) => {
             let mut failed = Vec::new();
@@ -308,27 +323,31 @@ fn main() -> ExitCode {
     }
 }
 
-/// The loadgen's target (an address range), the server's handle, its
-/// thread.
-type Server = (String, Handle<()>, thread::JoinHandle<Reactor<Echo>>);
+/// The loadgen's target (an address range), the server's handle, the
+/// thread waiting for it.
+type Running = (String, ServerHandle<()>, thread::JoinHandle<ServerStats>);
 
-fn start_server(config: Config) -> std::io::Result<Server> {
-    let mut reactor = Reactor::new(Echo, config)?;
-    let first = reactor.listen(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let port = reactor
-        .listener_addr(first)
-        .map(|a| a.port())
-        .ok_or_else(|| std::io::Error::other("the listener closed"))?;
-    for last in 2..=LISTEN_ADDRS {
-        reactor.listen(SocketAddr::from(([127, 0, 0, last], port)))?;
+/// The echo server: `threads` reactors (one, by default), each listening
+/// on 127.0.0.1 to 127.0.0.LISTEN_ADDRS on one port.
+fn start_server(config: Config, threads: usize) -> std::io::Result<Running> {
+    // One free port for every address: asked of the kernel on the first
+    // address, then bound again by the server (SO_REUSEADDR).
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port();
+    let mut builder = Server::builder(config).threads(threads);
+    for last in 1..=LISTEN_ADDRS {
+        builder = builder.listen(SocketAddr::from(([127, 0, 0, last], port)));
     }
+    let server = builder.start(|_shard| Echo)?;
     let target = format!("127.0.0.1-127.0.0.{LISTEN_ADDRS}:{port}");
-    let handle = reactor.handle();
-    let thread = thread::spawn(move || {
-        if let Err(e) = reactor.run() {
-            eprintln!("c10k: the server's loop failed: {e}");
+    let handle = server.handle();
+    let thread = thread::spawn(move || match server.run() {
+        Ok(stats) => stats,
+        Err(e) => {
+            eprintln!("c10k: the server failed: {e}");
+            ServerStats::default()
         }
-        reactor
     });
     Ok((target, handle, thread))
 }
