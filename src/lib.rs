@@ -187,7 +187,7 @@ pub use handler::{Context, Handler, SendError};
 pub use reactor::{
     CheckinError, Checkout, Connect, ListenerId, Reactor, Readiness, SourceId, Status,
 };
-pub use server::{Server, ServerBuilder, ServerHandle, ServerStats};
+pub use server::{Peers, Server, ServerBuilder, ServerHandle, ServerStats};
 pub use state::State;
 pub use stats::Stats;
 pub use stream::PeerCred;

@@ -216,6 +216,24 @@ impl fmt::Display for ServerStats {
     }
 }
 
+/// The other shards of a server, for a handler that talks to them
+/// ([`ServerBuilder::start_with_peers`]): set before any shard's loop
+/// runs, so [`get`](Self::get) always answers from a handler.
+pub struct Peers<M>(Arc<std::sync::OnceLock<ServerHandle<M>>>);
+
+impl<M> Clone for Peers<M> {
+    fn clone(&self) -> Self {
+        Peers(Arc::clone(&self.0))
+    }
+}
+
+impl<M> Peers<M> {
+    /// The server's handle (`None` only before the server has started).
+    pub fn get(&self) -> Option<&ServerHandle<M>> {
+        self.0.get()
+    }
+}
+
 /// Shuts down, stops or posts to every shard of a [`Server`], from any
 /// thread. `Clone` and `Send`.
 pub struct ServerHandle<M> {
@@ -438,6 +456,20 @@ impl ServerBuilder {
         H::Message: Send + 'static,
         F: Fn(usize) -> H + Send + Sync + 'static,
     {
+        self.start_with_peers(move |shard, _: Peers<H::Message>| make(shard))
+    }
+
+    /// Like [`start`](Self::start), for handlers that talk to the other
+    /// shards (a chat room whose members are on every shard): `make` is
+    /// given the server's [`Peers`] too. No shard's loop runs before the
+    /// peers are known, so a handler always finds them.
+    pub fn start_with_peers<H, F>(self, make: F) -> io::Result<Server<H::Message>>
+    where
+        H: Handler + 'static,
+        H::Message: Send + 'static,
+        F: Fn(usize, Peers<H::Message>) -> H + Send + Sync + 'static,
+    {
+        let peers = Peers(Arc::new(std::sync::OnceLock::new()));
         self.validate()?;
         let n = self.threads;
         let mut groups = bind_all(&self.addrs, n, self.config.backlog)?;
@@ -469,9 +501,12 @@ impl ServerBuilder {
         let (done_tx, done) = mpsc::channel::<Finished>();
         let mut threads = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
+        let mut gos = Vec::with_capacity(n);
         for shard in 0..n {
             let listeners: Vec<TcpListener> = groups.iter_mut().map(|g| g.remove(0)).collect();
             let (ready_tx, ready) = mpsc::channel::<io::Result<Handle<H::Message>>>();
+            let (go_tx, go) = mpsc::channel::<()>();
+            let peers = peers.clone();
             let (make, config, joint, done_tx) = (
                 Arc::clone(&make),
                 self.config.clone(),
@@ -489,7 +524,7 @@ impl ServerBuilder {
                             log::warn!("shard {shard}: pinning to CPU {cpu}: {e}");
                         }
                     }
-                    let built = panic::catch_unwind(AssertUnwindSafe(|| make(shard)));
+                    let built = panic::catch_unwind(AssertUnwindSafe(|| make(shard, peers)));
                     let handler = match built {
                         Ok(h) => h,
                         Err(p) => {
@@ -514,6 +549,9 @@ impl ServerBuilder {
                         return;
                     }
                     let _ = ready_tx.send(Ok(reactor.handle()));
+                    if go.recv().is_err() {
+                        return; // another shard failed to start
+                    }
                     let ran = panic::catch_unwind(AssertUnwindSafe(|| reactor.run()));
                     let result = match ran {
                         Ok(Ok(())) => Ok(reactor.stats()),
@@ -535,8 +573,13 @@ impl ServerBuilder {
             };
             handles.push(handle);
             threads.push(thread);
+            gos.push(go_tx);
         }
         let handle = ServerHandle { shards: handles };
+        let _ = peers.0.set(handle.clone());
+        for go in gos {
+            let _ = go.send(());
+        }
         let signals = if self.signals {
             Some(spawn_signal_thread(handle.clone())?)
         } else {

@@ -270,12 +270,39 @@ struct Twin {
     flags: &'static [&'static str],
 }
 
+/// A port nutcracker can bind. It binds without `SO_REUSEADDR` (its
+/// stats port on 0.0.0.0), so a port any connection still holds, even in
+/// TIME_WAIT, is refused; other tests here churn tens of thousands of
+/// connections, whose ports `free_port` (which binds with `SO_REUSEADDR`,
+/// as std does) would hand out. So: a port below the ephemeral range
+/// (32768 and up), probed the way nutcracker binds.
+fn quiet_port() -> u16 {
+    use socket2::{Domain, Socket, Type};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = u64::from(std::process::id()) << 32 ^ u64::from(nanos);
+    let mut x = seed | 1;
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20_000 + (x % 12_000) as u16;
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let any = SocketAddr::from(([0, 0, 0, 0], port));
+        if socket.bind(&any.into()).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
+}
+
 /// nutcracker for `twin` over `backends`: its port, process and config
-/// file. A port taken between `free_port` and nutcracker's bind (tests
-/// run in parallel) makes it exit: it is tried again on another.
+/// file. A port taken between the probe and nutcracker's bind (tests run
+/// in parallel) makes it exit: it is tried again on another.
 fn start_nutcracker(twin: &Twin, backends: &[Redis]) -> (u16, Child, std::path::PathBuf) {
     for _ in 0..5 {
-        let port = free_port();
+        let port = quiet_port();
         let conf = std::env::temp_dir().join(format!("evloop-nutcracker-{port}.yml"));
         std::fs::write(
             &conf,
@@ -285,7 +312,7 @@ fn start_nutcracker(twin: &Twin, backends: &[Redis]) -> (u16, Child, std::path::
             ),
         )
         .unwrap();
-        let stats_port = free_port().to_string();
+        let stats_port = quiet_port().to_string();
         let log = conf.with_extension("log");
         let mut child = Command::new("nutcracker")
             .args(["-c", conf.to_str().unwrap(), "-s", &stats_port])

@@ -371,3 +371,66 @@ fn echo_runs_shards_with_threads_and_the_examples_with_shared_state_refuse_them(
     );
     assert!(!ok && err.contains("--threads"), "{err}");
 }
+
+/// Reads lines from a chat member until one contains `what`.
+fn until_line(reader: &mut std::io::BufReader<TcpStream>, what: &str) -> String {
+    use std::io::BufRead;
+    loop {
+        let mut line = String::new();
+        let n = reader
+            .read_line(&mut line)
+            .expect("a line before the timeout");
+        assert!(n > 0, "closed before {what:?}");
+        if line.contains(what) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn chat_members_on_different_shards_are_one_room() {
+    let mut server = process::Proc::start(&[], "chat", &["--threads", "2"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    // Twelve members: with two shards, both hold some (the kernel's hash).
+    let mut members: Vec<(TcpStream, std::io::BufReader<TcpStream>)> = (0..12)
+        .map(|_| {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+            until_line(&mut r, "welcome");
+            (s, r)
+        })
+        .collect();
+    // Names are the room's: unique across shards.
+    for (i, (s, r)) in members.iter_mut().enumerate() {
+        s.write_all(format!("/nick m{i}\n").as_bytes()).unwrap();
+        until_line(r, &format!("is now m{i}"));
+    }
+    let (s, r) = &mut members[0];
+    s.write_all(b"/nick m5\n").unwrap();
+    until_line(r, "m5 is taken");
+    s.write_all(b"/who\n").unwrap();
+    let who = until_line(r, "online");
+    assert!(who.contains("online (12)"), "{who}");
+    // A line reaches every other member, whichever shard holds them.
+    members[3].0.write_all(b"hello room\n").unwrap();
+    for (i, (_, r)) in members.iter_mut().enumerate() {
+        if i != 3 {
+            assert_eq!(until_line(r, "hello room"), "m3: hello room\n");
+        }
+    }
+    drop(members);
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(10)).success());
+    // Both shards held members (all twelve on one: 1 run in 2,000).
+    let log = server.log();
+    for shard in ["shard 0: accepted=", "shard 1: accepted="] {
+        let n: u64 = log
+            .split(shard)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(n > 0, "{shard}0: the room was not split\n{log}");
+    }
+}

@@ -36,10 +36,12 @@ mod common;
 mod text;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use clap::Parser;
-use evloop::{CloseReason, ConnId, Context, Handler, Reactor};
+use evloop::{CloseReason, ConnId, Context, Handler, Peers};
 use text::{clean, valid_name, MAX_NAME};
 
 #[derive(Parser, Debug)]
@@ -113,11 +115,35 @@ struct Member {
     new: bool,
 }
 
+/// What every shard of the room shares (`--threads`): the names in use,
+/// the guest numbers, and how many members there are. Taken at a join,
+/// a rename, a departure and `/who`, never per line: a line crosses to
+/// the other shards as a posted message instead (see `Relay`).
 #[derive(Default)]
+struct Room {
+    names: Mutex<HashSet<String>>,
+    guests: AtomicU64,
+    members: AtomicUsize,
+}
+
+impl Room {
+    fn names(&self) -> MutexGuard<'_, HashSet<String>> {
+        // A shard that panicked while holding it left a valid set.
+        self.names.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A line for every member of another shard: a member's line, a rename,
+/// an announcement. One `Arc` for all the shards it goes to.
+#[derive(Clone, Debug)]
+struct Relay(Arc<str>);
+
 struct Chat {
     members: Vec<Option<Member>>,
-    names: HashSet<String>,
-    guests: u64,
+    room: Arc<Room>,
+    /// This shard's number, and the others (`None` with one reactor).
+    shard: usize,
+    peers: Option<Peers<Relay>>,
     /// Members joined since the last announcement.
     arrived: Tally,
     /// Members gone since the last announcement ("name left (why)").
@@ -166,8 +192,32 @@ impl Chat {
             .filter(|m| m.id == conn)
     }
 
-    /// Sends `line` to everyone but `except`. Costs one write per member.
+    fn new(shard: usize, room: Arc<Room>, peers: Option<Peers<Relay>>) -> Chat {
+        Chat {
+            members: Vec::new(),
+            room,
+            shard,
+            peers,
+            arrived: Tally::default(),
+            departed: Tally::default(),
+            announce_pending: false,
+        }
+    }
+
+    /// Sends `line` to everyone but `except`: this shard's members, one
+    /// write each, and every other shard's, by one posted message each.
     fn broadcast(&self, cx: &mut Context<'_>, except: Option<ConnId>, line: &str) {
+        self.local_broadcast(cx, except, line);
+        if let Some(server) = self.peers.as_ref().and_then(Peers::get) {
+            let relay = Relay(Arc::from(line));
+            for shard in (0..server.len()).filter(|&s| s != self.shard) {
+                let _ = server.post(shard, relay.clone());
+            }
+        }
+    }
+
+    /// Sends `line` to this shard's members but `except`.
+    fn local_broadcast(&self, cx: &mut Context<'_>, except: Option<ConnId>, line: &str) {
         for m in self.members.iter().flatten() {
             if Some(m.id) != except {
                 // A member past the hard limit is closed by this write;
@@ -188,7 +238,7 @@ impl Chat {
     /// What one `on_data` call may queue across the room (see
     /// `WORK_PER_CALL` and `WORK_PER_MEMBER`).
     fn work_per_call(&self) -> usize {
-        WORK_PER_CALL.max(self.names.len() * WORK_PER_MEMBER)
+        WORK_PER_CALL.max(self.room.members.load(Ordering::Relaxed) * WORK_PER_MEMBER)
     }
 
     fn tell(cx: &mut Context<'_>, conn: ConnId, line: &str) {
@@ -222,12 +272,8 @@ impl Chat {
     /// `* online (N): a, b, c` with the first `WHO_NAMED` names in order
     /// and the rest counted: one pass over the room, whatever its size.
     fn who(&self) -> String {
-        let mut names: Vec<&str> = self
-            .members
-            .iter()
-            .flatten()
-            .map(|m| m.name.as_str())
-            .collect();
+        let all = self.room.names();
+        let mut names: Vec<&str> = all.iter().map(String::as_str).collect();
         let total = names.len();
         if total > WHO_NAMED {
             names.select_nth_unstable(WHO_NAMED);
@@ -250,11 +296,15 @@ impl Chat {
                 &format!("* a name is 1 to {MAX_NAME} letters, digits, _ or -\n"),
             );
         }
-        if self.names.contains(new) {
-            return Self::tell(cx, conn, &format!("* {new} is taken\n"));
+        {
+            let mut names = self.room.names();
+            if names.contains(new) {
+                drop(names);
+                return Self::tell(cx, conn, &format!("* {new} is taken\n"));
+            }
+            names.remove(old);
+            names.insert(new.to_owned());
         }
-        self.names.remove(old);
-        self.names.insert(new.to_owned());
         if let Some(Some(m)) = self.members.get_mut(conn.index()) {
             m.name = new.to_owned();
         }
@@ -263,17 +313,22 @@ impl Chat {
 }
 
 impl Handler for Chat {
-    type Message = ();
+    type Message = Relay;
 
     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
-        // A member may have taken the next guest name with /nick.
-        let name = loop {
-            self.guests += 1;
-            let name = format!("guest{}", self.guests);
-            if !self.names.contains(&name) {
-                break name;
+        // A member may have taken the next guest name with /nick; taken
+        // here under the room's lock, so no other shard takes it too.
+        let name = {
+            let mut names = self.room.names();
+            loop {
+                let n = self.room.guests.fetch_add(1, Ordering::Relaxed) + 1;
+                let name = format!("guest{n}");
+                if names.insert(name.clone()) {
+                    break name;
+                }
             }
         };
+        self.room.members.fetch_add(1, Ordering::Relaxed);
         Self::tell(
             cx,
             conn,
@@ -287,7 +342,6 @@ impl Handler for Chat {
         if self.members.len() <= conn.index() {
             self.members.resize_with(conn.index() + 1, || None);
         }
-        self.names.insert(name.clone());
         self.members[conn.index()] = Some(Member {
             id: conn,
             name,
@@ -341,11 +395,18 @@ impl Handler for Chat {
         }
     }
 
+    fn on_message(&mut self, cx: &mut Context<'_>, relay: Relay) {
+        // Another shard's line: for this shard's members (never posted
+        // on again).
+        self.local_broadcast(cx, None, &relay.0);
+    }
+
     fn on_close(&mut self, cx: &mut Context<'_>, conn: ConnId, reason: CloseReason) {
         let Some(m) = self.members.get_mut(conn.index()).and_then(Option::take) else {
             return;
         };
-        self.names.remove(&m.name);
+        self.room.names().remove(&m.name);
+        self.room.members.fetch_sub(1, Ordering::Relaxed);
         let why = match reason {
             CloseReason::SlowConsumer => " (too far behind)",
             CloseReason::OverBudget => " (too far behind: the room's memory is full)",
@@ -368,9 +429,11 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     config.soft_grace = SOFT_GRACE;
     config.hard_limit = HARD_LIMIT;
     config.max_input = MAX_LINE + 1;
-    let mut reactor = Reactor::new(Chat::default(), config)?;
-    cli.server.listen(&mut reactor, &[])?;
-    reactor.handle_signals()?;
-    reactor.run()?;
-    Ok(common::exit_code(&reactor.stats()))
+    // One room, whatever the shards: with --threads N each shard serves
+    // its own members, and lines cross to the others as messages.
+    let room = Arc::new(Room::default());
+    cli.server
+        .serve_with_peers(config, &[], move |shard, peers| {
+            Chat::new(shard, Arc::clone(&room), peers)
+        })
 }

@@ -163,8 +163,24 @@ impl ServerArgs {
         H::Message: Send + 'static,
         F: Fn(usize) -> H + Send + Sync + 'static,
     {
+        self.serve_with_peers(config, alpn, move |shard, _| make(shard))
+    }
+
+    /// [`serve`](Self::serve) for a handler that talks to the other
+    /// shards: `make(shard, peers)`, with `peers` `None` for one reactor.
+    pub fn serve_with_peers<H, F>(
+        &self,
+        config: Config,
+        alpn: &[&str],
+        make: F,
+    ) -> io::Result<std::process::ExitCode>
+    where
+        H: Handler + 'static,
+        H::Message: Send + 'static,
+        F: Fn(usize, Option<evloop::Peers<H::Message>>) -> H + Send + Sync + 'static,
+    {
         if self.threads <= 1 {
-            let mut reactor = Reactor::new(make(0), config)?;
+            let mut reactor = Reactor::new(make(0, None), config)?;
             self.listen(&mut reactor, alpn)?;
             reactor.handle_signals()?;
             reactor.run()?;
@@ -179,7 +195,9 @@ impl ServerArgs {
             (Some(cert), Some(key)) => shard_tls(builder, self, cert, key, alpn)?,
             _ => builder.listen(self.addr),
         };
-        let stats = builder.start(make)?.run()?;
+        let stats = builder
+            .start_with_peers(move |shard, peers| make(shard, Some(peers)))?
+            .run()?;
         for (i, shard) in stats.shards.iter().enumerate() {
             log::info!("shard {i}: {shard}");
         }
