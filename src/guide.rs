@@ -1,6 +1,6 @@
 //! # The guide: non-blocking I/O, from threads to a reactor
 //!
-//! Eleven chapters, in a learner's order. Each starts from how the previous
+//! Twelve chapters, in a learner's order. Each starts from how the previous
 //! step fails, and each ends with a pointer to the next. The same text is
 //! in `docs/guide/*.md`, readable on GitHub; here it is rendered by
 //! rustdoc, and its Rust code blocks are compiled (and, where they do not
@@ -42,6 +42,9 @@
 //!     and in, what the pool watches, whose id it is, bounds and warm-up;
 //!     a proxy's backpressure across a pair, half-close, balancing and
 //!     health; sharing a connection among many clients (multiplexing).
+//! 12. [A shard per core](shards): `Server`, how the kernel spreads
+//!     connections, what the shards share and when, state that crosses
+//!     shards, a shard that fails, and what it costs.
 //!
 //! The examples follow the same path, numbered 1 to 11, from
 //! `examples/raw_echo.rs` to `examples/c10k.rs`, `examples/embed.rs`,
@@ -81,3 +84,6 @@ pub mod tls {}
 
 #[doc = include_str!("../docs/guide/11-pools-and-proxies.md")]
 pub mod pools_and_proxies {}
+
+#[doc = include_str!("../docs/guide/12-shards.md")]
+pub mod shards {}
