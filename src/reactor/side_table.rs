@@ -9,17 +9,41 @@
 //! connection (step 8), or sooner.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// `T`s by slab slot, for the connections that have one.
 pub(crate) struct SideTable<T> {
-    by_slot: HashMap<u32, T>,
+    by_slot: HashMap<u32, T, BuildHasherDefault<SlotHasher>>,
 }
 
 impl<T> Default for SideTable<T> {
     fn default() -> Self {
         SideTable {
-            by_slot: HashMap::new(),
+            by_slot: HashMap::default(),
         }
+    }
+}
+
+/// Hashes a slab slot by one multiplication (Fibonacci hashing) instead
+/// of SipHash: a slot is the slab's choice, never a peer's, so there is
+/// no flooding to defend against, and the table is asked on every write
+/// of every connection once any connection has an entry.
+#[derive(Default)]
+pub(crate) struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, slot: u32) {
+        self.0 = u64::from(slot).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
