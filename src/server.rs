@@ -385,6 +385,25 @@ impl<M: Send + 'static> Server<M> {
     }
 }
 
+impl<M> Drop for Server<M> {
+    /// A server dropped without [`run`](Server::run) stops its shards
+    /// (cutting their connections) and waits for their threads, rather
+    /// than leave them running with nobody to stop them.
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.handle.stop();
+            for thread in self.threads.drain(..) {
+                let _ = thread.join();
+            }
+        }
+        if let Some(signals) = self.signals.take() {
+            if signals.waker.wake().is_ok() {
+                let _ = signals.thread.join();
+            }
+        }
+    }
+}
+
 /// The panic's message, as far as it has one.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

@@ -434,3 +434,22 @@ fn chat_members_on_different_shards_are_one_room() {
         assert!(n > 0, "{shard}0: the room was not split\n{log}");
     }
 }
+
+#[test]
+fn a_server_dropped_without_run_stops_its_shards() {
+    let (server, counters) = start(2, Config::default(), "127.0.0.1:0");
+    let addr = server.local_addrs()[0];
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while counters.open.load(Ordering::SeqCst) < 1 {
+        assert!(Instant::now() < until, "never accepted");
+        thread::sleep(Duration::from_millis(5));
+    }
+    drop(server); // stops every shard and waits for them
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest); // EOF or reset: closed either way
+    assert!(TcpStream::connect(addr).is_err(), "a shard still listens");
+}
