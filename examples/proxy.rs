@@ -52,7 +52,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use evloop::{Checkout, CloseReason, ConnId, Connect, Context, Handler, Reactor};
+use evloop::{Checkout, CloseReason, ConnId, Connect, Context, Handler};
 
 #[derive(Parser, Debug)]
 #[command(about = "Layer-4 TCP proxy and load balancer on the evloop reactor")]
@@ -110,6 +110,10 @@ const DOWN_MAX: Duration = Duration::from_secs(30);
 
 /// The health check's timer token.
 const HEALTH: u64 = 1;
+
+/// The status page's listener: the second each reactor opens, after
+/// `--addr` (see `common::ServerArgs::serve_all`).
+const STATS_LISTENER: usize = 1;
 
 /// One backend and what it has been given.
 struct Backend {
@@ -211,7 +215,9 @@ struct Proxy {
     /// Warm connections per backend.
     warm: usize,
     /// The status page's listener.
-    stats: Option<evloop::ListenerId>,
+    /// Whether `--stats-addr` is served: the second listener each reactor
+    /// opens ([`STATS_LISTENER`]).
+    stats: bool,
 }
 
 impl Proxy {
@@ -432,7 +438,7 @@ impl Handler for Proxy {
     }
 
     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
-        if self.stats.is_some() && cx.listener(conn) == self.stats {
+        if self.stats && cx.listener(conn).map(|l| l.index()) == Some(STATS_LISTENER) {
             let page = self.page(cx);
             let _ = cx.write(conn, page.as_bytes());
             return cx.close(conn);
@@ -698,7 +704,12 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         | 1;
-    let proxy = Proxy {
+    let stats: Vec<SocketAddr> = cli.stats_addr.into_iter().collect();
+    let server = cli.server.clone();
+    // One proxy per shard (`--threads`), each with its own view of the
+    // backends' health, its own pool and, with --stats-addr, its own
+    // status page (on a listener every shard shares, as --addr).
+    server.serve_all(config, &[], &stats.clone(), move |shard, _| Proxy {
         backends: cli
             .backends
             .iter()
@@ -722,28 +733,11 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         retries: cli.retries,
         slots: Vec::new(),
         next: 0,
-        rng: seed,
+        rng: seed.wrapping_add(shard as u64 * 0x9e37_79b9_7f4a_7c15) | 1,
         all_down: false,
         warm: cli.warm,
         health_interval: (cli.health_interval > 0)
             .then(|| Duration::from_millis(cli.health_interval)),
-        stats: None,
-    };
-    let mut reactor = Reactor::new(proxy, config)?;
-    cli.server.listen(&mut reactor, &[])?;
-    if let Some(addr) = cli.stats_addr {
-        let id = reactor.listen(addr)?;
-        reactor.handler_mut().stats = Some(id);
-    }
-    reactor.handle_signals()?;
-    reactor.run()?;
-    for b in &reactor.handler().backends {
-        log::info!(
-            "backend {}: {} pairs, {} failed connects",
-            b.addr,
-            b.total,
-            b.failures
-        );
-    }
-    Ok(common::exit_code(&reactor.stats()))
+        stats: !stats.is_empty(),
+    })
 }

@@ -377,3 +377,21 @@ fn an_answer_on_its_way_at_shutdown_still_reaches_the_client() {
         "the proxy waited out its deadline after the pair closed"
     );
 }
+
+#[test]
+fn with_two_shards_the_proxy_passes_bytes_exact_from_both() {
+    let backends: Vec<Server> = (0..2).map(|_| Server::start(Config::default())).collect();
+    let addrs: Vec<String> = backends.iter().map(|b| b.addr.to_string()).collect();
+    let mut p = proxy(&addrs, &["--threads", "2", "--health-interval", "0"]);
+    for i in 0..40 {
+        echo_through(p.port, &pattern(i, 5_000));
+    }
+    p.signal("TERM");
+    assert!(p.wait(Duration::from_secs(10)).success(), "{}", p.log());
+    let log = p.log();
+    assert!(
+        log.contains("shard 0: accepted=") && log.contains("shard 1: accepted="),
+        "{log}"
+    );
+    assert!(log.contains("accepted=40 "), "{log}");
+}

@@ -1084,3 +1084,33 @@ fn a_client_that_sends_a_long_pipeline_and_hangs_up_is_answered_in_full() {
     let mut rest = Vec::new();
     assert_eq!(c.input.read_to_end(&mut rest).unwrap(), 0, "then closed");
 }
+
+#[test]
+fn with_two_shards_every_client_is_served_and_keys_land_where_the_ring_says() {
+    if !redis_installed() {
+        return;
+    }
+    let (backends, p) = setup(2, &["--threads", "2", "--stats-addr", "127.0.0.1:0"]);
+    let ring = ring_of(&[backends[0].addr(), backends[1].addr()]);
+    let port = p.port;
+    let workers: Vec<_> = (0..20)
+        .map(|w| {
+            thread::spawn(move || {
+                let mut c = Client::connect(port);
+                for i in 0..20 {
+                    let (k, v) = (format!("t{w}:{i}"), format!("{w}.{i}"));
+                    assert_eq!(c.cmd(&["SET", &k, &v]), Value::Simple("OK".into()));
+                    assert_eq!(c.cmd(&["GET", &k]), Value::bulk(&v));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    for w in 0..20 {
+        let k = format!("t{w}:0");
+        let owner = ring.owner(k.as_bytes()).unwrap();
+        assert_eq!(backends[owner].get(&k), Value::bulk(&format!("{w}.0")));
+    }
+}

@@ -133,9 +133,8 @@ impl ServerArgs {
         alpn: &[&str],
     ) -> io::Result<ListenerId> {
         if self.threads > 1 {
-            // This example's connections share state (a keyspace, a room,
-            // the backends' health): one reactor holds it. Refused rather
-            // than ignored.
+            // This example's connections share state (the kv keyspace):
+            // one reactor holds it. Refused rather than ignored.
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "--threads: this example runs one reactor, whose state all its connections share (see the README)",
@@ -179,9 +178,30 @@ impl ServerArgs {
         H::Message: Send + 'static,
         F: Fn(usize, Option<evloop::Peers<H::Message>>) -> H + Send + Sync + 'static,
     {
+        self.serve_all(config, alpn, &[], make)
+    }
+
+    /// The general form: `--addr` first (listener index 0 in every
+    /// reactor), then each of `extra` in order (index 1, 2, ...: a status
+    /// page, say, which each shard then serves for itself).
+    pub fn serve_all<H, F>(
+        &self,
+        config: Config,
+        alpn: &[&str],
+        extra: &[SocketAddr],
+        make: F,
+    ) -> io::Result<std::process::ExitCode>
+    where
+        H: Handler + 'static,
+        H::Message: Send + 'static,
+        F: Fn(usize, Option<evloop::Peers<H::Message>>) -> H + Send + Sync + 'static,
+    {
         if self.threads <= 1 {
             let mut reactor = Reactor::new(make(0, None), config)?;
             self.listen(&mut reactor, alpn)?;
+            for &addr in extra {
+                reactor.listen(addr)?;
+            }
             reactor.handle_signals()?;
             reactor.run()?;
             return Ok(exit_code(&reactor.stats()));
@@ -191,10 +211,13 @@ impl ServerArgs {
             .pin_cpus(self.pin_cpus)
             .steer_by_cpu(self.steer_by_cpu)
             .handle_signals();
-        let builder = match (&self.tls_cert, &self.tls_key) {
+        let mut builder = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => shard_tls(builder, self, cert, key, alpn)?,
             _ => builder.listen(self.addr),
         };
+        for &addr in extra {
+            builder = builder.listen(addr);
+        }
         let stats = builder
             .start_with_peers(move |shard, peers| make(shard, Some(peers)))?
             .run()?;

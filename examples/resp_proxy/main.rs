@@ -78,7 +78,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use evloop::{CloseReason, ConnId, Connect, Context, Handler, ListenerId, Reactor};
+use evloop::{CloseReason, ConnId, Connect, Context, Handler};
 
 use command::{Local, Route, Split};
 use resp::reply as write;
@@ -125,6 +125,9 @@ const RECONNECT_WAIT: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_millis(50);
 /// The timer token of that check.
 const TICK_TOKEN: u64 = 1;
+/// The status page's listener: the second each reactor opens, after
+/// `--addr` (see `common::ServerArgs::serve_all`).
+const STATS_LISTENER: usize = 1;
 
 #[derive(Parser, Debug)]
 #[command(about = "Sharding Redis proxy on the evloop reactor (twemproxy's job)")]
@@ -338,7 +341,9 @@ struct Proxy {
     failure_limit: u32,
     retry_timeout: Duration,
     password: Option<Vec<u8>>,
-    stats: Option<ListenerId>,
+    /// Whether `--stats-addr` is served: the second listener each reactor
+    /// opens ([`STATS_LISTENER`]).
+    stats: bool,
     clients: usize,
 }
 
@@ -1208,7 +1213,7 @@ impl Handler for Proxy {
     }
 
     fn on_open(&mut self, cx: &mut Context<'_>, conn: ConnId) {
-        if self.stats.is_some() && cx.listener(conn) == self.stats {
+        if self.stats && cx.listener(conn).map(|l| l.index()) == Some(STATS_LISTENER) {
             let page = self.page(cx);
             let _ = cx.write(conn, page.as_bytes());
             return cx.close(conn);
@@ -1315,67 +1320,57 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     // A partial request is refused before it passes resp::MAX_COMMAND, a
     // partial reply before reply::MAX_REPLY; the slack holds the header.
     config.max_input = resp::MAX_COMMAND.max(reply::MAX_REPLY) + 64;
-    let members: Vec<Member> = cli
-        .backends
-        .iter()
-        .map(|b| match &b.name {
-            Some(name) => Member::named(name, b.weight),
-            None => Member::new(b.addr, b.weight),
-        })
-        .collect();
-    let ring = Ring::new(cli.hash, cli.hash_function, &members, &[]).with_tag(cli.hash_tag);
-    let proxy = Proxy {
-        backends: cli
+    let stats: Vec<SocketAddr> = cli.stats_addr.into_iter().collect();
+    let has_stats = !stats.is_empty();
+    let server = cli.server.clone();
+    // One proxy per shard (`--threads`): each its own connections to every
+    // backend (--pool-size each), its own view of their health, and, with
+    // --stats-addr, its own status page on a listener they all share.
+    server.serve_all(config, &[], &stats, move |_shard, _| {
+        let members: Vec<Member> = cli
             .backends
             .iter()
-            .map(|b| Backend {
-                addr: b.addr,
-                conns: vec![None; cli.pool_size as usize],
-                next: 0,
-                failures: 0,
-                ejected_until: None,
-                down_until: None,
-                waiting: Vec::new(),
-                requests: 0,
-                errors: 0,
-                timeouts: 0,
-                ejections: 0,
+            .map(|b| match &b.name {
+                Some(name) => Member::named(name, b.weight),
+                None => Member::new(b.addr, b.weight),
             })
-            .collect(),
-        members,
-        distribution: cli.hash,
-        key_hash: cli.hash_function,
-        tag: cli.hash_tag,
-        ring,
-        slots: Vec::new(),
-        connect: Connect::default(),
-        timeout: (cli.timeout > 0).then(|| Duration::from_millis(cli.timeout)),
-        failure_limit: cli.failure_limit,
-        retry_timeout: Duration::from_millis(cli.retry_timeout),
-        password: cli
-            .requirepass
-            .filter(|p| !p.is_empty())
-            .map(String::into_bytes),
-        stats: None,
-        clients: 0,
-    };
-    let mut reactor = Reactor::new(proxy, config)?;
-    cli.server.listen(&mut reactor, &[])?;
-    if let Some(addr) = cli.stats_addr {
-        let id = reactor.listen(addr)?;
-        reactor.handler_mut().stats = Some(id);
-    }
-    reactor.handle_signals()?;
-    reactor.run()?;
-    for b in &reactor.handler().backends {
-        log::info!(
-            "backend {}: {} requests, {} errors, {} timeouts, {} ejections",
-            b.addr,
-            b.requests,
-            b.errors,
-            b.timeouts,
-            b.ejections
-        );
-    }
-    Ok(common::exit_code(&reactor.stats()))
+            .collect();
+        let ring = Ring::new(cli.hash, cli.hash_function, &members, &[]).with_tag(cli.hash_tag);
+        Proxy {
+            backends: cli
+                .backends
+                .iter()
+                .map(|b| Backend {
+                    addr: b.addr,
+                    conns: vec![None; cli.pool_size as usize],
+                    next: 0,
+                    failures: 0,
+                    ejected_until: None,
+                    down_until: None,
+                    waiting: Vec::new(),
+                    requests: 0,
+                    errors: 0,
+                    timeouts: 0,
+                    ejections: 0,
+                })
+                .collect(),
+            members,
+            distribution: cli.hash,
+            key_hash: cli.hash_function,
+            tag: cli.hash_tag,
+            ring,
+            slots: Vec::new(),
+            connect: Connect::default(),
+            timeout: (cli.timeout > 0).then(|| Duration::from_millis(cli.timeout)),
+            failure_limit: cli.failure_limit,
+            retry_timeout: Duration::from_millis(cli.retry_timeout),
+            password: cli
+                .requirepass
+                .clone()
+                .filter(|p| !p.is_empty())
+                .map(String::into_bytes),
+            stats: has_stats,
+            clients: 0,
+        }
+    })
 }
