@@ -251,6 +251,14 @@ impl Admission {
         }
     }
 
+    /// Every connection counted here gives its count back (the reactor
+    /// is leaving a server whose counts are shared).
+    pub(crate) fn release_all(&mut self) {
+        for (_, ip) in std::mem::take(&mut self.conn_ip) {
+            self.per_ip.release(ip);
+        }
+    }
+
     /// The connection in slot `index` closed.
     pub(crate) fn closed(&mut self, index: usize) {
         if let Some(ip) = self.conn_ip.remove(&index) {

@@ -40,11 +40,20 @@
 //!   shard's closes), and the per-address cap counts in one map behind a
 //!   lock. Both are touched at accept and close only.
 //! - **One handle.** [`ServerHandle`] shuts every shard down gracefully,
-//!   stops them at once, or posts a message to one shard or to all. With
+//!   stops them at once, posts a message to one shard or to all, and
+//!   changes admission (`set_max_conns`, `set_max_per_ip`, allow and deny
+//!   lists) for all of them. With
 //!   [`ServerBuilder::handle_signals`], the first SIGINT/SIGTERM is a
 //!   graceful shutdown of every shard and a second stops them all.
 //! - **Stats** from every shard, and their sum ([`ServerStats`]). The
 //!   shards' `accepted` counts show how the kernel spread connections.
+//!
+//! **One port, one group.** Every socket of a `SO_REUSEPORT` group must
+//! belong to the same user; a second server started by that user on the
+//! same fixed port joins the first one's group instead of failing with
+//! `EADDRINUSE`, and the kernel splits connections between them. (nginx's
+//! `reuseport` has the same property; it is also how a new version takes
+//! over from an old one without a gap.)
 //!
 //! **Balance.** The kernel picks a socket by a hash of the connection's
 //! addresses and ports, which can leave one shard busier than the others
@@ -54,15 +63,19 @@
 //! connection goes to the shard numbered as the CPU that received its
 //! first packet, so with shards pinned to their CPUs
 //! ([`ServerBuilder::pin_cpus`]) and the NIC's queues spread over the
-//! CPUs, a connection is handled where its packets arrive. Where the
-//! kernel refuses the program, the server logs it and keeps the hash. On
+//! CPUs, a connection is handled where its packets arrive. It needs one
+//! shard per CPU the process may use (with more, some shards would never
+//! get a connection). Where that does not hold, or the kernel refuses the
+//! program, the server logs it and keeps the hash. On
 //! loopback a packet arrives on the sender's CPU, so a load generator
 //! pinned to one CPU sends every connection to one shard: steering is
 //! for real NICs.
 //!
 //! **A shard that fails** (its handler panics, its loop returns an error)
-//! stops the server: the others shut down gracefully and
-//! [`Server::run`] returns the error, naming the shard. Not restarted,
+//! stops the server: the others shut down gracefully (whether or not
+//! anyone waits in [`Server::run`]), its connections give back their
+//! places in the server's counts, and `run` returns the error, naming the
+//! shard. Not restarted,
 //! because a panic is a bug and the shard's handler state is gone with
 //! it (a restarted kv shard would come back empty, silently); not left
 //! running short, because its listener would go on taking its share of
@@ -112,6 +125,12 @@ impl Census {
     pub(crate) fn closed(&self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
+
+    /// A shard that stopped with `n` connections still in its slab (a
+    /// panic) gives their places back.
+    pub(crate) fn left(&self, n: usize) {
+        self.open.fetch_sub(n, Ordering::Relaxed);
+    }
 }
 
 /// How a [`Server`] is set up; from [`Server::builder`].
@@ -134,14 +153,16 @@ impl ServerBuilder {
         self
     }
 
-    /// Pins shard `i` to CPU `i` modulo the CPUs this process may use.
+    /// Pins shard `i` to the `i`th CPU this process may use (modulo how
+    /// many there are: a `taskset` or a cpuset is respected).
     pub fn pin_cpus(mut self, on: bool) -> Self {
         self.pin_cpus = on;
         self
     }
 
     /// Steers each new connection to the shard numbered as the CPU that
-    /// received it (see the module docs), where the kernel allows it.
+    /// received it (see the module docs), where the kernel allows it and
+    /// there is one shard per CPU this process may use.
     pub fn steer_by_cpu(mut self, on: bool) -> Self {
         self.steer_by_cpu = on;
         self
@@ -291,6 +312,39 @@ impl<M> ServerHandle<M> {
     /// Never: a server has at least one shard.
     pub fn is_empty(&self) -> bool {
         self.shards.is_empty()
+    }
+}
+
+/// Who may connect, and how many, for the whole server: each shard is
+/// told, and they share one count (see the module docs). `false` if every
+/// shard has stopped.
+impl<M> ServerHandle<M> {
+    /// See [`Handle::set_max_conns`]: the limit for all shards together.
+    pub fn set_max_conns(&self, n: usize) -> bool {
+        self.shards.iter().filter(|h| h.set_max_conns(n)).count() > 0
+    }
+
+    /// See [`Handle::set_allow`].
+    pub fn set_allow(&self, allow: Vec<crate::Cidr>) -> bool {
+        self.shards
+            .iter()
+            .filter(|h| h.set_allow(allow.clone()))
+            .count()
+            > 0
+    }
+
+    /// See [`Handle::set_deny`].
+    pub fn set_deny(&self, deny: Vec<crate::Cidr>) -> bool {
+        self.shards
+            .iter()
+            .filter(|h| h.set_deny(deny.clone()))
+            .count()
+            > 0
+    }
+
+    /// See [`Handle::set_max_per_ip`]: the cap for all shards together.
+    pub fn set_max_per_ip(&self, cap: Option<usize>) -> bool {
+        self.shards.iter().filter(|h| h.set_max_per_ip(cap)).count() > 0
     }
 }
 
@@ -496,8 +550,26 @@ impl ServerBuilder {
             .iter()
             .map(|g| g[0].local_addr())
             .collect::<io::Result<Vec<_>>>()?;
+        // The CPUs this process may use (a taskset, a cpuset), not every
+        // CPU of the machine.
+        let cpus = crate::sys::allowed_cpus()
+            .ok()
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| {
+                (0..thread::available_parallelism().map_or(1, |c| c.get())).collect()
+            });
         let mut steering = self.steer_by_cpu;
-        if self.steer_by_cpu {
+        if self.steer_by_cpu && n != cpus.len() {
+            // CPU k goes to shard k mod n: with more shards than CPUs
+            // some would never get a connection, with fewer a connection
+            // would not be served where it arrives.
+            log::warn!(
+                "steering by CPU needs one shard per CPU ({} allowed, {n} shards): the kernel's hash spreads connections",
+                cpus.len()
+            );
+            steering = false;
+        }
+        if steering {
             for group in &groups {
                 use std::os::fd::AsFd;
                 match crate::sys::steer_by_cpu(group[0].as_fd(), n as u32) {
@@ -511,7 +583,6 @@ impl ServerBuilder {
                 }
             }
         }
-        let cpus = thread::available_parallelism().map_or(1, |c| c.get());
         let joint = Joint {
             census: Arc::new(Census::default()),
             per_ip: Arc::new(Mutex::new(HashMap::new())),
@@ -532,7 +603,7 @@ impl ServerBuilder {
                 joint.clone(),
                 done_tx.clone(),
             );
-            let pin = self.pin_cpus.then_some(shard % cpus);
+            let pin = self.pin_cpus.then(|| cpus[shard % cpus.len()]);
             #[cfg(feature = "tls")]
             let tls = self.tls.clone();
             let thread = thread::Builder::new()
@@ -543,6 +614,7 @@ impl ServerBuilder {
                             log::warn!("shard {shard}: pinning to CPU {cpu}: {e}");
                         }
                     }
+                    let others = peers.clone();
                     let built = panic::catch_unwind(AssertUnwindSafe(|| make(shard, peers)));
                     let handler = match built {
                         Ok(h) => h,
@@ -577,33 +649,51 @@ impl ServerBuilder {
                         Ok(Err(e)) => Err(e.to_string()),
                         Err(p) => Err(panic_message(&*p)),
                     };
+                    // Its connections (none, after a clean run) no longer
+                    // count against the server's limits.
+                    reactor.leave_server();
+                    if result.is_err() {
+                        // The others stop too, whether or not anyone
+                        // waits in `run` (see the module docs).
+                        if let Some(server) = others.get() {
+                            server.shutdown();
+                        }
+                    }
                     let _ = done_tx.send(Finished { shard, result });
                 })?;
+            threads.push(thread);
             let handle = match ready.recv() {
                 Ok(Ok(h)) => h,
                 Ok(Err(e)) => {
-                    ServerHandle { shards: handles }.stop();
+                    abandon(threads, gos);
                     return Err(io::Error::new(e.kind(), format!("shard {shard}: {e}")));
                 }
                 Err(_) => {
-                    ServerHandle { shards: handles }.stop();
+                    abandon(threads, gos);
                     return Err(io::Error::other(format!("shard {shard} did not start")));
                 }
             };
             handles.push(handle);
-            threads.push(thread);
             gos.push(go_tx);
         }
         let handle = ServerHandle { shards: handles };
+        // The signal thread before any loop runs: if it cannot start,
+        // nothing has served yet.
+        let signals = if self.signals {
+            match spawn_signal_thread(handle.clone()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    abandon(threads, gos);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let _ = peers.0.set(handle.clone());
         for go in gos {
             let _ = go.send(());
         }
-        let signals = if self.signals {
-            Some(spawn_signal_thread(handle.clone())?)
-        } else {
-            None
-        };
         Ok(Server {
             threads,
             handle,
@@ -612,6 +702,15 @@ impl ServerBuilder {
             done,
             signals,
         })
+    }
+}
+
+/// Ends shards that were started but never told to run: without their
+/// `go` they return, dropping their listeners, and are waited for.
+fn abandon(threads: Vec<thread::JoinHandle<()>>, gos: Vec<mpsc::Sender<()>>) {
+    drop(gos);
+    for thread in threads {
+        let _ = thread.join();
     }
 }
 

@@ -251,3 +251,23 @@ pub(crate) fn steer_by_cpu(socket: std::os::fd::BorrowedFd<'_>, n: u32) -> io::R
     }
     Ok(())
 }
+
+/// The CPUs this process may run on (`sched_getaffinity`), in order: a
+/// `taskset` or a container's cpuset, not every CPU the machine has.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain old data, valid all zeroes;
+    // sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into
+    // it through a valid pointer to a local, for the calling thread (0);
+    // CPU_ISSET reads one bit of it, at an index below CPU_SETSIZE.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        set
+    };
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: as above: one bit of a local set, the index in bounds.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}

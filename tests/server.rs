@@ -453,3 +453,137 @@ fn a_server_dropped_without_run_stops_its_shards() {
     let _ = client.read_to_end(&mut rest); // EOF or reset: closed either way
     assert!(TcpStream::connect(addr).is_err(), "a shard still listens");
 }
+
+/// One echo of `x` on `s`, or `None` if nothing came within `wait`.
+fn echoed(s: &mut TcpStream, wait: Duration) -> Option<bool> {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let _ = s.write_all(b"x");
+    let mut b = [0];
+    match s.read(&mut b) {
+        Ok(1) => Some(b[0] == b'x'),
+        _ => None,
+    }
+}
+
+#[test]
+fn at_the_servers_limit_clients_wait_and_are_let_in_as_any_shard_frees_room() {
+    let config = Config {
+        max_conns: 10,
+        ..Config::default()
+    };
+    let (server, counters) = start(4, config, "127.0.0.1:0");
+    let addr = server.local_addrs()[0];
+    let mut conns: Vec<TcpStream> = (0..16).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        counters.open.load(Ordering::SeqCst),
+        10,
+        "past the server's max_conns"
+    );
+    // The ten let in echo; the six others wait in the listen queues.
+    let (served, waiting): (Vec<usize>, Vec<usize>) =
+        (0..16).partition(|&i| echoed(&mut conns[i], Duration::from_millis(200)) == Some(true));
+    assert_eq!((served.len(), waiting.len()), (10, 6));
+    // Five leave, from whichever shards held them: five who waited are
+    // let in, by the shards' look again at the shared count.
+    for &i in &served[..5] {
+        conns[i].shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut let_in = 0;
+    while let_in < 5 {
+        assert!(
+            Instant::now() < until,
+            "only {let_in} of the waiting were let in"
+        );
+        let_in = waiting
+            .iter()
+            .filter(|&&i| echoed(&mut conns[i], Duration::from_millis(50)) == Some(true))
+            .count();
+    }
+    assert!(counters.most.load(Ordering::SeqCst) <= 10);
+    server.handle().shutdown();
+    server.run().unwrap();
+}
+
+#[test]
+fn per_address_counts_are_given_back_when_connections_close() {
+    let config = Config {
+        max_per_ip: Some(3),
+        ..Config::default()
+    };
+    let (server, counters) = start(2, config, "127.0.0.1:0");
+    let addr = server.local_addrs()[0];
+    for round in 0..5 {
+        let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let until = Instant::now() + Duration::from_secs(10);
+        while counters.open.load(Ordering::SeqCst) < 3 {
+            assert!(
+                Instant::now() < until,
+                "round {round}: the cap kept a count it gave back"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        drop(held);
+        while counters.open.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < until, "round {round}: closes not seen");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    server.handle().shutdown();
+    let stats = server.run().unwrap();
+    assert_eq!(
+        stats.total.rejected_for(evloop::RejectReason::PerIpLimit),
+        0,
+        "{stats}"
+    );
+}
+
+#[test]
+fn a_shard_whose_handler_cannot_be_made_fails_the_start_naming_it() {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let started = Server::builder(Config::default())
+        .threads(3)
+        .listen(addr)
+        .start(|shard| {
+            assert_ne!(shard, 1, "shard 1 cannot be made");
+            Shard {
+                index: shard,
+                open: Arc::default(),
+                most: Arc::default(),
+                messages: Arc::default(),
+                later: Vec::new(),
+            }
+        });
+    let err = started.err().expect("start failed");
+    assert!(err.to_string().contains("shard 1"), "{err}");
+}
+
+#[test]
+fn chat_joins_on_one_shard_are_announced_on_the_others() {
+    let server = process::Proc::start(&[], "chat", &["--threads", "2"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let first = TcpStream::connect(addr).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut watcher = std::io::BufReader::new(first.try_clone().unwrap());
+    until_line(&mut watcher, "welcome");
+    // Each newcomer, one at a time: the first member hears of every one,
+    // whichever shard took them.
+    let mut others = Vec::new();
+    for _ in 0..8 {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let welcome = until_line(&mut r, "welcome");
+        let name = welcome
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .trim_end_matches('.')
+            .to_string();
+        until_line(&mut watcher, &format!("{name} joined"));
+        others.push(s);
+    }
+}

@@ -208,6 +208,12 @@ impl Chat {
     /// write each, and every other shard's, by one posted message each.
     fn broadcast(&self, cx: &mut Context<'_>, except: Option<ConnId>, line: &str) {
         self.local_broadcast(cx, except, line);
+        self.relay(line);
+    }
+
+    /// Sends `line` to every other shard's members (nothing with one
+    /// reactor).
+    fn relay(&self, line: &str) {
         if let Some(server) = self.peers.as_ref().and_then(Peers::get) {
             let relay = Relay(Arc::from(line));
             for shard in (0..server.len()).filter(|&s| s != self.shard) {
@@ -251,7 +257,8 @@ impl Chat {
         let Some(name) = self.member(conn).map(|m| m.name.clone()) else {
             return 0;
         };
-        let cost = self.members.len() * (name.len() + line.len() + 3);
+        // Every member of the room, whichever shard holds them.
+        let cost = self.room.members.load(Ordering::Relaxed).max(1) * (name.len() + line.len() + 3);
         let (command, arg) = line.split_once(' ').unwrap_or((line, ""));
         match command {
             "/nick" => self.rename(cx, conn, &name, arg.trim()),
@@ -389,6 +396,7 @@ impl Handler for Chat {
                     let _ = cx.write(m.id, line.as_bytes());
                 }
             }
+            self.relay(&line);
         }
         if let Some(line) = self.departed.take_line("left") {
             self.broadcast(cx, None, &line);

@@ -65,6 +65,9 @@ pub(super) struct Listener {
     /// The next back-off; back at the minimum once an accept succeeds,
     /// which also ends the episode for logging.
     backoff: Duration,
+    /// In a server, full: a look-again timer is on the wheel (one chain
+    /// of them at most, however often the gate closes).
+    recheck: bool,
 }
 
 impl Listener {
@@ -77,6 +80,7 @@ impl Listener {
             #[cfg(feature = "tls")]
             tls: None,
             backoff: ACCEPT_BACKOFF_MIN,
+            recheck: false,
         }
     }
 
@@ -117,12 +121,17 @@ impl<H: Handler> Reactor<H> {
                     self.core.config().max_conns,
                     RESUME_BELOW_PERCENT
                 );
-                if let Some(l) = self.listener(i) {
-                    l.gate = Gate::Full;
-                }
-                if self.core.in_census() {
-                    // Other shards' connections free room too, and this
-                    // reactor hears nothing of it: look again soon.
+                let in_census = self.core.in_census();
+                let arm = match self.listener(i) {
+                    Some(l) => {
+                        l.gate = Gate::Full;
+                        // Other shards' closes free room too, and this
+                        // reactor hears nothing of them: look again soon.
+                        in_census && !std::mem::replace(&mut l.recheck, true)
+                    }
+                    None => false,
+                };
+                if arm {
                     let at = self.core.time().after(SERVER_FULL_RECHECK);
                     self.core.wheel().insert(at, TimerEvent::AcceptResume(i));
                 }
@@ -329,19 +338,24 @@ impl<H: Handler> Reactor<H> {
         let Some(l) = self.listener(i) else {
             return;
         };
-        match l.gate {
-            Gate::BackingOff => {
-                l.gate = Gate::Open;
-                l.pending = true;
-            }
-            Gate::Full => {
+        if std::mem::take(&mut l.recheck) {
+            // The server-full look again. A back-off timer shares the
+            // event: whichever of the two fires first is taken as this
+            // one, and the other, later, ends a back-off, so a back-off is
+            // never cut short and always ends.
+            if l.gate == Gate::Full {
                 self.reopen_when_below_limit();
-                if self.listener(i).is_some_and(|l| l.gate == Gate::Full) {
+                if let Some(l) = self.listener(i).filter(|l| l.gate == Gate::Full) {
+                    l.recheck = true;
                     let at = self.core.time().after(SERVER_FULL_RECHECK);
                     self.core.wheel().insert(at, TimerEvent::AcceptResume(i));
                 }
             }
-            Gate::Open => {}
+            return;
+        }
+        if l.gate == Gate::BackingOff {
+            l.gate = Gate::Open;
+            l.pending = true;
         }
     }
 

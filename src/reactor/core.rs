@@ -424,6 +424,14 @@ impl Core {
         }
     }
 
+    /// See `Reactor::leave_server`.
+    pub(crate) fn leave_census(&mut self) {
+        if let Some(census) = self.census.take() {
+            census.left(self.conns.len());
+        }
+        self.admission.release_all();
+    }
+
     /// Whether this reactor's limits are a server's (see `join_census`).
     pub(crate) fn in_census(&self) -> bool {
         self.census.is_some()

@@ -69,6 +69,13 @@ impl<H: Handler> Reactor<H> {
         self.core.admission().share_per_ip(per_ip);
     }
 
+    /// Leaves the server it joined: the connections still in the slab
+    /// (none after a clean `run`; some after a panic) give back their
+    /// places in the server's count and their per-address counts.
+    pub(crate) fn leave_server(&mut self) {
+        self.core.leave_census();
+    }
+
     /// The signal pipe became readable.
     pub(super) fn on_signals(&mut self) {
         let Some(signals) = self.signals.as_mut() else {
