@@ -270,9 +270,6 @@ impl Context<'_> {
     /// other connection), in one system call with everything else queued
     /// for it.
     pub fn write(&mut self, conn: ConnId, data: &[u8]) -> Result<(), SendError> {
-        if !self.held(conn) {
-            return Err(SendError::Gone);
-        }
         self.core.write(conn, data)
     }
 
@@ -319,9 +316,6 @@ impl Context<'_> {
     where
         B: AsRef<[u8]> + Send + 'static,
     {
-        if !self.held(conn) {
-            return Err(SendError::Gone);
-        }
         self.core
             .queue(conn, Queued::Whole(Segment::owned(Box::new(data))))
     }
@@ -374,9 +368,6 @@ impl Context<'_> {
         offset: u64,
         len: u64,
     ) -> Result<(), SendError> {
-        if !self.held(conn) {
-            return Err(SendError::Gone);
-        }
         let file = file.into();
         let size = file.metadata().map_or(0, |m| m.len());
         if offset.checked_add(len).is_none_or(|end| end > size) {

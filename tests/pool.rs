@@ -85,6 +85,21 @@ fn accepts(backend: &Backend, n: usize) {
     assert_eq!(backend.accepted.load(Ordering::SeqCst), n);
 }
 
+/// `n` connections to `addr`, all out at once, each answered, then all
+/// checked in: their ids, in order.
+fn used_and_checked_in(server: &Server, addr: SocketAddr, tag: &str, n: usize) -> Vec<ConnId> {
+    let conns: Vec<ConnId> = (0..n)
+        .map(|i| request(server, addr, &format!("{tag}{i}")).conn())
+        .collect();
+    for (i, &conn) in conns.iter().enumerate() {
+        answered(server, conn, &format!("ok:{tag}{i}\n"));
+    }
+    for &conn in &conns {
+        checkin(server, conn).unwrap();
+    }
+    conns
+}
+
 fn checkin(server: &Server, conn: ConnId) -> Result<(), CheckinError> {
     server.exec(move |cx, _| cx.checkin(conn))
 }
@@ -191,26 +206,10 @@ fn the_pool_keeps_its_bounds_per_address_and_in_all_oldest_first() {
         ..Config::default()
     };
     let server = Server::start(config);
-    let to_a: Vec<ConnId> = (0..3)
-        .map(|i| request(&server, a.addr, &format!("a{i}")).conn())
-        .collect();
-    for (i, &conn) in to_a.iter().enumerate() {
-        answered(&server, conn, &format!("ok:a{i}\n"));
-    }
-    for &conn in &to_a {
-        checkin(&server, conn).unwrap();
-    }
+    let to_a = used_and_checked_in(&server, a.addr, "a", 3);
     let stats = server.stats();
     assert_eq!((stats.pool_idle, stats.pool_evicted), (2, 1), "{stats}");
-    let to_b: Vec<ConnId> = (0..2)
-        .map(|i| request(&server, b.addr, &format!("b{i}")).conn())
-        .collect();
-    for (i, &conn) in to_b.iter().enumerate() {
-        answered(&server, conn, &format!("ok:b{i}\n"));
-    }
-    for &conn in &to_b {
-        checkin(&server, conn).unwrap();
-    }
+    used_and_checked_in(&server, b.addr, "b", 2);
     let stats = server.stats();
     assert_eq!((stats.pool_idle, stats.pool_evicted), (3, 2), "{stats}");
     // The survivors: the newest to A (the older ones went first), both

@@ -1,5 +1,5 @@
 //! RESP2 replies from a backend, checked as the requests are
-//! (`../kv/resp.rs`): find where a whole reply ends without allocating,
+//! (`../kv/resp.rs`, whose integer reading this shares): find where a whole reply ends without allocating,
 //! resuming where the last look stopped, with every length bounded before
 //! it is trusted.
 //!
@@ -255,17 +255,11 @@ fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     }
 }
 
-/// A decimal `i64` in canonical form (an optional `-`, no leading zero).
+/// A decimal `i64` in canonical form: the request parser's own reading
+/// (`resp::redis_int`, Redis's `string2ll`), so a number means the same
+/// coming and going.
 fn number(s: &[u8]) -> Option<i64> {
-    let digits = s.strip_prefix(b"-").unwrap_or(s);
-    if digits.is_empty()
-        || digits.len() > 19
-        || !digits.iter().all(u8::is_ascii_digit)
-        || (digits.len() > 1 && digits[0] == b'0')
-    {
-        return None;
-    }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    crate::resp::redis_int(s)
 }
 
 #[cfg(test)]

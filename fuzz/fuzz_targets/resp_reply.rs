@@ -12,6 +12,9 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code)]
 #[path = "../../examples/resp_proxy/reply.rs"]
 mod reply;
+#[allow(dead_code)]
+#[path = "../../examples/kv/resp.rs"]
+mod resp;
 mod split;
 
 use reply::{check, Check, Progress, Skip};

@@ -186,9 +186,11 @@ impl Core {
             let l = self.limits(id);
             (l.hard_limit, l.high_water, l.soft_limit)
         };
+        // Checked in to the upstream pool: the handler's id names a
+        // connection that is gone (see `upstream.rs`).
         let conn = self
             .conn(id)
-            .filter(|c| !c.state().is_closed())
+            .filter(|c| !c.state().is_closed() && !c.pooled)
             .ok_or(SendError::Gone)?;
         if !conn.state().accepts_output() {
             return Err(SendError::Closing);
