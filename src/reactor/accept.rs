@@ -114,7 +114,11 @@ impl<H: Handler> Reactor<H> {
 
     fn accept(&mut self, i: usize) {
         for _ in 0..self.core.config().accept_batch {
-            let full = self.core.headcount() >= self.core.config().max_conns;
+            // In a server, a place is taken before the accept, so a shard
+            // that loses the race for the last one leaves its client
+            // queued instead of accepting and resetting it.
+            let full =
+                self.core.headcount() >= self.core.config().max_conns || !self.core.reserve_place();
             if full && self.core.config().reject_line.is_none() {
                 log::warn!(
                     "max_conns ({}) reached: not accepting until below {}%",
@@ -138,17 +142,21 @@ impl<H: Handler> Reactor<H> {
                 return;
             }
             let Some(l) = self.listener(i) else {
+                self.core.release_place();
                 return;
             };
-            match l.socket.accept() {
+            let accepted = l.socket.accept();
+            if accepted.is_err() {
+                self.core.release_place(); // nobody to give it to
+            }
+            let Some(l) = self.listener(i) else {
+                return;
+            };
+            match accepted {
                 Ok((stream, peer)) => {
                     l.backoff = ACCEPT_BACKOFF_MIN;
                     if full {
                         self.reject_with_line(stream);
-                    } else if !self.core.reserve_place() {
-                        // Another shard took the server's last place in
-                        // the same moment.
-                        self.reject(stream, RejectReason::MaxConns);
                     } else if let Err(reason) = self.check(peer) {
                         log::debug!("rejected {peer:?}: {}", RejectReason::NAMES[reason.index()]);
                         self.core.release_place();
@@ -344,7 +352,12 @@ impl<H: Handler> Reactor<H> {
             // one, and the other, later, ends a back-off, so a back-off is
             // never cut short and always ends.
             if l.gate == Gate::Full {
-                self.reopen_when_below_limit();
+                // Any room at all: the 90% hysteresis keeps one listener
+                // from flapping, and the 20 ms between looks does that
+                // here; with it, a shard whose room was taken to 90% by
+                // the others would leave its queue waiting beside a free
+                // place.
+                self.reopen_when_raised();
                 if let Some(l) = self.listener(i).filter(|l| l.gate == Gate::Full) {
                     l.recheck = true;
                     let at = self.core.time().after(SERVER_FULL_RECHECK);
@@ -370,8 +383,9 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// `max_conns` was raised: reopen listeners held at the old limit if
-    /// the new one leaves room (no hysteresis: the program asked).
+    /// `max_conns` was raised (or, in a server, another shard's closes
+    /// made room): reopen listeners held at the limit if there is room
+    /// (no hysteresis: the program asked, or the look again is paced).
     pub(super) fn reopen_when_raised(&mut self) {
         if self.core.headcount() < self.core.config().max_conns {
             self.open_full_gates();
