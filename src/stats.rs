@@ -45,6 +45,8 @@ pub struct Stats {
     pub events: u64,
     /// Timers that fired (connection deadlines and user timers).
     pub timers_fired: u64,
+    /// Timers on the wheel now (connection deadlines and user timers).
+    pub timers: usize,
     /// Empty buffers waiting in the pool.
     pub buffers_pooled: usize,
     /// Buffers held by connections.
@@ -102,6 +104,7 @@ impl Stats {
             turns,
             events,
             timers_fired,
+            timers,
             buffers_pooled,
             buffers_in_use,
             buffered_bytes,
@@ -136,6 +139,7 @@ impl Stats {
         self.turns += turns;
         self.events += events;
         self.timers_fired += timers_fired;
+        self.timers += timers;
         self.buffers_pooled += buffers_pooled;
         self.buffers_in_use += buffers_in_use;
         self.buffered_bytes += buffered_bytes;
@@ -180,7 +184,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} timers_fired={} accept_errors={} buffers_pooled={} buffers_in_use={} buffered_bytes={} pooled_bytes={}",
+            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} timers_fired={} timers={} accept_errors={} buffers_pooled={} buffers_in_use={} buffered_bytes={} pooled_bytes={}",
             self.accepted,
             self.connects,
             self.active,
@@ -190,6 +194,7 @@ impl fmt::Display for Stats {
             self.turns,
             self.events,
             self.timers_fired,
+            self.timers,
             self.accept_errors,
             self.buffers_pooled,
             self.buffers_in_use,

@@ -1216,3 +1216,136 @@ fn config_get_lists_only_the_parameters_the_server_has_matching_globs() {
         format!("[maxmemory, {}, maxmemory-policy, noeviction]", 1u64 << 30)
     );
 }
+
+// ---- shards (--threads) ---------------------------------------------------
+
+/// A field of an INFO section, as a number.
+fn info_field(s: &mut Session, section: &str, name: &str) -> usize {
+    let info = s.c(&format!("INFO {section}"));
+    let line = info
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {info}"));
+    line.parse().unwrap()
+}
+
+/// Sessions to a server of `shards` shards, one on each (the kernel
+/// spreads connections by a hash of their ports, so a few tries reach
+/// every shard; 200 that do not would be a one-in-2^200 draw).
+fn one_per_shard(port: u16, shards: usize) -> Vec<Session> {
+    let mut found: Vec<Option<Session>> = (0..shards).map(|_| None).collect();
+    for _ in 0..200 {
+        let mut s = Session::open(port);
+        let shard = info_field(&mut s, "server", "evloop_shard");
+        if found[shard].is_none() {
+            found[shard] = Some(s);
+        }
+        if found.iter().all(Option::is_some) {
+            return found.into_iter().flatten().collect();
+        }
+    }
+    panic!("200 connections did not reach all {shards} shards");
+}
+
+/// Polls `probe` until it answers `want`, for at most two seconds.
+fn eventually(what: &str, want: usize, mut probe: impl FnMut() -> usize) {
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut got = probe();
+    while got != want && Instant::now() < end {
+        thread::sleep(Duration::from_millis(10));
+        got = probe();
+    }
+    assert_eq!(got, want, "{what}");
+}
+
+#[test]
+fn on_two_shards_every_connection_sees_every_key_and_expiry() {
+    let kv = Proc::start(&[], "kv", &["--threads", "2"]);
+    let mut s = one_per_shard(kv.port, 2);
+    let (a, b) = s.split_at_mut(1);
+    let (a, b) = (&mut a[0], &mut b[0]);
+    assert_eq!(a.c("SET k v"), "+OK");
+    assert_eq!(b.c("GET k"), "v");
+    assert_eq!(b.c("APPEND k w"), ":2");
+    assert_eq!(a.c("GET k"), "vw");
+    // CLIENT ID counts over both shards.
+    assert_ne!(a.c("CLIENT ID"), b.c("CLIENT ID"));
+    assert_eq!(
+        info_field(a, "clients", "connected_clients"),
+        info_field(b, "clients", "connected_clients")
+    );
+    // An expiry set on one shard's wheel: read through the other, and
+    // deleted by its timer (DBSIZE counts a key past due until then).
+    assert_eq!(a.c("SET e v PX 300"), "+OK");
+    let pttl: i64 = b.c("PTTL e")[1..].parse().unwrap();
+    assert!((1..=300).contains(&pttl), "{pttl}");
+    assert_eq!(b.c("DBSIZE"), ":2");
+    eventually("the expired key deleted", 1, || {
+        b.c("DBSIZE")[1..].parse().unwrap()
+    });
+    assert_eq!(a.c("GET e"), "(nil)");
+    assert_eq!(info_field(b, "stats", "expired_keys"), 1);
+    // And the other way round, with SELECT: the database is the client's.
+    assert_eq!(b.c("SELECT 3"), "+OK");
+    assert_eq!(b.c("SET f v PX 200"), "+OK");
+    assert_eq!(a.c("SELECT 3"), "+OK");
+    assert_eq!(a.c("GET f"), "v");
+    eventually("the key expired on the other shard", 0, || {
+        a.c("DBSIZE")[1..].parse().unwrap()
+    });
+}
+
+/// A client moving one key's expiry back and forth between two shards
+/// must not park a timer on a wheel each time: the shard that ends an
+/// expiry set on the other posts that shard its timer to cancel.
+#[test]
+fn an_expiry_moved_between_shards_leaves_no_timer_behind() {
+    let kv = Proc::start(&[], "kv", &["--threads", "2"]);
+    let mut s = one_per_shard(kv.port, 2);
+    let idle: Vec<usize> = s
+        .iter_mut()
+        .map(|s| info_field(s, "stats", "evloop_timers"))
+        .collect();
+    assert_eq!(s[0].c("SET k v"), "+OK");
+    const MOVES: usize = 2000;
+    for i in 0..MOVES {
+        assert_eq!(s[i % 2].c("PEXPIRE k 100000000"), ":1");
+    }
+    // The last PEXPIRE was shard 1's: its wheel holds the one timer.
+    for (shard, extra) in [(0, 0), (1, 1)] {
+        eventually(
+            &format!("shard {shard}'s timers"),
+            idle[shard] + extra,
+            || info_field(&mut s[shard], "stats", "evloop_timers"),
+        );
+    }
+    // Every other way to end an expiry from the other shard: PERSIST,
+    // SET, DEL, FLUSHALL (here over 1,000 keys).
+    for end in ["PERSIST k", "SET k v", "DEL k"] {
+        assert_eq!(s[1].c("PEXPIRE k 100000000").len(), 2);
+        s[0].c(end);
+        eventually(&format!("{end}: shard 1's timers"), idle[1], || {
+            info_field(&mut s[1], "stats", "evloop_timers")
+        });
+        s[0].c("SET k v");
+    }
+    for i in 0..1000 {
+        s[1].send(&[b"SET", format!("key:{i}").as_bytes(), b"v", b"EX", b"1000"]);
+    }
+    for _ in 0..1000 {
+        assert_eq!(s[1].reply().text(), "+OK");
+    }
+    assert_eq!(
+        info_field(&mut s[1], "stats", "evloop_timers"),
+        idle[1] + 1000
+    );
+    assert_eq!(s[0].c("FLUSHALL"), "+OK");
+    eventually("FLUSHALL: shard 1's timers", idle[1], || {
+        info_field(&mut s[1], "stats", "evloop_timers")
+    });
+    // The key set last, on shard 0, still expires on time.
+    assert_eq!(s[0].c("SET k v PX 100"), "+OK");
+    eventually("the last key expired", 0, || {
+        s[1].c("DBSIZE")[1..].parse().unwrap()
+    });
+}

@@ -40,7 +40,7 @@ pub fn setbit(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         was
     };
     let db = c.ks.db(c.client.db);
-    if let Some(mut value) = db.get_mut(c.cx, c.now, args[1]) {
+    if let Some(mut value) = db.get_mut(&mut c.wheel, c.now, args[1]) {
         let Value::Str(s) = &mut *value else {
             return c.out.buf.extend_from_slice(WRONGTYPE);
         };
@@ -54,7 +54,7 @@ pub fn setbit(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         bytes,
         made: Made::Edited,
     });
-    db.set(c.cx, c.now, args[1], value, false);
+    db.set(&mut c.wheel, c.now, args[1], value, false);
     reply::integer(&mut c.out.buf, 0);
 }
 

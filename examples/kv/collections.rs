@@ -19,7 +19,7 @@ pub fn rpush(c: &mut Call<'_, '_>, args: &[&[u8]]) {
 
 fn push(c: &mut Call<'_, '_>, args: &[&[u8]], front: bool) {
     let db = c.ks.db(c.client.db);
-    if let Some(mut value) = db.get_mut(c.cx, c.now, args[1]) {
+    if let Some(mut value) = db.get_mut(&mut c.wheel, c.now, args[1]) {
         let Value::List(list) = &mut *value else {
             return c.out.buf.extend_from_slice(WRONGTYPE);
         };
@@ -33,7 +33,7 @@ fn push(c: &mut Call<'_, '_>, args: &[&[u8]], front: bool) {
         list.push(item, front);
     }
     let len = list.len();
-    db.set(c.cx, c.now, args[1], Value::List(list), false);
+    db.set(&mut c.wheel, c.now, args[1], Value::List(list), false);
     reply::integer(&mut c.out.buf, len as i64);
 }
 
@@ -65,7 +65,7 @@ fn pop(c: &mut Call<'_, '_>, args: &[&[u8]], front: bool) {
     };
     let db = c.ks.db(c.client.db);
     let emptied = {
-        let Some(mut value) = db.get_mut(c.cx, c.now, args[1]) else {
+        let Some(mut value) = db.get_mut(&mut c.wheel, c.now, args[1]) else {
             return match count {
                 Some(_) => c.out.buf.extend_from_slice(b"*-1\r\n"),
                 None => reply::null(&mut c.out.buf),
@@ -108,7 +108,7 @@ fn pop(c: &mut Call<'_, '_>, args: &[&[u8]], front: bool) {
         list.len() == 0
     };
     if emptied {
-        db.remove(c.cx, args[1]);
+        db.remove(&mut c.wheel, args[1]);
     }
 }
 
@@ -150,7 +150,7 @@ pub fn lrange(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     reply::array_len(&mut c.out.buf, stop - start + 1);
     for item in list.iter().skip(start).take(stop - start + 1) {
         reply::bulk(&mut c.out.buf, item);
-        if !c.out.spill_large(c.cx, c.conn) {
+        if !c.out.spill_large(c.wheel.cx, c.conn) {
             c.next = crate::command::Next::Gone;
             return;
         }
@@ -159,7 +159,7 @@ pub fn lrange(c: &mut Call<'_, '_>, args: &[&[u8]]) {
 
 pub fn sadd(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     let db = c.ks.db(c.client.db);
-    if let Some(mut value) = db.get_mut(c.cx, c.now, args[1]) {
+    if let Some(mut value) = db.get_mut(&mut c.wheel, c.now, args[1]) {
         let Value::Set(set) = &mut *value else {
             return c.out.buf.extend_from_slice(WRONGTYPE);
         };
@@ -168,14 +168,14 @@ pub fn sadd(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     }
     let mut set = Box::<Set>::default();
     let added = args[2..].iter().filter(|m| set.insert(m)).count();
-    db.set(c.cx, c.now, args[1], Value::Set(set), false);
+    db.set(&mut c.wheel, c.now, args[1], Value::Set(set), false);
     reply::integer(&mut c.out.buf, added as i64);
 }
 
 pub fn srem(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     let db = c.ks.db(c.client.db);
     let emptied = {
-        let Some(mut value) = db.get_mut(c.cx, c.now, args[1]) else {
+        let Some(mut value) = db.get_mut(&mut c.wheel, c.now, args[1]) else {
             return reply::integer(&mut c.out.buf, 0);
         };
         let Value::Set(set) = &mut *value else {
@@ -186,7 +186,7 @@ pub fn srem(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         set.len() == 0
     };
     if emptied {
-        db.remove(c.cx, args[1]);
+        db.remove(&mut c.wheel, args[1]);
     }
 }
 
@@ -220,7 +220,7 @@ pub fn smembers(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     reply::array_len(&mut c.out.buf, set.len());
     for member in set.iter() {
         reply::bulk(&mut c.out.buf, member);
-        if !c.out.spill_large(c.cx, c.conn) {
+        if !c.out.spill_large(c.wheel.cx, c.conn) {
             c.next = crate::command::Next::Gone;
             return;
         }

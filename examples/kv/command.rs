@@ -14,6 +14,7 @@ use evloop::{ConnId, Context};
 use crate::db::Keyspace;
 use crate::resp::reply;
 use crate::server::{Client, Server};
+use crate::shards::Wheel;
 use crate::{bitmaps, collections, keys, lcs, server, strings};
 
 /// Redis's answer to a command on a key of another type.
@@ -81,7 +82,8 @@ impl Out {
 /// What a command is given: the keyspace, its client, the server's
 /// counters and the output, for one command.
 pub struct Call<'a, 'c> {
-    pub cx: &'a mut Context<'c>,
+    /// The reactor, and its wheel for expiry timers.
+    pub wheel: Wheel<'a, 'c>,
     pub conn: ConnId,
     pub ks: &'a mut Keyspace,
     pub client: &'a mut Client,

@@ -11,8 +11,9 @@
 //! them immortal.
 //!
 //! Each expiring key has one timer on the reactor's wheel, whose token
-//! names the database and a serial number; the database's `expiries`
-//! index maps the token back to the key. The wheel fires on its tick, so
+//! names the database, the shard whose wheel holds it (`--threads`: see
+//! `shards.rs`) and a serial number; the database's `expiries` index maps
+//! the token back to the key. The wheel fires on its tick, so
 //! every read also checks the deadline itself ([`Db::get`]): a key is gone
 //! exactly when its time has come, whether or not its timer has fired. A
 //! key whose timer fires a millisecond early (the wheel's ticks and this
@@ -44,11 +45,10 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use evloop::timer::TimerId;
-use evloop::Context;
 
 use crate::value::{heap, table_bytes, Value};
 
@@ -56,36 +56,42 @@ use crate::value::{heap, table_bytes, Value};
 pub const DBS: usize = 16;
 
 /// Bits of a timer token that name the (physical) database: enough for
-/// [`DBS`]; the rest is a serial number.
+/// [`DBS`].
 const DB_BITS: u32 = 4;
 const _: () = assert!(DBS <= 1 << DB_BITS);
 
-/// What a key is: shared between the table and the scan order (and the
-/// expiry index), so it is stored once.
-pub type Key = Rc<[u8]>;
+/// Bits of a timer token, above the database's, that name the shard whose
+/// wheel holds the timer: enough for `evloop::server::MAX_THREADS`. The 50 bits
+/// left are the serial number, which at a million expiries a second lasts
+/// 35 years.
+const SHARD_BITS: u32 = 10;
+const _: () = assert!(evloop::server::MAX_THREADS <= 1 << SHARD_BITS);
 
-/// Each key's heap block holds its bytes after `Rc`'s two counts.
+/// What a key is: shared between the table and the scan order (and the
+/// expiry index), so it is stored once. An `Arc`, not an `Rc`, so that
+/// shards on other threads can share the keyspace (behind its lock).
+pub type Key = Arc<[u8]>;
+
+/// Each key's heap block holds its bytes after `Arc`'s two counts.
 const RC_COUNTS: usize = 2 * std::mem::size_of::<usize>();
 
 /// What a timer costs on the reactor's wheel: its slab entry and its
 /// record in a slot.
 const TIMER_COST: usize = 48;
 
-/// Where timers are set and cancelled: the reactor's `Context`, or a
-/// plain wheel in unit tests.
+/// Where timers are set and cancelled: a shard's wheel (`shards::Wheel`),
+/// or a plain wheel in unit tests.
 pub trait Timers {
+    /// The shard whose wheel `set_timer` uses (0 with one reactor).
+    fn shard(&self) -> usize;
     fn set_timer(&mut self, after: Duration, token: u64) -> TimerId;
-    fn cancel_timer(&mut self, timer: TimerId);
+    /// Cancels `timer`, which shard `shard`'s wheel holds.
+    fn cancel_timer(&mut self, shard: usize, timer: TimerId);
 }
 
-impl Timers for Context<'_> {
-    fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
-        Context::set_timer(self, after, token)
-    }
-
-    fn cancel_timer(&mut self, timer: TimerId) {
-        Context::cancel_timer(self, timer);
-    }
+/// The shard whose wheel holds the timer with `token`.
+pub fn token_shard(token: u64) -> usize {
+    ((token >> DB_BITS) & ((1 << SHARD_BITS) - 1)) as usize
 }
 
 /// Unix time from the reactor's clock (see the module docs).
@@ -283,10 +289,10 @@ impl Db {
     /// Adds a key that is not there.
     fn insert(&mut self, key: &[u8], value: Value) {
         debug_assert!(!self.entries.contains_key(key), "{key:?} is already there");
-        let key: Key = Rc::from(key);
+        let key: Key = Arc::from(key);
         self.used += entry_cost(&key, &value);
         let slot = self.order.len();
-        self.order.push(Rc::clone(&key));
+        self.order.push(Arc::clone(&key));
         let entry = Entry {
             value,
             expiry: None,
@@ -305,7 +311,7 @@ impl Db {
         }
         let removed = self.order.swap_remove(entry.slot);
         debug_assert!(
-            Rc::ptr_eq(&removed, &key),
+            Arc::ptr_eq(&removed, &key),
             "slot {} holds {removed:?}, not {key:?}",
             entry.slot
         );
@@ -326,11 +332,13 @@ impl Db {
         if let Some(old) = entry.expiry.take() {
             self.expiries.forget(t, &old);
         }
-        let token = (self.next_serial << DB_BITS) | self.home as u64;
+        let token = (self.next_serial << (DB_BITS + SHARD_BITS))
+            | ((t.shard() as u64) << DB_BITS)
+            | self.home as u64;
         self.next_serial += 1;
         let timer = t.set_timer(until(now, at), token);
         entry.expiry = Some(Box::new(Expiry { at, timer, token }));
-        let key = Rc::clone(&self.order[entry.slot]);
+        let key = Arc::clone(&self.order[entry.slot]);
         self.expiries.add(token, key, at);
         true
     }
@@ -356,6 +364,8 @@ impl Db {
         };
         match &mut entry.expiry {
             Some(e) if e.token == token && e.at > now => {
+                // A timer fires on the shard that set it: the token's.
+                debug_assert_eq!(t.shard(), token_shard(token));
                 e.timer = t.set_timer(until(now, e.at), token);
                 false
             }
@@ -375,7 +385,7 @@ impl Db {
     pub fn flush(&mut self, t: &mut impl Timers) {
         for entry in self.entries.values() {
             if let Some(e) = &entry.expiry {
-                t.cancel_timer(e.timer);
+                t.cancel_timer(token_shard(e.token), e.timer);
             }
         }
         // The serial goes on: no token of the old keys can name a new one.
@@ -460,7 +470,7 @@ impl Expiries {
 
     /// Takes an expiry out of the index and off the wheel.
     fn forget(&mut self, t: &mut impl Timers, e: &Expiry) {
-        t.cancel_timer(e.timer);
+        t.cancel_timer(token_shard(e.token), e.timer);
         self.by_token.remove(&e.token);
         self.sum -= i128::from(e.at);
         self.used -= EXPIRY_COST;
@@ -556,12 +566,17 @@ mod tests {
     struct Wheel(TimerWheel<u64>);
 
     impl Timers for Wheel {
+        fn shard(&self) -> usize {
+            0
+        }
+
         fn set_timer(&mut self, after: Duration, token: u64) -> TimerId {
             let at = self.0.now() + after.as_millis() as u64;
             self.0.insert(at, token)
         }
 
-        fn cancel_timer(&mut self, timer: TimerId) {
+        fn cancel_timer(&mut self, shard: usize, timer: TimerId) {
+            assert_eq!(shard, 0, "one wheel here");
             self.0.cancel(timer);
         }
     }

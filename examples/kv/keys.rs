@@ -22,7 +22,7 @@ pub fn del(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     let mut deleted = 0;
     for key in &args[1..] {
         let live = db.contains(c.now, key);
-        if db.remove(c.cx, key).is_some() && live {
+        if db.remove(&mut c.wheel, key).is_some() && live {
             deleted += 1;
         }
     }
@@ -71,10 +71,10 @@ fn rename_generic(c: &mut Call<'_, '_>, from: &[u8], to: &[u8], nx: bool) {
     if nx && db.contains(c.now, to) {
         return done(c, false);
     }
-    if let Some(value) = db.remove(c.cx, from) {
-        db.set(c.cx, c.now, to, value, false);
+    if let Some(value) = db.remove(&mut c.wheel, from) {
+        db.set(&mut c.wheel, c.now, to, value, false);
         if let Some(at) = at {
-            db.set_expiry(c.cx, c.now, to, at);
+            db.set_expiry(&mut c.wheel, c.now, to, at);
         }
     }
     done(c, true);
@@ -117,7 +117,7 @@ pub fn keys(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     reply::array_len(&mut c.out.buf, n);
     for (key, _) in db.iter(c.now).filter(matching) {
         reply::bulk(&mut c.out.buf, key);
-        if !c.out.spill_large(c.cx, c.conn) {
+        if !c.out.spill_large(c.wheel.cx, c.conn) {
             c.next = Next::Gone;
             return;
         }
@@ -164,7 +164,7 @@ pub fn scan(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     db.scan(c.now, cursor, count, |key, entry| {
         if open && listed(glob.as_ref(), kind, key, entry) {
             reply::bulk(&mut c.out.buf, key);
-            open = c.out.spill_large(c.cx, c.conn);
+            open = c.out.spill_large(c.wheel.cx, c.conn);
         }
     });
     if !open {
@@ -174,7 +174,7 @@ pub fn scan(c: &mut Call<'_, '_>, args: &[&[u8]]) {
 
 pub fn randomkey(c: &mut Call<'_, '_>, _args: &[&[u8]]) {
     let db = c.ks.db(c.client.db);
-    match db.random(c.cx, c.now, &mut c.server.rng) {
+    match db.random(&mut c.wheel, c.now, &mut c.server.rng) {
         Some(key) => reply::bulk(&mut c.out.buf, key),
         None => reply::null(&mut c.out.buf),
     }
@@ -310,9 +310,9 @@ fn expire_generic(c: &mut Call<'_, '_>, args: &[&[u8]], base: Base, seconds: boo
         return reply::integer(&mut c.out.buf, 0);
     }
     if at <= c.now {
-        db.remove(c.cx, key);
+        db.remove(&mut c.wheel, key);
     } else {
-        db.set_expiry(c.cx, c.now, key, at);
+        db.set_expiry(&mut c.wheel, c.now, key, at);
     }
     reply::integer(&mut c.out.buf, 1);
 }
@@ -355,6 +355,6 @@ fn ttl_generic(c: &mut Call<'_, '_>, key: &[u8], millis: bool, absolute: bool) {
 
 pub fn persist(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     let db = c.ks.db(c.client.db);
-    let removed = db.contains(c.now, args[1]) && db.persist(c.cx, args[1]);
+    let removed = db.contains(c.now, args[1]) && db.persist(&mut c.wheel, args[1]);
     reply::integer(&mut c.out.buf, i64::from(removed));
 }

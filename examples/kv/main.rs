@@ -105,16 +105,19 @@ mod lcs;
 mod number;
 mod resp;
 mod server;
+mod shards;
 mod strings;
 mod value;
 
+use std::sync::{Arc, Mutex};
+
 use clap::Parser;
-use evloop::{ConnId, Context, Handler, Reactor};
+use evloop::{ConnId, Context, Handler, Peers};
 use resp::{reply, Check};
 
 use command::{Call, Next, Out, SPILL_AT};
-use db::Keyspace;
 use server::{Client, Server};
+use shards::{Away, Cancel, Store, Wheel};
 
 #[derive(Parser, Debug)]
 #[command(about = "Redis-compatible key-value server on the evloop reactor")]
@@ -145,13 +148,21 @@ const UNAUTHENTICATED_REQUEST: usize = 16 * 1024;
 /// cannot, and 1 GiB is far above what the tests and benchmarks store.
 const DEFAULT_MAX_MEMORY: usize = 1 << 30;
 
+/// One shard's handler (the only one without `--threads`).
 struct Kv {
-    ks: Keyspace,
+    /// This shard's number (0 with one reactor).
+    shard: usize,
+    /// The data and the server's counters, shared by every shard.
+    store: Arc<Mutex<Store>>,
+    /// The other shards, to post them timers to cancel (`None` with one
+    /// reactor).
+    peers: Option<Peers<Cancel>>,
+    /// Timers on other shards' wheels to cancel after this call.
+    away: Away,
     /// Each open connection's state, by its slot (`ConnId::index`): a
     /// vector, not a hash map, since slots are dense and every command
-    /// needs its client.
+    /// needs its client. Connections are the shard's own.
     clients: Vec<Option<Client>>,
-    server: Server,
     out: Out,
     /// The reactor's output high-water mark: past it, no more commands are
     /// taken from the connection until its output drains.
@@ -181,22 +192,29 @@ impl Kv {
 }
 
 impl Handler for Kv {
-    type Message = ();
+    type Message = Cancel;
 
     fn on_open(&mut self, _cx: &mut Context<'_>, conn: ConnId) {
-        Kv::client(&mut self.clients, &mut self.server, conn);
-        self.server.connected += 1;
-        self.server.connections_received += 1;
+        let mut shared = shards::lock(&self.store);
+        let server = &mut shared.server;
+        Kv::client(&mut self.clients, server, conn);
+        server.connected += 1;
+        server.connections_received += 1;
     }
 
     fn on_data(&mut self, cx: &mut Context<'_>, conn: ConnId, input: &[u8]) -> usize {
         let Kv {
-            ks,
+            shard,
+            store,
+            peers,
+            away,
             clients,
-            server,
             out,
             high_water,
         } = self;
+        // Once for every command this read brought (see `shards.rs`).
+        let mut shared = shards::lock(store);
+        let Store { ks, server } = &mut *shared;
         let client = Kv::client(clients, server, conn);
         out.buf.clear();
         out.spilled = 0;
@@ -217,7 +235,7 @@ impl Handler for Kv {
                     resp::decode(&input[used..used + n], &mut args);
                     used += n;
                     let mut call = Call {
-                        cx,
+                        wheel: Wheel::new(cx, *shard, away),
                         conn,
                         ks,
                         client,
@@ -253,6 +271,8 @@ impl Handler for Kv {
                 }
             }
         }
+        drop(shared);
+        away.post(peers.as_ref());
         match next {
             Next::Gone => return input.len(),
             Next::Close => {
@@ -275,15 +295,27 @@ impl Handler for Kv {
         if let Some(entry) = self.clients.get_mut(conn.index()) {
             if entry.as_ref().is_some_and(|c| c.conn == conn) {
                 *entry = None;
-                self.server.connected = self.server.connected.saturating_sub(1);
+                let server = &mut shards::lock(&self.store).server;
+                server.connected = server.connected.saturating_sub(1);
             }
         }
     }
 
-    /// An expiry timer.
+    /// An expiry timer this shard set.
     fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
-        let now = self.server.clock.unix_ms(cx.now());
-        self.ks.on_timer(cx, now, token);
+        let mut shared = shards::lock(&self.store);
+        let Store { ks, server } = &mut *shared;
+        let now = server.clock.unix_ms(cx.now());
+        ks.on_timer(&mut Wheel::new(cx, self.shard, &mut self.away), now, token);
+        drop(shared);
+        self.away.post(self.peers.as_ref());
+    }
+
+    /// Timers on this shard's wheel that another shard's command ended.
+    fn on_message(&mut self, cx: &mut Context<'_>, Cancel(timers): Cancel) {
+        for timer in timers {
+            cx.cancel_timer(timer);
+        }
     }
 }
 
@@ -294,22 +326,24 @@ fn main() -> std::io::Result<std::process::ExitCode> {
     // A partial command is refused with -ERR before it passes
     // MAX_COMMAND; the slack holds the header that says so.
     config.max_input = resp::MAX_COMMAND + 64;
-    let kv = Kv {
-        ks: Keyspace::new(),
-        clients: Vec::new(),
-        server: Server::new(cli.server.addr.port(), cli.max_memory, config.max_conns)
-            // As Redis: an empty `requirepass` is none.
-            .with_password(
-                cli.requirepass
-                    .filter(|p| !p.is_empty())
-                    .map(String::into_bytes),
-            ),
-        out: Out::new(),
-        high_water: config.high_water,
-    };
-    let mut reactor = Reactor::new(kv, config)?;
-    cli.server.listen(&mut reactor, &[])?;
-    reactor.handle_signals()?;
-    reactor.run()?;
-    Ok(common::exit_code(&reactor.stats()))
+    // `max_conns` is the whole server's, whatever the shards.
+    let server = Server::new(cli.server.addr.port(), cli.max_memory, config.max_conns)
+        // As Redis: an empty `requirepass` is none.
+        .with_password(
+            cli.requirepass
+                .filter(|p| !p.is_empty())
+                .map(String::into_bytes),
+        );
+    let store = Store::new(server);
+    let high_water = config.high_water;
+    cli.server
+        .serve_with_peers(config, &[], move |shard, peers| Kv {
+            shard,
+            store: Arc::clone(&store),
+            peers,
+            away: Away::default(),
+            clients: Vec::new(),
+            out: Out::new(),
+            high_water,
+        })
 }

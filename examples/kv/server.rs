@@ -8,7 +8,7 @@ use std::time::Instant;
 use evloop::ConnId;
 
 use crate::command::{arity_error, unknown_subcommand, Call, Next, SYNTAX};
-use crate::db::{Clock, Rng, DBS};
+use crate::db::{Clock, Rng, Timers, DBS};
 use crate::glob::Glob;
 use crate::keys::MAX_PATTERN;
 use crate::number::{redis_i32, redis_int};
@@ -210,7 +210,7 @@ pub fn flushdb(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     if !flush_option(args) {
         return c.error(SYNTAX);
     }
-    c.ks.db(c.client.db).flush(c.cx);
+    c.ks.db(c.client.db).flush(&mut c.wheel);
     reply::simple(&mut c.out.buf, "OK");
 }
 
@@ -218,7 +218,7 @@ pub fn flushall(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     if !flush_option(args) {
         return c.error(SYNTAX);
     }
-    c.ks.flush_all(c.cx);
+    c.ks.flush_all(&mut c.wheel);
     reply::simple(&mut c.out.buf, "OK");
 }
 
@@ -336,7 +336,7 @@ pub fn hello(c: &mut Call<'_, '_>, args: &[&[u8]]) {
 
 /// TIME: the Unix time as this server's expiries see it (see `db::Clock`).
 pub fn time(c: &mut Call<'_, '_>, _args: &[&[u8]]) {
-    let unix = c.server.clock.unix(c.cx.now());
+    let unix = c.server.clock.unix(c.wheel.cx.now());
     let out = &mut c.out.buf;
     reply::array_len(out, 2);
     for n in [unix.as_secs(), u64::from(unix.subsec_micros())] {
@@ -440,6 +440,10 @@ fn info_section(c: &mut Call<'_, '_>, section: &str, text: &mut String) {
             let up = c.server.started.elapsed().as_secs();
             line("redis_version", &REDIS_VERSION);
             line("evloop_kv_version", &env!("CARGO_PKG_VERSION"));
+            // Which shard serves this connection (`--threads`; 0 with
+            // one reactor): the net and rejection counts under "stats"
+            // are that shard's.
+            line("evloop_shard", &c.wheel.shard());
             line("redis_mode", &"standalone");
             line("os", &std::env::consts::OS);
             line("arch_bits", &usize::BITS);
@@ -464,13 +468,16 @@ fn info_section(c: &mut Call<'_, '_>, section: &str, text: &mut String) {
             line("mem_allocator", &"libc");
         }
         "stats" => {
-            let stats = c.cx.stats();
+            let stats = c.wheel.cx.stats();
             line("total_connections_received", &c.server.connections_received);
             line("total_commands_processed", &c.server.commands);
             line("total_net_input_bytes", &stats.bytes_in);
             line("total_net_output_bytes", &stats.bytes_out);
             line("rejected_connections", &stats.rejected.iter().sum::<u64>());
             line("expired_keys", &c.ks.expired);
+            // Timers on this shard's wheel: expiries and the reactor's
+            // own deadlines.
+            line("evloop_timers", &stats.timers);
         }
         _ => {
             for i in 0..DBS {

@@ -207,9 +207,15 @@ fn set_generic(
         }
         return;
     }
-    db.set(c.cx, c.now, key, Value::sent(value.to_vec()), o.keep_ttl);
+    db.set(
+        &mut c.wheel,
+        c.now,
+        key,
+        Value::sent(value.to_vec()),
+        o.keep_ttl,
+    );
     if let Some(at) = at {
-        db.set_expiry(c.cx, c.now, key, at);
+        db.set_expiry(&mut c.wheel, c.now, key, at);
     }
     if !o.get {
         match answer {
@@ -265,7 +271,7 @@ pub fn getdel(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         Ok(None) => return reply::null(&mut c.out.buf),
         Err(WrongType) => return c.out.buf.extend_from_slice(WRONGTYPE),
     }
-    db.remove(c.cx, args[1]);
+    db.remove(&mut c.wheel, args[1]);
 }
 
 /// GETEX: the value, and a new expiry (or none) for the key.
@@ -294,13 +300,13 @@ pub fn getex(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     match expire {
         // An absolute time already past deletes the key.
         Some((unit, at)) if !unit.relative() && at <= c.now => {
-            db.remove(c.cx, key);
+            db.remove(&mut c.wheel, key);
         }
         Some((_, at)) => {
-            db.set_expiry(c.cx, c.now, key, at);
+            db.set_expiry(&mut c.wheel, c.now, key, at);
         }
         None if o.persist => {
-            db.persist(c.cx, key);
+            db.persist(&mut c.wheel, key);
         }
         None => {}
     }
@@ -315,7 +321,7 @@ pub fn mget(c: &mut Call<'_, '_>, args: &[&[u8]]) {
             // Another type is nil here, not an error.
             _ => reply::null(&mut c.out.buf),
         }
-        if !c.out.spill_large(c.cx, c.conn) {
+        if !c.out.spill_large(c.wheel.cx, c.conn) {
             c.next = Next::Gone;
             return;
         }
@@ -341,7 +347,13 @@ fn mset_generic(c: &mut Call<'_, '_>, args: &[&[u8]], nx: bool) {
         return reply::integer(&mut c.out.buf, 0);
     }
     for pair in args[1..].chunks(2) {
-        db.set(c.cx, c.now, pair[0], Value::sent(pair[1].to_vec()), false);
+        db.set(
+            &mut c.wheel,
+            c.now,
+            pair[0],
+            Value::sent(pair[1].to_vec()),
+            false,
+        );
     }
     if nx {
         reply::integer(&mut c.out.buf, 1);
@@ -359,7 +371,7 @@ fn may_grow(size: u64, more: usize) -> bool {
 pub fn append(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     let (key, tail) = (args[1], args[2]);
     let db = c.ks.db(c.client.db);
-    if let Some(mut value) = db.get_mut(c.cx, c.now, key) {
+    if let Some(mut value) = db.get_mut(&mut c.wheel, c.now, key) {
         let Value::Str(s) = &mut *value else {
             return c.out.buf.extend_from_slice(WRONGTYPE);
         };
@@ -370,7 +382,7 @@ pub fn append(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         s.made = Made::Edited;
         return reply::integer(&mut c.out.buf, s.bytes.len() as i64);
     }
-    db.set(c.cx, c.now, key, Value::sent(tail.to_vec()), false);
+    db.set(&mut c.wheel, c.now, key, Value::sent(tail.to_vec()), false);
     reply::integer(&mut c.out.buf, tail.len() as i64);
 }
 
@@ -420,7 +432,7 @@ pub fn setrange(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         return c.error("offset is out of range");
     };
     let db = c.ks.db(c.client.db);
-    if let Some(mut value) = db.get_mut(c.cx, c.now, key) {
+    if let Some(mut value) = db.get_mut(&mut c.wheel, c.now, key) {
         let Value::Str(s) = &mut *value else {
             return c.out.buf.extend_from_slice(WRONGTYPE);
         };
@@ -453,7 +465,8 @@ pub fn setrange(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         bytes,
         made: Made::Edited,
     });
-    c.ks.db(c.client.db).set(c.cx, c.now, key, value, false);
+    c.ks.db(c.client.db)
+        .set(&mut c.wheel, c.now, key, value, false);
     reply::integer(&mut c.out.buf, len as i64);
 }
 
@@ -485,7 +498,7 @@ pub fn decrby(c: &mut Call<'_, '_>, args: &[&[u8]]) {
 /// its expiry).
 fn incr_by(c: &mut Call<'_, '_>, key: &[u8], step: i64) {
     let db = c.ks.db(c.client.db);
-    if let Some(mut value) = db.get_mut(c.cx, c.now, key) {
+    if let Some(mut value) = db.get_mut(&mut c.wheel, c.now, key) {
         let Value::Str(s) = &mut *value else {
             return c.out.buf.extend_from_slice(WRONGTYPE);
         };
@@ -502,7 +515,7 @@ fn incr_by(c: &mut Call<'_, '_>, key: &[u8], step: i64) {
     }
     let mut bytes = Vec::new();
     reply::decimal(&mut bytes, step);
-    db.set(c.cx, c.now, key, Value::sent(bytes), false);
+    db.set(&mut c.wheel, c.now, key, Value::sent(bytes), false);
     reply::integer(&mut c.out.buf, step);
 }
 
@@ -529,5 +542,5 @@ pub fn incrbyfloat(c: &mut Call<'_, '_>, args: &[&[u8]]) {
         bytes: text,
         made: Made::Float,
     });
-    db.set(c.cx, c.now, key, value, true);
+    db.set(&mut c.wheel, c.now, key, value, true);
 }

@@ -293,6 +293,7 @@ impl Core {
         stats.buffered_bytes = self.budget.held();
         stats.pooled_bytes = self.pool.pooled_bytes();
         stats.pool_idle = self.pool_idle();
+        stats.timers = self.wheel.len();
         stats
     }
 
