@@ -127,19 +127,11 @@ impl ServerArgs {
 impl ServerArgs {
     /// Listens on `--addr`: over TLS if `--tls-cert` is given (offering
     /// `alpn`, in that order), else plain.
-    pub fn listen<H: Handler>(
+    fn listen<H: Handler>(
         &self,
         reactor: &mut Reactor<H>,
         alpn: &[&str],
     ) -> io::Result<ListenerId> {
-        if self.threads > 1 {
-            // This example's connections share state (the kv keyspace):
-            // one reactor holds it. Refused rather than ignored.
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "--threads: this example runs one reactor, whose state all its connections share (see the README)",
-            ));
-        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => listen_tls(reactor, self, cert, key, alpn),
             _ => reactor.listen(self.addr),
