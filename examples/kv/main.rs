@@ -42,6 +42,7 @@
 //! | `lcs.rs` | LCS: a dynamic-programming table, bounded before it is built |
 //! | `glob.rs` | KEYS and SCAN patterns, matched without backtracking |
 //! | `number.rs` | numbers read and written as Redis reads and writes them |
+//! | `shards.rs` | `--threads N`: the shards share one keyspace behind a lock, each expiry's timer on its own shard's wheel |
 //!
 //! Commands, answered as Redis 7.0 answers them (replies and error texts
 //! checked against redis-server 7.0.15):
@@ -88,6 +89,13 @@
 //! handed to the reactor in pieces as it is built, so past the hard output
 //! limit the connection is closed as a slow consumer after at most that
 //! much, not after the whole reply was built.
+//!
+//! With `--threads N` the server is N shards (`evloop::Server`), and they
+//! share one keyspace behind one lock, taken once per read for every
+//! command the read brought: a key set through one connection is seen
+//! through every other. Splitting the keys among the shards, each
+//! command forwarded to its key's shard, was measured too and cost more
+//! (`shards.rs` says why, `docs/BENCHMARKS.md` has the figures).
 //!
 //! Read next: examples/loadgen/main.rs (example 7), a client that holds
 //! thousands of connections on the same reactor, to load any of these
