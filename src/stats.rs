@@ -45,7 +45,9 @@ pub struct Stats {
     pub events: u64,
     /// Timers that fired (connection deadlines and user timers).
     pub timers_fired: u64,
-    /// Timers on the wheel now (connection deadlines and user timers).
+    /// Timers on the wheel now: connection deadlines (idle, write,
+    /// soft limit, connect, linger), the reactor's own (the shutdown
+    /// deadline, an accept paused after an error) and the handler's.
     pub timers: usize,
     /// Empty buffers waiting in the pool.
     pub buffers_pooled: usize,

@@ -1268,12 +1268,27 @@ fn on_two_shards_every_connection_sees_every_key_and_expiry() {
     assert_eq!(b.c("GET k"), "v");
     assert_eq!(b.c("APPEND k w"), ":2");
     assert_eq!(a.c("GET k"), "vw");
-    // CLIENT ID counts over both shards.
-    assert_ne!(a.c("CLIENT ID"), b.c("CLIENT ID"));
-    assert_eq!(
-        info_field(a, "clients", "connected_clients"),
-        info_field(b, "clients", "connected_clients")
-    );
+    // CLIENT ID counts over both shards: each new connection's is the
+    // number of connections the server has had, wherever it landed.
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let mut s = Session::open(kv.port);
+        let id: usize = s.c("CLIENT ID")[1..].parse().unwrap();
+        assert_eq!(
+            id,
+            info_field(&mut s, "stats", "total_connections_received")
+        );
+        ids.push(id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    // And the connection count is the server's: these two, once the
+    // others' closes are in.
+    for s in [&mut *a, &mut *b] {
+        eventually("connected_clients", 2, || {
+            info_field(s, "clients", "connected_clients")
+        });
+    }
     // An expiry set on one shard's wheel: read through the other, and
     // deleted by its timer (DBSIZE counts a key past due until then).
     assert_eq!(a.c("SET e v PX 300"), "+OK");
@@ -1300,12 +1315,15 @@ fn on_two_shards_every_connection_sees_every_key_and_expiry() {
 /// expiry set on the other posts that shard its timer to cancel.
 #[test]
 fn an_expiry_moved_between_shards_leaves_no_timer_behind() {
-    let kv = Proc::start(&[], "kv", &["--threads", "2"]);
+    // No idle deadlines: every timer on a wheel is an expiry.
+    let kv = Proc::start(&[], "kv", &["--threads", "2", "--idle-timeout", "0"]);
     let mut s = one_per_shard(kv.port, 2);
-    let idle: Vec<usize> = s
-        .iter_mut()
-        .map(|s| info_field(s, "stats", "evloop_timers"))
-        .collect();
+    let idle = [0, 0];
+    for (shard, s) in s.iter_mut().enumerate() {
+        eventually(&format!("shard {shard}'s timers at rest"), 0, || {
+            info_field(s, "stats", "evloop_timers")
+        });
+    }
     assert_eq!(s[0].c("SET k v"), "+OK");
     const MOVES: usize = 2000;
     for i in 0..MOVES {
@@ -1348,4 +1366,58 @@ fn an_expiry_moved_between_shards_leaves_no_timer_behind() {
     eventually("the last key expired", 0, || {
         s[1].c("DBSIZE")[1..].parse().unwrap()
     });
+}
+
+/// Two clients on two shards change the expiries of the same few keys
+/// at once, pipelined, so the shards meet at the lock and cancel each
+/// other's timers while their own fire nothing (the expiries are far
+/// off). Afterwards every expiring key has exactly one timer, on one
+/// wheel or the other, and no other timer is left.
+#[test]
+fn expiries_changed_from_two_shards_at_once_leave_one_timer_per_expiring_key() {
+    let kv = Proc::start(&[], "kv", &["--threads", "2", "--idle-timeout", "0"]);
+    let sessions = one_per_shard(kv.port, 2);
+    let clients: Vec<_> = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(shard, mut s)| {
+            thread::spawn(move || {
+                let mut rng = Rng(0x9e37_79b9 + shard as u64);
+                for _ in 0..30 {
+                    const BATCH: usize = 100;
+                    for _ in 0..BATCH {
+                        let key = format!("k{}", rng.below(8));
+                        let command: &[&str] = match rng.below(5) {
+                            0 => &["SET", &key, "v"],
+                            1 => &["SET", &key, "v", "PX", "100000000"],
+                            2 => &["PEXPIRE", &key, "100000000"],
+                            3 => &["PERSIST", &key],
+                            _ => &["DEL", &key],
+                        };
+                        let words: Vec<&[u8]> = command.iter().map(|w| w.as_bytes()).collect();
+                        s.send(&words);
+                    }
+                    for _ in 0..BATCH {
+                        let reply = s.reply().text();
+                        assert!(!reply.starts_with('-'), "{reply}");
+                    }
+                }
+                s
+            })
+        })
+        .collect();
+    let mut s: Vec<Session> = clients.into_iter().map(|t| t.join().unwrap()).collect();
+    let keyspace = s[0].c("INFO keyspace");
+    let expires: usize = keyspace
+        .split("expires=")
+        .nth(1)
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap());
+    eventually(
+        "timers on both wheels against expiring keys",
+        expires,
+        || {
+            let a = info_field(&mut s[0], "stats", "evloop_timers");
+            a + info_field(&mut s[1], "stats", "evloop_timers")
+        },
+    );
 }

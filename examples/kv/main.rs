@@ -222,11 +222,11 @@ impl Handler for Kv {
         } = self;
         // Once for every command this read brought (see `shards.rs`).
         let mut shared = shards::lock(store);
-        let Store { ks, server } = &mut *shared;
+        let now = shared.now(cx.now());
+        let Store { ks, server, .. } = &mut *shared;
         let client = Kv::client(clients, server, conn);
         out.buf.clear();
         out.spilled = 0;
-        let now = server.clock.unix_ms(cx.now());
         let mut used = 0;
         let mut args = Vec::new();
         let mut next = Next::Continue;
@@ -312,8 +312,8 @@ impl Handler for Kv {
     /// An expiry timer this shard set.
     fn on_timer(&mut self, cx: &mut Context<'_>, token: u64) {
         let mut shared = shards::lock(&self.store);
-        let Store { ks, server } = &mut *shared;
-        let now = server.clock.unix_ms(cx.now());
+        let now = shared.now(cx.now());
+        let ks = &mut shared.ks;
         ks.on_timer(&mut Wheel::new(cx, self.shard, &mut self.away), now, token);
         drop(shared);
         self.away.post(self.peers.as_ref());

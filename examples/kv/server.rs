@@ -3,7 +3,7 @@
 //! ([`Client`]) and the counters INFO reports ([`Server`]).
 
 use std::fmt::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use evloop::ConnId;
 
@@ -334,9 +334,12 @@ pub fn hello(c: &mut Call<'_, '_>, args: &[&[u8]]) {
     reply::array_len(out, 0);
 }
 
-/// TIME: the Unix time as this server's expiries see it (see `db::Clock`).
+/// TIME: the Unix time as this server's expiries see it (see `db::Clock`;
+/// with shards, never before what another shard's command saw: see
+/// `shards.rs`).
 pub fn time(c: &mut Call<'_, '_>, _args: &[&[u8]]) {
-    let unix = c.server.clock.unix(c.wheel.cx.now());
+    let seen = Duration::from_millis(u64::try_from(c.now).unwrap_or(0));
+    let unix = c.server.clock.unix(c.wheel.cx.now()).max(seen);
     let out = &mut c.out.buf;
     reply::array_len(out, 2);
     for n in [unix.as_secs(), u64::from(unix.subsec_micros())] {
