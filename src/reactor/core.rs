@@ -425,6 +425,17 @@ impl Core {
         }
     }
 
+    /// A connection `remove`d is gone from the handler too (`on_close`
+    /// returned): its place in the server's count is free for any shard.
+    /// Not in `remove`, or another shard could let a connection in while
+    /// this one's handler still holds it, one past `max_conns` as the
+    /// handlers count.
+    pub(crate) fn give_back_place(&mut self) {
+        if let Some(census) = &self.census {
+            census.closed();
+        }
+    }
+
     /// See `Reactor::leave_server`.
     pub(crate) fn leave_census(&mut self) {
         if let Some(census) = self.census.take() {
@@ -617,15 +628,13 @@ impl Core {
     /// descriptor also removes it from the epoll set, so no `deregister`
     /// call is needed. Returns why it closed, where it came from, and
     /// whether the handler knows it (a TLS connection whose handshake
-    /// failed was never opened to it).
+    /// failed was never opened to it). Its place in a server's count is
+    /// given back after the handler hears of it (`give_back_place`).
     pub(crate) fn remove(&mut self, id: ConnId) -> Option<(CloseReason, Option<SocketAddr>, bool)> {
         let State::Closed(reason) = self.conn(id)?.state() else {
             return None;
         };
         let conn = self.conns.remove(id.index as usize);
-        if let Some(census) = &self.census {
-            census.closed();
-        }
         self.admission.closed(id.index as usize);
         self.settings.remove(id.index);
         self.resolver.forget(id.index);

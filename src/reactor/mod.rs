@@ -633,12 +633,13 @@ impl<H: Handler> Reactor<H> {
     fn reap(&mut self) {
         while let Some(id) = self.core.pop_reap() {
             if let Some((reason, peer, told)) = self.core.remove(id) {
-                if !told {
-                    continue; // it never opened: the handler does not know it
+                // A connection that never opened the handler does not know.
+                if told {
+                    self.core.set_closing(Some((id, peer)));
+                    self.dispatch(None, |h, cx| h.on_close(cx, id, reason));
+                    self.core.set_closing(None);
                 }
-                self.core.set_closing(Some((id, peer)));
-                self.dispatch(None, |h, cx| h.on_close(cx, id, reason));
-                self.core.set_closing(None);
+                self.core.give_back_place();
             }
         }
         self.reopen_when_below_limit();
