@@ -59,8 +59,10 @@ use evloop::{Checkout, CloseReason, ConnId, Connect, Context, Handler};
 struct Cli {
     #[command(flatten)]
     server: common::ServerArgs,
-    /// A backend (repeatable).
-    #[arg(long = "backend", value_name = "HOST:PORT", required = true)]
+    /// A backend (repeatable): HOST a name (looked up once, at start-up)
+    /// or an IP address.
+    #[arg(long = "backend", value_name = "HOST:PORT", required = true,
+          value_parser = common::resolve)]
     backends: Vec<SocketAddr>,
     /// How a new client's backend is chosen.
     #[arg(long, value_enum, default_value = "round-robin")]

@@ -52,6 +52,29 @@ fn bytes_pass_exact_and_round_robin_spreads_evenly() {
 }
 
 #[test]
+fn a_backend_given_by_name_is_looked_up_at_start_and_a_bad_one_refused() {
+    // `localhost` is in every /etc/hosts: no network needed.
+    let backend = Server::start(Config::default());
+    let by_name = format!("localhost:{}", backend.addr.port());
+    let p = proxy(&[by_name], &["--health-interval", "0"]);
+    echo_through(p.port, &pattern(1, 10_000));
+    assert_eq!(backend.record().opened.len(), 1);
+    let exe = process::example("proxy");
+    for (bad, says) in [
+        ("nosuchhost.invalid:7000", "does not resolve"),
+        ("localhost", "not HOST:PORT"),
+        ("::1:7000", "not HOST:PORT"),
+        ("localhost:0", "not HOST:PORT"),
+    ] {
+        let (_, err, ok) = process::run(
+            exe.to_str().unwrap(),
+            &["--addr", "127.0.0.1:0", "--backend", bad],
+        );
+        assert!(!ok && err.contains(says), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn least_conn_sends_a_new_client_to_the_idlest_backend() {
     let (a, b) = (
         Server::start(Config::default()),

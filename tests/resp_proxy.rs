@@ -268,6 +268,8 @@ struct Twin {
     names: [&'static str; 2],
     hash: &'static str,
     flags: &'static [&'static str],
+    /// How both are told where the backends are: `127.0.0.1`, or a name.
+    host: &'static str,
 }
 
 /// A port nutcracker can bind. It binds without `SO_REUSEADDR` (its
@@ -307,8 +309,9 @@ fn start_nutcracker(twin: &Twin, backends: &[Redis]) -> (u16, Child, std::path::
         std::fs::write(
             &conf,
             format!(
-                "pool:\n  listen: 127.0.0.1:{port}\n  hash: {}\n  distribution: ketama\n  redis: true\n{}  servers:\n   - 127.0.0.1:{}:1{}\n   - 127.0.0.1:{}:1{}\n",
-                twin.hash, twin.pool, backends[0].port, twin.names[0], backends[1].port, twin.names[1]
+                "pool:\n  listen: 127.0.0.1:{port}\n  hash: {}\n  distribution: ketama\n  redis: true\n{}  servers:\n   - {host}:{}:1{}\n   - {host}:{}:1{}\n",
+                twin.hash, twin.pool, backends[0].port, twin.names[0], backends[1].port, twin.names[1],
+                host = twin.host
             ),
         )
         .unwrap();
@@ -341,6 +344,27 @@ fn start_nutcracker(twin: &Twin, backends: &[Redis]) -> (u16, Child, std::path::
 }
 
 #[test]
+fn a_backend_that_is_not_host_port_weight_name_is_refused_with_why() {
+    let exe = process::example("resp_proxy");
+    for (bad, says) in [
+        ("nosuchhost.invalid:6379", "does not resolve"),
+        ("127.0.0.1:6379:0", "the weight must be 1 to 1000"),
+        ("localhost:6379:1001", "the weight must be 1 to 1000"),
+        ("localhost:6379:x", "the weight must be 1 to 1000"),
+        ("localhost", "not HOST:PORT"),
+        ("6379", "not HOST:PORT"),
+        ("::1:6379", "not HOST:PORT"),
+        ("127.0.0.1:6379 alpha beta", "not HOST:PORT"),
+    ] {
+        let (_, err, ok) = process::run(
+            exe.to_str().unwrap(),
+            &["--addr", "127.0.0.1:0", "--backend", bad],
+        );
+        assert!(!ok && err.contains(says), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn keys_land_where_twemproxy_puts_them() {
     if !redis_installed() || !have("nutcracker") {
         return;
@@ -351,24 +375,37 @@ fn keys_land_where_twemproxy_puts_them() {
             names: ["", ""],
             hash: "fnv1a_64",
             flags: &[],
+            host: "127.0.0.1",
         },
         Twin {
             pool: "",
             names: ["", ""],
             hash: "fnv1a_64",
             flags: &["--hash-tag", ""],
+            host: "127.0.0.1",
         },
         Twin {
             pool: "  hash_tag: \"{}\"\n",
             names: [" alpha", " beta"],
             hash: "fnv1a_32",
             flags: &["--hash-function", "fnv1a_32"],
+            host: "127.0.0.1",
         },
         Twin {
             pool: "  hash_tag: \"{}\"\n",
             names: ["", ""],
             hash: "md5",
             flags: &["--hash-function", "md5"],
+            host: "127.0.0.1",
+        },
+        // Backends by name: both place them on the ring by the name as
+        // written, not by the address it resolves to.
+        Twin {
+            pool: "  hash_tag: \"{}\"\n",
+            names: ["", ""],
+            hash: "fnv1a_64",
+            flags: &[],
+            host: "localhost",
         },
     ];
     let backends: Vec<Redis> = (0..2).map(|_| Redis::start()).collect();
@@ -402,7 +439,7 @@ fn keys_land_where_twemproxy_puts_them() {
         let mut args: Vec<String> = Vec::new();
         for (b, name) in backends.iter().zip(twin.names) {
             args.push("--backend".into());
-            args.push(format!("{}:1{name}", b.addr()));
+            args.push(format!("{}:{}:1{name}", twin.host, b.port));
         }
         args.extend(twin.flags.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -75,6 +75,37 @@ pub struct ServerArgs {
     pub steer_by_cpu: bool,
 }
 
+/// `HOST:PORT` split, the host a name or an IP address (IPv6 in
+/// brackets, `[::1]:6379`); `None` if `s` is not one.
+pub fn host_port(s: &str) -> Option<(&str, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port = port.parse().ok().filter(|&p| p != 0)?;
+    let bracketed = host.len() > 2 && host.starts_with('[') && host.ends_with(']');
+    if host.is_empty() || (host.contains(':') && !bracketed) {
+        return None;
+    }
+    Some((host, port))
+}
+
+/// A backend's `HOST:PORT` as an address. A host name is looked up here,
+/// once, before the loop starts, with the system's resolver (`/etc/hosts`,
+/// DNS), and its first address is used: what twemproxy, HAProxy and nginx
+/// do with a name in their configuration by default. A name whose
+/// address changes needs a restart; an IP address is taken as it is.
+pub fn resolve(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let (host, port) = host_port(s).ok_or_else(|| format!("{s}: not HOST:PORT"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{s}: {host} does not resolve: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s}: {host} has no address"))
+}
+
 /// A size such as `65536`, `64K`, `512M` or `1G` (powers of 1024).
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();

@@ -135,7 +135,9 @@ struct Cli {
     #[command(flatten)]
     server: common::ServerArgs,
     /// A backend, HOST:PORT or HOST:PORT:WEIGHT (repeatable; the weight,
-    /// 1 by default, is its share of the keys).
+    /// 1 by default, is its share of the keys). HOST is a name (looked up
+    /// once, at start-up) or an IP address; NAME, if given, places the
+    /// backend on the ring instead of HOST:PORT, as in twemproxy.
     #[arg(long = "backend", value_name = "HOST:PORT[:WEIGHT] [NAME]", required = true,
           value_parser = parse_backend)]
     backends: Vec<BackendArg>,
@@ -188,34 +190,39 @@ struct Cli {
 struct BackendArg {
     addr: SocketAddr,
     weight: u32,
-    name: Option<String>,
+    /// The ring's name for it: the NAME given, else `HOST:PORT` as
+    /// written (twemproxy's rule: a host name, not the address it
+    /// resolves to, so the keys stay put when the address changes).
+    name: String,
 }
 
-/// `HOST:PORT[:WEIGHT] [NAME]`, as a twemproxy `servers:` line.
+/// `HOST:PORT[:WEIGHT] [NAME]`, as a twemproxy `servers:` line; HOST is
+/// a name (looked up at start-up: `common::resolve`) or an IP address.
 fn parse_backend(s: &str) -> Result<BackendArg, String> {
+    let form = || format!("{s}: not HOST:PORT[:WEIGHT] [NAME]");
     let mut words = s.split_whitespace();
     let spec = words.next().ok_or("an empty --backend")?;
     let name = words.next().map(str::to_string);
     if words.next().is_some() {
-        return Err(format!("{s}: not HOST:PORT[:WEIGHT] [NAME]"));
+        return Err(form());
     }
-    if let Ok(addr) = spec.parse() {
-        return Ok(BackendArg {
-            addr,
-            weight: 1,
-            name,
-        });
-    }
-    let (addr, weight) = spec
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s}: not HOST:PORT[:WEIGHT] [NAME]"))?;
-    let addr = addr
-        .parse()
-        .map_err(|e| format!("{s}: {e} (HOST:PORT[:WEIGHT] [NAME])"))?;
-    match weight.parse() {
-        Ok(weight) if (1..=1000).contains(&weight) => Ok(BackendArg { addr, weight, name }),
-        _ => Err(format!("{s}: the weight must be 1 to 1000")),
-    }
+    // A weight follows the last colon when what comes before it is a
+    // HOST:PORT of its own.
+    let (where_to, weight) = match spec.rsplit_once(':') {
+        Some((left, weight)) if common::host_port(left).is_some() => (left, Some(weight)),
+        _ => (spec, None),
+    };
+    let (host, port) = common::host_port(where_to).ok_or_else(form)?;
+    let weight = match weight.map(str::parse) {
+        None => 1,
+        Some(Ok(weight)) if (1..=1000).contains(&weight) => weight,
+        Some(_) => return Err(format!("{s}: the weight must be 1 to 1000")),
+    };
+    Ok(BackendArg {
+        addr: common::resolve(where_to)?,
+        weight,
+        name: name.unwrap_or_else(|| ring::member_name(host, port)),
+    })
 }
 
 /// `--hash-tag`: two characters, or none.
@@ -1330,10 +1337,7 @@ fn main() -> std::io::Result<std::process::ExitCode> {
         let members: Vec<Member> = cli
             .backends
             .iter()
-            .map(|b| match &b.name {
-                Some(name) => Member::named(name, b.weight),
-                None => Member::new(b.addr, b.weight),
-            })
+            .map(|b| Member::named(&b.name, b.weight))
             .collect();
         let ring = Ring::new(cli.hash, cli.hash_function, &members, &[]).with_tag(cli.hash_tag);
         Proxy {

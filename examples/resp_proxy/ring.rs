@@ -90,18 +90,32 @@ pub struct Member {
     pub weight: u32,
 }
 
+/// The ring's name for a backend given as `host:port` with no name of
+/// its own: as written, but for memcached's port, which twemproxy leaves
+/// out (and an IPv6 address's brackets with it).
+pub fn member_name(host: &str, port: u16) -> String {
+    if port == MEMCACHED_PORT {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 impl Member {
-    /// The member for a backend address, named by it.
+    /// The member for a backend address, named by it (the tests' way).
+    #[cfg(test)]
     pub fn new(addr: std::net::SocketAddr, weight: u32) -> Member {
-        let name = if addr.port() == MEMCACHED_PORT {
-            addr.ip().to_string()
-        } else {
-            addr.to_string()
+        let host = addr.ip().to_string();
+        let host = match addr {
+            std::net::SocketAddr::V6(_) => format!("[{host}]"),
+            std::net::SocketAddr::V4(_) => host,
         };
-        Member { name, weight }
+        Member::named(&member_name(&host, addr.port()), weight)
     }
 
-    /// The same, with a name of its own.
+    /// A backend with a name of its own.
     pub fn named(name: &str, weight: u32) -> Member {
         Member {
             name: name.to_string(),
