@@ -7,7 +7,8 @@ server process's, all threads, from /proc).
 Each COMMAND is started with `--addr 127.0.0.1:PORT` added, once per
 round, the servers taking turns. The load: redis-benchmark -c 50 -t
 set,get -r 100000, 200,000 requests of each at -P 1 and 2,000,000 at -P
-16. Used for "kv on two shards" in docs/BENCHMARKS.md; compare.py pins
+16; BENCH_THREADS=N in the environment adds redis-benchmark's
+--threads N. Used for "kv on two shards" in docs/BENCHMARKS.md; compare.py pins
 the server to one CPU, which two shards cannot use.
 """
 import subprocess, sys, time, os, re, statistics
@@ -26,7 +27,7 @@ for r in range(rounds):
         time.sleep(0.4)
         n=200000 if pipe=='1' else 2000000
         c0=cpu(p.pid)
-        out=subprocess.run(['redis-benchmark','-p',str(port),'-c','50','-n',str(n),'-P',pipe,'-t','set,get','-r','100000','-q'],capture_output=True,text=True).stdout
+        out=subprocess.run(['redis-benchmark']+(['--threads',os.environ['BENCH_THREADS']] if os.environ.get('BENCH_THREADS') else [])+['-p',str(port),'-c','50','-n',str(n),'-P',pipe,'-t','set,get','-r','100000','-q'],capture_output=True,text=True).stdout
         c1=cpu(p.pid)
         rps=[float(x) for x in re.findall(r'([\d.]+) requests per second',out)]
         ops=2*n
