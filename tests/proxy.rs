@@ -65,6 +65,8 @@ fn a_backend_given_by_name_is_looked_up_at_start_and_a_bad_one_refused() {
         ("localhost", "not HOST:PORT"),
         ("::1:7000", "not HOST:PORT"),
         ("localhost:0", "not HOST:PORT"),
+        ("127.0.0.1:0", "not HOST:PORT"),
+        ("[::1]:0", "not HOST:PORT"),
     ] {
         let (_, err, ok) = process::run(
             exe.to_str().unwrap(),

@@ -94,10 +94,10 @@ pub fn host_port(s: &str) -> Option<(&str, u16)> {
 /// address changes needs a restart; an IP address is taken as it is.
 pub fn resolve(s: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
-    if let Ok(addr) = s.parse() {
-        return Ok(addr);
-    }
     let (host, port) = host_port(s).ok_or_else(|| format!("{s}: not HOST:PORT"))?;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr); // an IP address: nothing to look up
+    }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     (host, port)
         .to_socket_addrs()
