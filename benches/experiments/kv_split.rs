@@ -119,6 +119,13 @@ fn parse(input: &[u8]) -> Option<(Vec<Vec<u8>>, usize)> {
     Some((args, at))
 }
 
+/// Posts `message` to shard `shard` (nothing before the server is up).
+fn post(peers: &Option<Peers<Msg>>, shard: usize, message: Msg) {
+    if let Some(server) = peers.as_ref().and_then(Peers::get) {
+        let _ = server.post(shard, message);
+    }
+}
+
 impl Kvx {
     fn flush(cx: &mut Context<'_>, conn: ConnId, c: &mut Client) {
         let mut out = Vec::new();
@@ -174,34 +181,26 @@ impl Handler for Kvx {
                     let batch = std::mem::take(cmds);
                     let f = *first;
                     *first = slot;
-                    if let Some(server) = self.peers.as_ref().and_then(Peers::get) {
-                        let _ = server.post(
-                            home,
-                            Msg::Run {
-                                from: self.shard,
-                                conn,
-                                first: f,
-                                cmds: batch,
-                            },
-                        );
-                    }
+                    let message = Msg::Run {
+                        from: self.shard,
+                        conn,
+                        first: f,
+                        cmds: batch,
+                    };
+                    post(&self.peers, home, message);
                 }
                 cmds.push(cmd);
             }
         }
         for (home, (first, cmds)) in away.into_iter().enumerate() {
             if !cmds.is_empty() {
-                if let Some(server) = self.peers.as_ref().and_then(Peers::get) {
-                    let _ = server.post(
-                        home,
-                        Msg::Run {
-                            from: self.shard,
-                            conn,
-                            first,
-                            cmds,
-                        },
-                    );
-                }
+                let message = Msg::Run {
+                    from: self.shard,
+                    conn,
+                    first,
+                    cmds,
+                };
+                post(&self.peers, home, message);
             }
         }
         Kvx::flush(cx, conn, c);
@@ -221,16 +220,12 @@ impl Handler for Kvx {
                 cmds,
             } => {
                 let replies = cmds.iter().map(|c| run(&mut self.own, c)).collect();
-                if let Some(server) = self.peers.as_ref().and_then(Peers::get) {
-                    let _ = server.post(
-                        from,
-                        Msg::Done {
-                            conn,
-                            first,
-                            replies,
-                        },
-                    );
-                }
+                let done = Msg::Done {
+                    conn,
+                    first,
+                    replies,
+                };
+                post(&self.peers, from, done);
             }
             Msg::Done {
                 conn,
