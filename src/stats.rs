@@ -43,6 +43,9 @@ pub struct Stats {
     pub turns: u64,
     /// Readiness events handled.
     pub events: u64,
+    /// Naps taken before a poll, coalescing wake-ups
+    /// ([`Config::coalesce`](crate::Config::coalesce)).
+    pub naps: u64,
     /// Timers that fired (connection deadlines and user timers).
     pub timers_fired: u64,
     /// Timers on the wheel now: connection deadlines (idle, write,
@@ -105,6 +108,7 @@ impl Stats {
             bytes_out,
             turns,
             events,
+            naps,
             timers_fired,
             timers,
             buffers_pooled,
@@ -140,6 +144,7 @@ impl Stats {
         self.bytes_out += bytes_out;
         self.turns += turns;
         self.events += events;
+        self.naps += naps;
         self.timers_fired += timers_fired;
         self.timers += timers;
         self.buffers_pooled += buffers_pooled;
@@ -186,7 +191,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} timers_fired={} timers={} accept_errors={} buffers_pooled={} buffers_in_use={} buffered_bytes={} pooled_bytes={}",
+            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} naps={} timers_fired={} timers={} accept_errors={} buffers_pooled={} buffers_in_use={} buffered_bytes={} pooled_bytes={}",
             self.accepted,
             self.connects,
             self.active,
@@ -195,6 +200,7 @@ impl fmt::Display for Stats {
             self.bytes_out,
             self.turns,
             self.events,
+            self.naps,
             self.timers_fired,
             self.timers,
             self.accept_errors,

@@ -70,6 +70,13 @@ fn reactor_new_refuses_configs_that_cannot_work_and_names_the_field() {
                 ..default.clone()
             },
         ),
+        (
+            "coalesce",
+            Config {
+                coalesce: evloop::MAX_COALESCE + Duration::from_nanos(1),
+                ..default.clone()
+            },
+        ),
     ];
     for (field, config) in bad {
         let why = config.validate().expect_err(field).to_string();

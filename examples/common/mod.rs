@@ -73,6 +73,14 @@ pub struct ServerArgs {
     /// arrives on its sender's CPU).
     #[arg(long, requires = "threads")]
     pub steer_by_cpu: bool,
+    /// Wake-up coalescing: under load, nap this many microseconds (plus
+    /// the kernel's 50 us timer slack) before polling again, so what
+    /// arrives meanwhile shares one wake-up; at most 1000, 0 turns it off
+    /// (`evloop::Config::coalesce`). Default 0, except where a server
+    /// says otherwise.
+    #[arg(long, value_name = "US",
+          value_parser = clap::value_parser!(u64).range(0..=evloop::MAX_COALESCE.as_micros() as u64))]
+    pub coalesce_us: Option<u64>,
 }
 
 /// `HOST:PORT` split, the host a name or an IP address (IPv6 in
@@ -145,6 +153,7 @@ impl ServerArgs {
                 .reject_line
                 .as_ref()
                 .map(|l| format!("{l}\r\n").into_bytes()),
+            coalesce: Duration::from_micros(self.coalesce_us.unwrap_or(0)),
             keepalive: self.keepalive.map(|idle| Keepalive {
                 idle: Duration::from_secs(idle),
                 interval: Duration::from_secs(10),

@@ -3,6 +3,7 @@
 
 mod accept;
 mod budget;
+mod coalesce;
 mod connect;
 mod core;
 mod listeners;
@@ -26,11 +27,12 @@ use std::mem;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::{Events, Token, Waker};
 
+use self::coalesce::Coalesce;
 pub(crate) use self::core::Core;
 pub(crate) use self::listeners::ListenerChange;
 pub use self::listeners::ListenerId;
@@ -129,6 +131,8 @@ pub struct Reactor<H: Handler> {
     /// The last poll filled the events buffer: more may be ready, and an
     /// edge-triggered host loop would not hear of them (see `AsRawFd`).
     events_full: bool,
+    /// Whether the next poll naps first (`Config::coalesce`).
+    coalesce: Coalesce,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -147,6 +151,7 @@ impl<H: Handler> Reactor<H> {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let post_queue = config.post_queue;
+        let config_coalesce = config.coalesce;
         let mut core = Core::new(config, Box::new(clock))?;
         let waker = Waker::new(core.registry(), WAKER)?;
         let shared = Arc::new(Shared::new(waker, post_queue));
@@ -171,6 +176,7 @@ impl<H: Handler> Reactor<H> {
             queued: Vec::new(),
             started: false,
             events_full: false,
+            coalesce: Coalesce::new(config_coalesce),
         })
     }
 
@@ -291,7 +297,7 @@ impl<H: Handler> Reactor<H> {
         let turn = panic::catch_unwind(AssertUnwindSafe(|| {
             self.start(); //                             0. the first turn: on_start
             let wait = self.poll_timeout(max_wait); //   1. how long to wait
-            self.poll(wait)?; //                         2. poll
+            self.poll(wait)?; //                         2. poll (a nap first if coalescing)
             self.core.read_clock(); //                   3. now = clock()
             self.handle_events(); //                     4. listeners, waker, signals, conns
             self.serve_ready_list(); //                5. conns cut short or resumed
@@ -369,9 +375,28 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// Step 2: `epoll_wait`. A signal interrupting it is a turn with no
-    /// events.
+    /// Step 2: `epoll_wait`; while wake-ups coalesce and nothing is
+    /// ready, a nap first ([`Config::coalesce`]): events that arrive
+    /// during it are taken in one poll, not each with a wake-up.
     fn poll(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        self.coalesce.set_napped(false);
+        let Some(nap) = self.coalesce.nap(wait) else {
+            return self.poll_events(wait);
+        };
+        // A look first: what is ready already needs no nap.
+        self.poll_events(Some(Duration::ZERO))?;
+        if !self.events.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(nap);
+        self.core.counters().naps += 1;
+        self.coalesce.set_napped(true);
+        self.poll_events(wait.map(|w| w - nap))
+    }
+
+    /// One `epoll_wait`. A signal interrupting it is a turn with no
+    /// events.
+    fn poll_events(&mut self, wait: Option<Duration>) -> io::Result<()> {
         match self.core.poll(&mut self.events, wait) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.events.clear();
@@ -403,6 +428,11 @@ impl<H: Handler> Reactor<H> {
         }
         self.events_full = seen >= events.capacity();
         self.events = events;
+        if !self.core.config().coalesce.is_zero() {
+            let stats = self.core.counters();
+            let moved = stats.bytes_in + stats.bytes_out;
+            self.coalesce.after_poll(seen, moved, Instant::now());
+        }
         if !self.inbox.is_empty() {
             // Left by a handler that panicked on an earlier command.
             self.take_commands();
