@@ -106,16 +106,17 @@ pub const DEFAULT_POST_QUEUE: usize = 65_536;
 pub const SCRATCH_SIZE: usize = 64 * 1024;
 /// Events taken from one `poll`: past this, the rest wait a turn.
 pub const EVENTS_CAPACITY: usize = 1024;
-/// The longest [`Config::coalesce`] accepted. A nap is latency a request
-/// may wait in the kernel's queue; a millisecond already gathers every
-/// request a busy loop sees at 10,000 per second, and a value of seconds
-/// would stall the loop.
+/// The longest [`Config::coalesce`] accepted. A nap is latency every
+/// request that arrives during it pays. Measured here, naps of tens of
+/// microseconds already gather what there is to gather (50 clients: 4
+/// requests a backend write); a millisecond is a generous ceiling, and a
+/// value of seconds would stall the loop.
 pub const MAX_COALESCE: Duration = Duration::from_millis(1);
-/// A turn that handled at least this many events starts wake-up
-/// coalescing, and a nap that gathered fewer ends it (see
-/// [`Config::coalesce`]). Two means more than one peer is active at once:
-/// a lone client in request and reply, one event a turn, never waits for
-/// a nap.
+/// A turn that handled at least this many events allows naps, and a nap
+/// that gathered fewer stops them (see [`Config::coalesce`]). Two means
+/// more than one peer is active at once: a lone client in request and
+/// reply, one event a turn, waits for a nap at most once after a turn
+/// that happened to bring two.
 pub const COALESCE_MIN_EVENTS: usize = 2;
 /// Wake-up coalescing runs this long in one mode (napping or not) before
 /// it probes the other: long enough that the probe's cost (a worse mode,
@@ -123,12 +124,14 @@ pub const COALESCE_MIN_EVENTS: usize = 2;
 /// changes within a second.
 pub const COALESCE_STRETCH: Duration = Duration::from_millis(200);
 /// The probe of the other mode: 20 ms is a thousand requests at 50,000 a
-/// second, enough to see a 10% difference in the bytes moved.
+/// second, enough to see a difference the size of
+/// [`COALESCE_MARGIN_DIVISOR`]'s margin. A gap this long between turns
+/// is a quiet spell, after which measuring starts again.
 pub const COALESCE_PROBE: Duration = Duration::from_millis(20);
-/// Napping must move this fraction (1/16, about 6%) more bytes per
-/// second than not to be kept: a nap adds latency that a byte count does
+/// Napping must move 1/16 (about 6%) more bytes per second than not to
+/// be kept: a nap adds latency that a byte count does
 /// not show, and a probe's measure is a few percent noisy.
-pub const COALESCE_MARGIN: u64 = 16;
+pub const COALESCE_MARGIN_DIVISOR: u64 = 16;
 /// After our FIN on a graceful close, how long to read and discard input
 /// while waiting for the peer's FIN. Closing a socket with unread input
 /// makes the kernel send RST, which destroys output not yet delivered;
@@ -233,14 +236,24 @@ pub struct Config {
     /// NIC's interrupt moderation (`ethtool -C rx-usecs`) trades the same
     /// way: up to this much latency, plus the thread's timer slack (50 us
     /// unless changed with `PR_SET_TIMERSLACK`), for fewer wake-ups under
-    /// load. Whether it pays depends on the peers, so the reactor
-    /// measures: it naps only after turns with [`COALESCE_MIN_EVENTS`] or
-    /// more events (a quiet server or a lone client is answered at once),
-    /// and only while a probe shows that napping moves more bytes per
-    /// second than not, by [`COALESCE_MARGIN`] ([`COALESCE_STRETCH`],
-    /// [`COALESCE_PROBE`]): a few
-    /// clients in lockstep with the reactor lose from a nap, a crowd
-    /// whose other work fills the CPU gains. At most [`MAX_COALESCE`].
+    /// load.
+    ///
+    /// Whether it pays depends on the peers, so the reactor measures: it
+    /// naps only after turns with [`COALESCE_MIN_EVENTS`] or more events
+    /// (a quiet server never naps, a lone client hardly ever), and only
+    /// while a probe shows that napping moves more bytes per second than
+    /// not, by [`COALESCE_MARGIN_DIVISOR`]'s margin ([`COALESCE_STRETCH`],
+    /// [`COALESCE_PROBE`]): a few clients in lockstep with the reactor
+    /// lose from a nap, a crowd whose other work fills the CPU gains.
+    /// At most [`MAX_COALESCE`].
+    ///
+    /// A nap never makes the loop spin (the poll after it blocks as
+    /// usual) and is cut to the time left before the next timer; a
+    /// message posted from another thread, or a signal, waits for its
+    /// end. A host loop that calls
+    /// [`run_once`](crate::Reactor::run_once) with a zero wait never
+    /// naps; with a longer one, a turn may nap within it, and may
+    /// overrun it by the timer slack.
     pub coalesce: Duration,
 }
 

@@ -14,7 +14,8 @@
 //! ```text
 //!  0. on_start (first turn only)      the handler sets its first timers
 //!  1. wait = 0 if work is pending, else until the wheel's next deadline
-//!  2. poll(events, wait)               EINTR is a turn with no events
+//!  2. poll(events, wait)               EINTR is a turn with no events;
+//!                                      a nap first if coalescing (Config::coalesce)
 //!  3. now = clock()                    read once per turn, passed down
 //!  4. for each event:
 //!       listener -> accept until WouldBlock, batch limit, max_conns or EMFILE
@@ -139,6 +140,7 @@
 //! | `reactor/timeouts.rs` | the turn's clock reading; connection deadlines, lazily re-armed |
 //! | `reactor/shutdown.rs` | graceful shutdown, signals, recovery from a handler's panic |
 //! | `reactor/budget.rs` | memory across connections |
+//! | `reactor/coalesce.rs` | wake-up coalescing: whether the next poll naps first, measured |
 //! | `reactor/side_table.rs` | state few connections have, by slab slot, beside the slab (settings, tails, lookups) |
 //! | `reactor/settings.rs` | one connection's own timeouts and limits; connect options |
 //! | `reactor/sources.rs` | foreign sources the program owns, in the same poll |

@@ -191,7 +191,7 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} naps={} timers_fired={} timers={} accept_errors={} buffers_pooled={} buffers_in_use={} buffered_bytes={} pooled_bytes={}",
+            "accepted={} connects={} active={} peak={} bytes_in={} bytes_out={} turns={} events={} timers_fired={} timers={} accept_errors={} buffers_pooled={} buffers_in_use={} buffered_bytes={} pooled_bytes={} naps={}",
             self.accepted,
             self.connects,
             self.active,
@@ -200,14 +200,14 @@ impl fmt::Display for Stats {
             self.bytes_out,
             self.turns,
             self.events,
-            self.naps,
             self.timers_fired,
             self.timers,
             self.accept_errors,
             self.buffers_pooled,
             self.buffers_in_use,
             self.buffered_bytes,
-            self.pooled_bytes
+            self.pooled_bytes,
+            self.naps
         )?;
         for (name, n) in CloseReason::NAMES.iter().zip(self.closed) {
             if n > 0 {

@@ -1,5 +1,5 @@
 //! Wake-up coalescing (`Config::coalesce`) over real loopback sockets:
-//! a lone client never waits for a nap, a crowd gets them and every
+//! a lone client hardly ever waits for a nap, a crowd gets them and every
 //! answer, an idle server sleeps, and off means off. Whether a nap pays
 //! is measured by the reactor over 200 ms stretches (unit tests in
 //! `src/reactor/coalesce.rs` drive that logic with made-up loads); these
@@ -60,13 +60,13 @@ fn crowd(server: &Server, clients: u64, pause: Duration, run: Duration) -> u64 {
 }
 
 #[test]
-fn a_lone_client_in_request_and_reply_never_waits_for_a_nap() {
+fn a_lone_client_in_request_and_reply_hardly_ever_naps() {
     let server = Server::start(coalescing(NAP));
     let trips = crowd(&server, 1, Duration::ZERO, long_enough());
     let stats = server.stats();
-    // One event a turn is not busy; a turn with two (the accept and the
-    // first bytes) may let one nap through, which then gathers one event
-    // and ends them.
+    // One event a turn is no crowd. Two may come in one turn now and
+    // then (a read and a timer); the nap after it gathers one event and
+    // ends the naps again.
     assert!(
         stats.naps <= 2,
         "{} naps in {trips} round trips of a lone client: {stats}",

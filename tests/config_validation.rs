@@ -78,6 +78,14 @@ fn reactor_new_refuses_configs_that_cannot_work_and_names_the_field() {
             },
         ),
     ];
+    let longest = Config {
+        coalesce: evloop::MAX_COALESCE,
+        ..default.clone()
+    };
+    assert!(
+        Reactor::new(Sink, longest).is_ok(),
+        "coalesce at its maximum"
+    );
     for (field, config) in bad {
         let why = config.validate().expect_err(field).to_string();
         assert!(why.contains(field), "validate() for {field}: {why:?}");

@@ -12,83 +12,112 @@
 //! Which wins depends on the peers, so the reactor measures instead of
 //! guessing. Two rules:
 //!
-//! - **Busy:** a nap is taken only after a turn that handled
+//! - **Crowded:** a nap is taken only after a turn that handled
 //!   [`COALESCE_MIN_EVENTS`] or more events, and a nap that gathered
-//!   fewer stops the naps until such a turn comes again. A quiet server,
-//!   or a lone client in request and reply (one event a turn), never
-//!   waits for one.
+//!   fewer stops the naps until such a turn comes again. A quiet server
+//!   never naps, and a lone client in request and reply (one event a
+//!   turn) waits for a nap at most once after a turn that happened to
+//!   bring two events.
 //! - **Worth it:** the reactor runs a stretch ([`COALESCE_STRETCH`]) in
 //!   one mode, napping or not, then a probe ([`COALESCE_PROBE`]) in the
-//!   other, and goes on napping only if napping moved more bytes per
-//!   second, by a margin ([`COALESCE_MARGIN`]) for the latency the
-//!   bytes do not show. A few
-//!   clients in lockstep with the reactor lose to a nap (each request
-//!   waits for it, and nothing else runs meanwhile: their rate falls), a
-//!   crowd whose other work fills the CPU gains from it (their rate
-//!   rises), and the probe tells them apart.
+//!   other, and naps in the next stretch only on evidence: naps were
+//!   taken, both modes moved bytes, and napping moved more per second by
+//!   a margin ([`COALESCE_MARGIN_DIVISOR`]) for the latency the bytes do
+//!   not show. A few clients in lockstep with the reactor lose from a nap
+//!   (each request waits for it, and nothing else runs meanwhile: their
+//!   rate falls), a crowd whose other work fills the CPU gains (their
+//!   rate rises), and the probe tells them apart. A gap between turns
+//!   longer than a probe is a quiet spell: it says nothing of either
+//!   mode, so measuring starts again with a stretch without naps. Load
+//!   that comes in bursts shorter than a stretch never naps.
+//!
+//! A peer can steer the mode (send more while naps are on), but what it
+//! buys is bounded: each wake-up waits at most the nap, and
+//! [`MAX_COALESCE`] bounds the nap.
 //!
 //! [`Config::coalesce`]: crate::Config::coalesce
 
 use std::time::{Duration, Instant};
 
-use crate::config::{COALESCE_MARGIN, COALESCE_MIN_EVENTS, COALESCE_PROBE, COALESCE_STRETCH};
+use crate::config::{
+    COALESCE_MARGIN_DIVISOR, COALESCE_MIN_EVENTS, COALESCE_PROBE, COALESCE_STRETCH, MAX_COALESCE,
+};
 
 /// Whether naps are on, and the measurements that decide it.
 pub(super) struct Coalesce {
-    /// The configured nap; zero: never.
-    nap: Duration,
+    /// The nap configured; zero: never.
+    configured: Duration,
     /// This stretch or probe naps.
     napping: bool,
-    /// The last turn was busy, and no nap since came back with too few
-    /// events.
-    busy: bool,
+    /// Several events came in one turn, and no nap since came back with
+    /// fewer.
+    crowded: bool,
     /// The poll of this turn came after a nap.
     napped: bool,
     /// A probe runs now (else a stretch).
     probing: bool,
-    /// When this stretch or probe began, and the bytes moved by then.
+    /// When this stretch or probe began, the bytes moved by then, and
+    /// the naps taken since.
     began: Option<(Instant, u64)>,
-    /// Bytes per second in the last stretch.
-    stretch_rate: u64,
+    naps: u64,
+    /// The last poll's time: a longer gap than a probe is a quiet spell.
+    last: Option<Instant>,
+    /// The last stretch: bytes per second, naps taken.
+    stretch: (u64, u64),
 }
 
 impl Coalesce {
-    pub(super) fn new(nap: Duration) -> Self {
+    pub(super) fn new(configured: Duration) -> Self {
         Coalesce {
-            nap,
+            configured,
             napping: false,
-            busy: false,
+            crowded: false,
             napped: false,
             probing: false,
             began: None,
-            stretch_rate: 0,
+            naps: 0,
+            last: None,
+            stretch: (0, 0),
         }
+    }
+
+    /// Coalescing is configured at all.
+    pub(super) fn is_on(&self) -> bool {
+        !self.configured.is_zero()
     }
 
     /// How long to nap before this poll, if at all: never longer than
     /// `wait`, the time the poll may take.
     pub(super) fn nap(&self, wait: Option<Duration>) -> Option<Duration> {
-        let nap = self.nap.min(wait.unwrap_or(Duration::MAX));
-        (self.napping && self.busy && !nap.is_zero()).then_some(nap)
+        let nap = self.configured.min(wait.unwrap_or(Duration::MAX));
+        (self.napping && self.crowded && !nap.is_zero()).then_some(nap)
     }
 
-    /// This turn's poll came after a nap (or not).
-    pub(super) fn set_napped(&mut self, napped: bool) {
-        self.napped = napped;
+    /// A nap was taken before this turn's poll.
+    pub(super) fn took_nap(&mut self) {
+        self.napped = true;
+        self.naps += 1;
     }
 
     /// After each poll: it returned `events`; `moved` is every byte read
-    /// and written so far, read at `now`.
+    /// and written so far, and `now` this turn's clock reading.
     pub(super) fn after_poll(&mut self, events: usize, moved: u64, now: Instant) {
-        if self.nap.is_zero() {
-            return;
-        }
         if events >= COALESCE_MIN_EVENTS {
-            self.busy = true;
+            self.crowded = true;
         } else if self.napped {
-            self.busy = false;
+            self.crowded = false;
         }
-        let (began, moved_then) = *self.began.get_or_insert((now, moved));
+        self.napped = false;
+        let quiet = self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) > COALESCE_PROBE);
+        self.last = Some(now);
+        let Some((began, moved_then)) = self.began.filter(|_| !quiet) else {
+            // The first turn, or after a quiet spell (whose rate says
+            // nothing of either mode): a stretch without naps, from here.
+            self.restart(now, moved, false);
+            return;
+        };
         let elapsed = now.saturating_duration_since(began);
         let length = if self.probing {
             COALESCE_PROBE
@@ -100,18 +129,30 @@ impl Coalesce {
         }
         let rate = per_second(moved.saturating_sub(moved_then), elapsed);
         if self.probing {
-            let (nap_rate, plain_rate) = if self.napping {
-                (rate, self.stretch_rate)
+            let (stretch_rate, stretch_naps) = self.stretch;
+            let (nap, plain) = if self.napping {
+                ((rate, self.naps), stretch_rate)
             } else {
-                (self.stretch_rate, rate)
+                ((stretch_rate, stretch_naps), rate)
             };
-            self.napping = nap_rate > plain_rate + plain_rate / COALESCE_MARGIN;
+            // Naps go on only on evidence: naps were taken, both modes
+            // moved bytes, and napping moved clearly more.
+            let napping = nap.1 > 0 && plain > 0 && nap.0 > plain + plain / COALESCE_MARGIN_DIVISOR;
+            self.restart(now, moved, napping);
         } else {
-            self.stretch_rate = rate;
-            self.napping = !self.napping;
+            self.stretch = (rate, self.naps);
+            self.restart(now, moved, !self.napping);
+            self.probing = true;
         }
-        self.probing = !self.probing;
+    }
+
+    /// A stretch (a probe, if the caller says so after) begins at `now`,
+    /// napping or not.
+    fn restart(&mut self, now: Instant, moved: u64, napping: bool) {
+        self.napping = napping;
+        self.probing = false;
         self.began = Some((now, moved));
+        self.naps = 0;
     }
 }
 
@@ -127,8 +168,8 @@ mod tests {
 
     const NAP: Duration = Duration::from_micros(20);
 
-    /// A reactor's coalescing under a made-up load: busy turns, one a
-    /// millisecond.
+    /// A reactor's coalescing under a made-up load: crowded turns, one a
+    /// millisecond, each after a nap when the mode naps.
     struct Sim {
         c: Coalesce,
         start: Instant,
@@ -147,6 +188,17 @@ mod tests {
             }
         }
 
+        /// One turn, `gap_ms` after the last, moving `bytes`.
+        fn turn(&mut self, gap_ms: u64, bytes: u64, nap: bool) {
+            if nap && self.c.napping {
+                self.c.took_nap();
+            }
+            self.ms += gap_ms;
+            self.moved += bytes;
+            let now = self.start + Duration::from_millis(self.ms);
+            self.c.after_poll(COALESCE_MIN_EVENTS, self.moved, now);
+        }
+
         /// `windows` stretches or probes, each turn moving
         /// `rate(napping)` bytes; the mode after each window.
         fn run(&mut self, windows: usize, rate: impl Fn(bool) -> u64) -> Vec<bool> {
@@ -154,10 +206,7 @@ mod tests {
             for _ in 0..windows {
                 let probing = self.c.probing;
                 while self.c.probing == probing {
-                    self.moved += rate(self.c.napping);
-                    self.ms += 1;
-                    let now = self.start + Duration::from_millis(self.ms);
-                    self.c.after_poll(COALESCE_MIN_EVENTS, self.moved, now);
+                    self.turn(1, rate(self.c.napping), true);
                 }
                 modes.push(self.c.napping);
             }
@@ -191,24 +240,71 @@ mod tests {
     }
 
     #[test]
-    fn no_nap_unless_busy_and_a_thin_nap_ends_them() {
+    fn a_quiet_spell_ends_a_window_without_a_decision() {
+        let mut sim = Sim::new();
+        let better = |napping| if napping { 200 } else { 100 };
+        assert_eq!(sim.run(3, better), [true, true, false], "napping won");
+        // Quiet for longer than a probe: back to a plain stretch, and
+        // the probe that was running decides nothing.
+        sim.turn(COALESCE_PROBE.as_millis() as u64 + 1, 1, true);
+        assert!(!sim.c.napping && !sim.c.probing);
+        // Naps come back only after a fresh stretch and probe.
+        assert_eq!(sim.run(2, better), [true, true]);
+    }
+
+    #[test]
+    fn bursts_shorter_than_a_stretch_never_start_naps() {
+        let mut sim = Sim::new();
+        for _ in 0..100 {
+            // 10 ms of turns, quiet for 50 (a periodic client).
+            for _ in 0..10 {
+                sim.turn(1, 1000, true);
+            }
+            sim.ms += 50;
+            assert!(sim.c.nap(None).is_none());
+        }
+    }
+
+    #[test]
+    fn naps_need_evidence() {
+        // A napping probe in which no nap was taken (never crowded).
+        let mut sim = Sim::new();
+        let mut modes = Vec::new();
+        for _ in 0..2 {
+            let probing = sim.c.probing;
+            while sim.c.probing == probing {
+                let bytes = if sim.c.napping { 200 } else { 100 };
+                sim.turn(1, bytes, false);
+            }
+            modes.push(sim.c.napping);
+        }
+        assert_eq!(modes, [true, false], "no naps taken: no evidence");
+        // A stretch that moved nothing: any probe would beat it.
+        let modes = sim.run(2, |napping| if napping { 100 } else { 0 });
+        assert_eq!(
+            modes,
+            [true, false],
+            "nothing moved without naps: no evidence"
+        );
+    }
+
+    #[test]
+    fn no_nap_unless_crowded_and_a_thin_nap_ends_them() {
         let mut c = Coalesce::new(NAP);
-        c.napping = true;
         let now = Instant::now();
         c.after_poll(1, 0, now);
-        assert_eq!(c.nap(None), None, "one event a turn is not busy");
+        c.napping = true;
+        assert_eq!(c.nap(None), None, "one event a turn is no crowd");
         c.after_poll(COALESCE_MIN_EVENTS, 0, now);
         assert_eq!(c.nap(None), Some(NAP));
-        assert_eq!(
-            c.nap(Some(Duration::from_micros(5))),
-            Some(Duration::from_micros(5))
-        );
+        let short = Duration::from_micros(5);
+        assert_eq!(c.nap(Some(short)), Some(short), "cut to the wait");
         assert_eq!(c.nap(Some(Duration::ZERO)), None, "work waits: no nap");
         // A turn without a nap and one event keeps them on ...
         c.after_poll(1, 0, now);
         assert_eq!(c.nap(None), Some(NAP));
         // ... a nap that gathered one ends them.
-        c.set_napped(true);
+        c.took_nap();
         c.after_poll(1, 0, now);
         assert_eq!(c.nap(None), None);
     }
@@ -216,8 +312,9 @@ mod tests {
     #[test]
     fn off_means_never() {
         let mut c = Coalesce::new(Duration::ZERO);
+        assert!(!c.is_on());
         c.napping = true;
-        c.after_poll(100, 0, Instant::now());
+        c.crowded = true;
         assert_eq!(c.nap(None), None);
     }
 }

@@ -27,7 +27,7 @@ use std::mem;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::event::Event;
 use mio::{Events, Token, Waker};
@@ -379,30 +379,29 @@ impl<H: Handler> Reactor<H> {
     /// ready, a nap first ([`Config::coalesce`]): events that arrive
     /// during it are taken in one poll, not each with a wake-up.
     fn poll(&mut self, wait: Option<Duration>) -> io::Result<()> {
-        self.coalesce.set_napped(false);
         let Some(nap) = self.coalesce.nap(wait) else {
-            return self.poll_events(wait);
+            return self.poll_events(wait).map(drop);
         };
-        // A look first: what is ready already needs no nap.
-        self.poll_events(Some(Duration::ZERO))?;
-        if !self.events.is_empty() {
+        // A look first: what is ready needs no nap, nor does a signal.
+        if !self.poll_events(Some(Duration::ZERO))? || !self.events.is_empty() {
             return Ok(());
         }
         std::thread::sleep(nap);
         self.core.counters().naps += 1;
-        self.coalesce.set_napped(true);
-        self.poll_events(wait.map(|w| w - nap))
+        self.coalesce.took_nap();
+        self.poll_events(wait.map(|w| w.saturating_sub(nap)))
+            .map(drop)
     }
 
-    /// One `epoll_wait`. A signal interrupting it is a turn with no
-    /// events.
-    fn poll_events(&mut self, wait: Option<Duration>) -> io::Result<()> {
+    /// One `epoll_wait`; `false` if a signal interrupted it, which is a
+    /// turn with no events.
+    fn poll_events(&mut self, wait: Option<Duration>) -> io::Result<bool> {
         match self.core.poll(&mut self.events, wait) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 self.events.clear();
-                Ok(())
+                Ok(false)
             }
-            result => result,
+            result => result.map(|()| true),
         }
     }
 
@@ -428,10 +427,11 @@ impl<H: Handler> Reactor<H> {
         }
         self.events_full = seen >= events.capacity();
         self.events = events;
-        if !self.core.config().coalesce.is_zero() {
+        if self.coalesce.is_on() {
+            let now = self.core.time().now_instant();
             let stats = self.core.counters();
             let moved = stats.bytes_in + stats.bytes_out;
-            self.coalesce.after_poll(seen, moved, Instant::now());
+            self.coalesce.after_poll(seen, moved, now);
         }
         if !self.inbox.is_empty() {
             // Left by a handler that panicked on an earlier command.
