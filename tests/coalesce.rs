@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,17 @@ use evloop::{Config, COALESCE_PROBE, COALESCE_STRETCH};
 const NAP: Duration = Duration::from_micros(200);
 /// Between a client's round trips in a crowd.
 const PAUSE: Duration = Duration::from_micros(100);
+
+/// One test at a time: the reactor measures in stretches of wall-clock
+/// time, and a gap of a probe's length between two turns (a thread
+/// starved of the CPU by the other tests' clients) would restart them.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn alone() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Past the first stretch and the probe after it, with room to spare.
 fn long_enough() -> Duration {
@@ -61,6 +73,7 @@ fn crowd(server: &Server, clients: u64, pause: Duration, run: Duration) -> u64 {
 
 #[test]
 fn a_lone_client_in_request_and_reply_hardly_ever_naps() {
+    let _alone = alone();
     let server = Server::start(coalescing(NAP));
     let trips = crowd(&server, 1, Duration::ZERO, long_enough());
     let stats = server.stats();
@@ -77,6 +90,7 @@ fn a_lone_client_in_request_and_reply_hardly_ever_naps() {
 
 #[test]
 fn a_crowd_gets_naps_and_every_answer() {
+    let _alone = alone();
     let server = Server::start(coalescing(NAP));
     // Clients that pause leave the reactor idle now and then: without a
     // nap it would sleep and wake for each. (A crowd that never pauses
@@ -95,6 +109,7 @@ fn a_crowd_gets_naps_and_every_answer() {
 
 #[test]
 fn an_idle_server_sleeps_after_a_crowd() {
+    let _alone = alone();
     let server = Server::start(coalescing(NAP));
     crowd(&server, 16, PAUSE, long_enough());
     server.wait_for("the clients' closes", |r| r.closed.len() == 16);
@@ -112,6 +127,7 @@ fn an_idle_server_sleeps_after_a_crowd() {
 
 #[test]
 fn off_means_no_naps_under_any_load() {
+    let _alone = alone();
     let server = Server::start(Config::default());
     assert!(Config::default().coalesce.is_zero());
     crowd(&server, 16, PAUSE, long_enough());

@@ -36,11 +36,12 @@
 //! [`MAX_COALESCE`] bounds the nap.
 //!
 //! [`Config::coalesce`]: crate::Config::coalesce
+//! [`MAX_COALESCE`]: crate::MAX_COALESCE
 
 use std::time::{Duration, Instant};
 
 use crate::config::{
-    COALESCE_MARGIN_DIVISOR, COALESCE_MIN_EVENTS, COALESCE_PROBE, COALESCE_STRETCH, MAX_COALESCE,
+    COALESCE_MARGIN_DIVISOR, COALESCE_MIN_EVENTS, COALESCE_PROBE, COALESCE_STRETCH,
 };
 
 /// Whether naps are on, and the measurements that decide it.
