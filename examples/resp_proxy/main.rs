@@ -46,7 +46,7 @@
 //!   proxy would wake for nearly every request and pass each on in a
 //!   write of its own. It naps [`COALESCE`] first instead, when the
 //!   reactor measures that this moves more (`evloop::Config::coalesce`):
-//!   a write to a backend carries about 4 requests instead of 2.6.
+//!   a write to a backend carries 3.9 requests instead of 2.6.
 //! - **A reply too large fails alone.** A reply past `reply::MAX_REPLY`
 //!   (16 MiB) cannot be held to be routed whole: its request gets `-ERR`,
 //!   and the reply is walked past as it streams in (`reply::Skip`), so
@@ -128,11 +128,11 @@ const RECONNECT_WAIT: Duration = Duration::from_millis(100);
 /// Wake-up coalescing unless `--coalesce-us` says otherwise. With 50
 /// clients a request at a time (`compare.py resp-proxy`), a nap of 20 us
 /// (about 70 with the kernel's timer slack) makes each write to a backend
-/// carry 4 requests instead of 2.6 and the proxy sleep 0.09 times a
-/// request instead of 0.37; the backends, which share the other core with
-/// the load, spend 5.2 us a request instead of 9.3, and the throughput
-/// rises by 30% (docs/BENCHMARKS.md). A lone client hardly ever waits for a
-/// nap, and a few in lockstep with the proxy lose at most about 7%.
+/// carry 3.9 requests instead of 2.6 and the proxy sleep 0.09 times a
+/// request instead of 0.35; the backends, which share the other core with
+/// the load, spend 5.1 us a request instead of 9.0, and the throughput
+/// rises by 30% (docs/BENCHMARKS.md). A lone client hardly ever waits for
+/// a nap, and 1 to 8 clients stay within 6% of no naps.
 const COALESCE: Duration = Duration::from_micros(20);
 /// How often in-flight requests are checked against `--timeout`, and
 /// ejected backends against `--retry-timeout`.
