@@ -253,7 +253,8 @@ pub struct Config {
     /// end. A host loop that calls
     /// [`run_once`](crate::Reactor::run_once) with a zero wait never
     /// naps; with a longer one, a turn may nap within it, and may
-    /// overrun it by the timer slack.
+    /// overrun it by the timer slack (on top of mio's rounding of the
+    /// wait up to whole milliseconds, as without naps).
     pub coalesce: Duration,
 }
 

@@ -77,9 +77,9 @@ fn a_lone_client_in_request_and_reply_hardly_ever_naps() {
     let server = Server::start(coalescing(NAP));
     let trips = crowd(&server, 1, Duration::ZERO, long_enough());
     let stats = server.stats();
-    // One event a turn is no crowd. Two may come in one turn now and
-    // then (a read and a timer); the nap after it gathers one event and
-    // ends the naps again.
+    // One event a turn is no crowd, so no nap; the bound leaves room
+    // for a stray turn with two, after which the nap gathers one event
+    // and ends the naps again.
     assert!(
         stats.naps <= 2,
         "{} naps in {trips} round trips of a lone client: {stats}",
@@ -94,7 +94,7 @@ fn a_crowd_gets_naps_and_every_answer() {
     let server = Server::start(coalescing(NAP));
     // Clients that pause leave the reactor idle now and then: without a
     // nap it would sleep and wake for each. (A crowd that never pauses
-    // keeps every poll full, and a full poll needs no nap.)
+    // keeps the reactor busy: the look before a nap always finds work.)
     let trips = crowd(&server, 16, PAUSE, long_enough() * 2);
     let stats = server.stats();
     // Every byte was checked by round_trip; the probes of napping (four

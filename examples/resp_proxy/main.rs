@@ -132,7 +132,7 @@ const RECONNECT_WAIT: Duration = Duration::from_millis(100);
 /// request instead of 0.35; the backends, which share the other core with
 /// the load, spend 5.1 us a request instead of 9.0, and the throughput
 /// rises by 30% (docs/BENCHMARKS.md). A lone client hardly ever waits for
-/// a nap, and 1 to 8 clients stay within 6% of no naps.
+/// a nap, and 1 to 8 clients stay within about 7% of no naps.
 const COALESCE: Duration = Duration::from_micros(20);
 /// How often in-flight requests are checked against `--timeout`, and
 /// ejected backends against `--retry-timeout`.

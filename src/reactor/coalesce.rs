@@ -29,11 +29,14 @@
 //!   rate rises), and the probe tells them apart. A gap between turns
 //!   longer than a probe is a quiet spell: it says nothing of either
 //!   mode, so measuring starts again with a stretch without naps. Load
-//!   that comes in bursts shorter than a stretch never naps.
+//!   in bursts separated by quiet spells never naps. The gap is measured
+//!   from one turn's clock reading to the next, so one turn longer than
+//!   a probe (or the thread kept off the CPU that long) counts as quiet
+//!   too: it fails safe, with fewer naps.
 //!
 //! A peer can steer the mode (send more while naps are on), but what it
-//! buys is bounded: each wake-up waits at most the nap, and
-//! [`MAX_COALESCE`] bounds the nap.
+//! buys is bounded: each wake-up waits at most the nap plus the thread's
+//! timer slack, and [`MAX_COALESCE`] bounds the nap.
 //!
 //! [`Config::coalesce`]: crate::Config::coalesce
 //! [`MAX_COALESCE`]: crate::MAX_COALESCE
@@ -138,7 +141,8 @@ impl Coalesce {
             };
             // Naps go on only on evidence: naps were taken, both modes
             // moved bytes, and napping moved clearly more.
-            let napping = nap.1 > 0 && plain > 0 && nap.0 > plain + plain / COALESCE_MARGIN_DIVISOR;
+            let margin = plain / COALESCE_MARGIN_DIVISOR;
+            let napping = nap.1 > 0 && plain > 0 && nap.0 > plain.saturating_add(margin);
             self.restart(now, moved, napping);
         } else {
             self.stretch = (rate, self.naps);

@@ -430,7 +430,7 @@ impl<H: Handler> Reactor<H> {
         if self.coalesce.is_on() {
             let now = self.core.time().now_instant();
             let stats = self.core.counters();
-            let moved = stats.bytes_in + stats.bytes_out;
+            let moved = stats.bytes_in.saturating_add(stats.bytes_out);
             self.coalesce.after_poll(seen, moved, now);
         }
         if !self.inbox.is_empty() {
