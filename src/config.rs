@@ -108,8 +108,8 @@ pub const SCRATCH_SIZE: usize = 64 * 1024;
 pub const EVENTS_CAPACITY: usize = 1024;
 /// The longest [`Config::coalesce`] accepted. A nap is latency every
 /// request that arrives during it pays. Measured here, naps of tens of
-/// microseconds already gather what there is to gather (50 clients: 4
-/// requests a backend write); a millisecond is a generous ceiling, and a
+/// microseconds already gather what there is to gather (50 clients:
+/// about 4 requests a backend write); a millisecond is a generous ceiling, and a
 /// value of seconds would stall the loop.
 pub const MAX_COALESCE: Duration = Duration::from_millis(1);
 /// A turn that handled at least this many events allows naps, and a nap
@@ -129,8 +129,8 @@ pub const COALESCE_STRETCH: Duration = Duration::from_millis(200);
 /// is a quiet spell, after which measuring starts again.
 pub const COALESCE_PROBE: Duration = Duration::from_millis(20);
 /// Napping must move 1/16 (about 6%) more bytes per second than not to
-/// be kept: a nap adds latency that a byte count does
-/// not show, and a probe's measure is a few percent noisy.
+/// be kept: a nap adds latency that a byte count does not show, and a
+/// probe's measure is a few percent noisy.
 pub const COALESCE_MARGIN_DIVISOR: u64 = 16;
 /// After our FIN on a graceful close, how long to read and discard input
 /// while waiting for the peer's FIN. Closing a socket with unread input

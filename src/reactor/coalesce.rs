@@ -60,9 +60,9 @@ pub(super) struct Coalesce {
     napped: bool,
     /// A probe runs now (else a stretch).
     probing: bool,
-    /// When this stretch or probe began, the bytes moved by then, and
-    /// the naps taken since.
+    /// When this stretch or probe began, and the bytes moved by then.
     began: Option<(Instant, u64)>,
+    /// Naps taken in this stretch or probe.
     naps: u64,
     /// The last poll's time: a longer gap than a probe is a quiet spell.
     last: Option<Instant>,
@@ -258,7 +258,7 @@ mod tests {
     }
 
     #[test]
-    fn bursts_shorter_than_a_stretch_never_start_naps() {
+    fn bursts_between_quiet_spells_never_start_naps() {
         let mut sim = Sim::new();
         for _ in 0..100 {
             // 10 ms of turns, quiet for 50 (a periodic client).
